@@ -1,0 +1,342 @@
+//! The analysis IR: an SSA dataflow graph of ONNX nodes and values, in
+//! topological order, with the shapes and small constant values that the
+//! analysis needs (inferred here where the exporter left them out).
+
+mod build;
+mod shape;
+
+pub use build::{from_model, IrError};
+pub use shape::{broadcast, norm_axis, product, reduce_axes};
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Index of a value in [`Graph::values`].
+pub type ValueId = usize;
+/// Index of a node in [`Graph::nodes`] (which is topologically sorted).
+pub type NodeId = usize;
+
+/// One dimension of a shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// A known size.
+    Known(i64),
+    /// A named symbolic size (index into [`Graph::symbols`]); equal ids are equal sizes.
+    Sym(u32),
+    /// Nothing is known.
+    Unknown,
+}
+
+impl Dim {
+    /// The size, when known.
+    pub fn known(self) -> Option<i64> {
+        match self {
+            Dim::Known(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Element types the analysis distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DType {
+    /// float32
+    #[default]
+    F32,
+    /// float64
+    F64,
+    /// float16
+    F16,
+    /// bfloat16
+    BF16,
+    /// int64
+    I64,
+    /// int32
+    I32,
+    /// bool
+    Bool,
+    /// any other ONNX type code
+    Other(i32),
+}
+
+impl DType {
+    /// From the ONNX `TensorProto.DataType` code.
+    pub fn from_onnx(code: i32) -> DType {
+        match code {
+            1 => DType::F32,
+            11 => DType::F64,
+            10 => DType::F16,
+            16 => DType::BF16,
+            7 => DType::I64,
+            6 => DType::I32,
+            9 => DType::Bool,
+            c => DType::Other(c),
+        }
+    }
+
+    /// True for the floating-point types that hold trainable weights.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+    }
+
+    /// Bytes per element, where fixed.
+    pub fn size(self) -> Option<usize> {
+        match self {
+            DType::F32 | DType::I32 => Some(4),
+            DType::F64 | DType::I64 => Some(8),
+            DType::F16 | DType::BF16 => Some(2),
+            DType::Bool => Some(1),
+            DType::Other(_) => None,
+        }
+    }
+
+    /// The name used in reports (`float32`, ...).
+    pub fn name(self) -> String {
+        match self {
+            DType::F32 => "float32".into(),
+            DType::F64 => "float64".into(),
+            DType::F16 => "float16".into(),
+            DType::BF16 => "bfloat16".into(),
+            DType::I64 => "int64".into(),
+            DType::I32 => "int32".into(),
+            DType::Bool => "bool".into(),
+            DType::Other(c) => format!("onnx-type-{c}"),
+        }
+    }
+}
+
+/// A constant tensor: an initializer or a `Constant` node's value.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions (validated non-negative, product bounded).
+    pub dims: Vec<i64>,
+    /// Little-endian element bytes; a slice of the mapped model file when possible.
+    pub data: Bytes,
+}
+
+impl Tensor {
+    /// Number of elements.
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().map(|&d| d as u64).product()
+    }
+
+    /// The values as i64 when this is a small integer tensor.
+    pub fn as_ints(&self) -> Option<Vec<i64>> {
+        let n = self.elements() as usize;
+        if n > shape::MAX_TRACKED_INTS {
+            return None;
+        }
+        match self.dtype {
+            DType::I64 if self.data.len() == n * 8 => {
+                Some(self.data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+            }
+            DType::I32 if self.data.len() == n * 4 => Some(
+                self.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The value as f64 when this is a one-element float or integer tensor.
+    pub fn as_scalar(&self) -> Option<f64> {
+        if self.elements() != 1 {
+            return None;
+        }
+        let b = &self.data[..];
+        match self.dtype {
+            DType::F32 if b.len() == 4 => Some(f32::from_le_bytes(b.try_into().ok()?) as f64),
+            DType::F64 if b.len() == 8 => Some(f64::from_le_bytes(b.try_into().ok()?)),
+            DType::I64 if b.len() == 8 => Some(i64::from_le_bytes(b.try_into().ok()?) as f64),
+            DType::I32 if b.len() == 4 => Some(i32::from_le_bytes(b.try_into().ok()?) as f64),
+            _ => None,
+        }
+    }
+}
+
+/// An attribute value.
+#[derive(Debug, Clone)]
+pub enum AttrValue {
+    /// INT
+    Int(i64),
+    /// FLOAT
+    Float(f32),
+    /// INTS
+    Ints(Vec<i64>),
+    /// FLOATS
+    Floats(Vec<f32>),
+    /// STRING
+    Str(String),
+    /// TENSOR
+    Tensor(Tensor),
+    /// GRAPH or GRAPHS (the subgraph itself is not analysed)
+    Graph,
+    /// anything else
+    Other,
+}
+
+/// One ONNX node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The node's name, or `op_type#index` when the model left it empty.
+    pub name: String,
+    /// Operator type (`Conv`, ...).
+    pub op_type: String,
+    /// Operator domain (`""` for the default ONNX domain).
+    pub domain: String,
+    /// Inputs; `None` for an absent optional input.
+    pub inputs: Vec<Option<ValueId>>,
+    /// Outputs; `None` for an absent optional output.
+    pub outputs: Vec<Option<ValueId>>,
+    /// Outer-scope values read by the node's subgraphs (If, Loop, Scan).
+    pub implicit_inputs: Vec<ValueId>,
+    /// Attributes by name.
+    pub attrs: HashMap<String, AttrValue>,
+}
+
+impl Node {
+    /// True for the default ONNX domain.
+    pub fn is_default_domain(&self) -> bool {
+        self.domain.is_empty() || self.domain == "ai.onnx"
+    }
+
+    /// Input `i`, when present.
+    pub fn input(&self, i: usize) -> Option<ValueId> {
+        self.inputs.get(i).copied().flatten()
+    }
+
+    /// Output `i`, when present.
+    pub fn output(&self, i: usize) -> Option<ValueId> {
+        self.outputs.get(i).copied().flatten()
+    }
+
+    /// An INT attribute or its default.
+    pub fn attr_int(&self, name: &str, default: i64) -> i64 {
+        match self.attrs.get(name) {
+            Some(AttrValue::Int(i)) => *i,
+            _ => default,
+        }
+    }
+
+    /// A FLOAT attribute or its default.
+    pub fn attr_float(&self, name: &str, default: f32) -> f32 {
+        match self.attrs.get(name) {
+            Some(AttrValue::Float(f)) => *f,
+            _ => default,
+        }
+    }
+
+    /// An INTS attribute, if set.
+    pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
+        match self.attrs.get(name) {
+            Some(AttrValue::Ints(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A STRING attribute, if set.
+    pub fn attr_str(&self, name: &str) -> Option<&str> {
+        match self.attrs.get(name) {
+            Some(AttrValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One SSA value (tensor) of the graph.
+#[derive(Debug, Clone, Default)]
+pub struct Value {
+    /// The ONNX name.
+    pub name: String,
+    /// Element type, when known.
+    pub dtype: Option<DType>,
+    /// Shape, when the rank is known.
+    pub shape: Option<Vec<Dim>>,
+    /// The node that computes it (`None` for graph inputs and initializers).
+    pub producer: Option<NodeId>,
+    /// Every `(node, input index)` reading it; implicit subgraph reads use `usize::MAX`.
+    pub consumers: Vec<(NodeId, usize)>,
+    /// Index into [`Graph::initializers`] when the value is an initializer.
+    pub initializer: Option<usize>,
+    /// True for graph outputs.
+    pub is_output: bool,
+    /// True when the value depends on no graph input (computed from constants only).
+    pub is_const: bool,
+    /// The elements of a small integer tensor (shape arithmetic), when known.
+    pub ints: Option<Vec<Dim>>,
+    /// The value of a one-element numeric constant, when known.
+    pub scalar: Option<f64>,
+}
+
+impl Value {
+    /// Rank, when known.
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+}
+
+/// A named initializer.
+#[derive(Debug, Clone)]
+pub struct Initializer {
+    /// Its value id.
+    pub value: ValueId,
+    /// Its data.
+    pub tensor: Tensor,
+}
+
+/// The whole graph.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// The file the model came from.
+    pub model_path: PathBuf,
+    /// The graph's name.
+    pub name: String,
+    /// Default-domain opset.
+    pub opset: i64,
+    /// Producer recorded in the model.
+    pub producer: String,
+    /// Nodes in topological order.
+    pub nodes: Vec<Node>,
+    /// All values.
+    pub values: Vec<Value>,
+    /// Initializers.
+    pub initializers: Vec<Initializer>,
+    /// Graph inputs that are not initializers.
+    pub inputs: Vec<ValueId>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueId>,
+    /// Names of symbolic dims.
+    pub symbols: Vec<String>,
+}
+
+impl Graph {
+    /// The value with this name.
+    pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
+        self.values.iter().position(|v| v.name == name)
+    }
+
+    /// The initializer tensor behind a value, if it is one.
+    pub fn initializer_of(&self, v: ValueId) -> Option<&Tensor> {
+        self.values[v].initializer.map(|i| &self.initializers[i].tensor)
+    }
+
+    /// Renders a shape for humans (`[N, 3, 224, 224]`).
+    pub fn shape_string(&self, v: ValueId) -> String {
+        match &self.values[v].shape {
+            None => "?".into(),
+            Some(dims) => {
+                let parts: Vec<String> = dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Known(n) => n.to_string(),
+                        Dim::Sym(s) => self.symbols.get(*s as usize).cloned().unwrap_or_else(|| "?".into()),
+                        Dim::Unknown => "?".into(),
+                    })
+                    .collect();
+                format!("[{}]", parts.join(", "))
+            }
+        }
+    }
+}
