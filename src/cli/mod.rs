@@ -1,0 +1,226 @@
+//! Command-line interface: `analyze`, `plan`.
+mod table;
+
+use crate::analysis::Analysis;
+use crate::plan::{Hyperparameters, Optimizer, Plan};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Static scale-invariance analysis for AdamP/SGDP.
+#[derive(Debug, Parser)]
+#[command(name = "adamp-graph", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `analyze`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned table for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Output formats of `plan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// The versioned JSON plan.
+    Json,
+    /// Aligned table for people.
+    Table,
+    /// Python parameter groups for PyTorch optimizers.
+    Torch,
+}
+
+/// Optimizer hyperparameters (defaults: the official adamp 0.3.0 package).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HyperArgs {
+    /// Learning rate [default: 1e-3 for adamp, 0.1 for sgdp].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Adam betas as B1,B2 [default: 0.9,0.999].
+    #[arg(long, value_parser = parse_betas)]
+    pub betas: Option<(f64, f64)>,
+    /// Epsilon [default: 1e-8].
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum [default: 0].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD dampening [default: 0].
+    #[arg(long)]
+    pub dampening: Option<f64>,
+    /// Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Cosine-test threshold of the runtime fallback [default: 0.1].
+    #[arg(long)]
+    pub delta: Option<f64>,
+    /// Weight-decay multiplier for projected tensors [default: 0.1].
+    #[arg(long)]
+    pub wd_ratio: Option<f64>,
+}
+
+fn parse_betas(s: &str) -> Result<(f64, f64), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [a, b] => Ok((a.trim().parse().map_err(|e| format!("beta1: {e}"))?, b.trim().parse().map_err(|e| format!("beta2: {e}"))?)),
+        _ => Err("expected B1,B2 (e.g. 0.9,0.999)".into()),
+    }
+}
+
+impl HyperArgs {
+    /// Resolves against the optimizer's defaults and validates ranges.
+    pub fn resolve(&self, opt: Optimizer) -> anyhow::Result<Hyperparameters> {
+        let mut hp = Hyperparameters::defaults(opt);
+        if let Some(v) = self.lr {
+            hp.lr = v;
+        }
+        if let Some(v) = self.eps {
+            hp.eps = v;
+        }
+        if let Some(v) = self.weight_decay {
+            hp.weight_decay = v;
+        }
+        if let Some(v) = self.delta {
+            hp.delta = v;
+        }
+        if let Some(v) = self.wd_ratio {
+            hp.wd_ratio = v;
+        }
+        hp.nesterov = self.nesterov;
+        match opt {
+            Optimizer::Adamp => {
+                if self.momentum.is_some() || self.dampening.is_some() {
+                    anyhow::bail!("--momentum and --dampening are SGDP options; AdamP takes --betas");
+                }
+                if let Some(b) = self.betas {
+                    hp.betas = Some(b);
+                }
+            }
+            Optimizer::Sgdp => {
+                if self.betas.is_some() {
+                    anyhow::bail!("--betas is an AdamP option; SGDP takes --momentum and --dampening");
+                }
+                hp.momentum = Some(self.momentum.unwrap_or(0.0));
+                hp.dampening = Some(self.dampening.unwrap_or(0.0));
+            }
+        }
+        let check = |name: &str, v: f64, ok: bool| -> anyhow::Result<()> {
+            if !v.is_finite() || !ok {
+                anyhow::bail!("invalid {name}: {v}");
+            }
+            Ok(())
+        };
+        check("--lr", hp.lr, hp.lr >= 0.0)?;
+        check("--eps", hp.eps, hp.eps >= 0.0)?;
+        check("--weight-decay", hp.weight_decay, hp.weight_decay >= 0.0)?;
+        check("--delta", hp.delta, hp.delta >= 0.0)?;
+        check("--wd-ratio", hp.wd_ratio, hp.wd_ratio >= 0.0)?;
+        if let Some((b1, b2)) = hp.betas {
+            check("beta1", b1, (0.0..1.0).contains(&b1))?;
+            check("beta2", b2, (0.0..1.0).contains(&b2))?;
+        }
+        if let Some(m) = hp.momentum {
+            check("--momentum", m, (0.0..1.0).contains(&m))?;
+            if hp.nesterov && (m <= 0.0 || hp.dampening != Some(0.0)) {
+                anyhow::bail!("nesterov needs a momentum > 0 and zero dampening");
+            }
+        }
+        Ok(hp)
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Which parameters are scale-invariant, along which axis, and why.
+    Analyze {
+        /// The ONNX model (`.onnx`, or gzip-compressed).
+        model: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The optimizer-state plan: projection, weight-decay multiplier and state per tensor.
+    Plan {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Write the plan here (atomically) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Optimizer.
+        #[arg(long, value_enum, default_value_t = Optimizer::Adamp)]
+        optimizer: Optimizer,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Json)]
+        format: PlanFormat,
+        /// Hyperparameters.
+        #[command(flatten)]
+        hyper: HyperArgs,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Analyze { model, format } => {
+            let analysis = crate::analyze_file(&model)?;
+            print!("{}", render_analysis(&analysis, format));
+        }
+        Command::Plan { model, output, optimizer, format, hyper } => {
+            let hp = hyper.resolve(optimizer)?;
+            let analysis = crate::analyze_file(&model)?;
+            let plan = crate::plan::build(&analysis, optimizer, hp);
+            let text = render_plan(&plan, format);
+            match output {
+                Some(path) => crate::onnx::write_atomic(&path, text.as_bytes())?,
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders a plan in a format (what `plan` prints).
+pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Json => {
+            let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        PlanFormat::Table => table::plan_table(plan),
+        PlanFormat::Torch => crate::plan::torch_groups(plan),
+    }
+}
+
+/// Renders an analysis in a format (what `analyze` prints).
+pub fn render_analysis(a: &Analysis, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(a).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Table => table::analysis_table(a),
+    }
+}
