@@ -1,0 +1,465 @@
+// AdamP / SGDP and their baselines (Adam, AdamW, SGD) for many tensors per dispatch.
+//
+// Work is a table of jobs. A job is a run of elements of one tensor row:
+//   - fused jobs hold a whole projection row (<= WG * K elements): one pass reads
+//     grad, param and state once, reduces the row's dot products in workgroup
+//     memory, projects, and writes param and state once;
+//   - split jobs are contiguous pieces of long rows or of runtime-tested tensors:
+//     `stats` reduces their dot products, `decide` combines them per row and per
+//     tensor (and runs the reference cosine test), `apply` updates.
+// Semantics follow the official adamp 0.3.0 package and torch.optim (see
+// fixtures/golden/README.md): the update (not the gradient) is projected,
+// p_n = p / (|p| + eps), decoupled decay before the step, wd_ratio where projected.
+
+const WG: u32 = 256u;
+const K: u32 = 20u;
+
+// algorithms
+const ADAMP: u32 = 0u;
+const SGDP: u32 = 1u;
+const ADAM: u32 = 2u;
+const ADAMW: u32 = 3u;
+const SGD: u32 = 4u;
+
+// projection kinds (tensor table) and decisions (status)
+const PROJ_NONE: u32 = 0u;
+const PROJ_CHANNEL: u32 = 1u;
+const PROJ_LAYER: u32 = 2u;
+const PROJ_RUNTIME: u32 = 3u;
+
+// tensor table: TENSOR_WORDS u32 per tensor
+const TENSOR_WORDS: u32 = 8u;
+const T_PROJ: u32 = 0u;       // projection kind
+const T_FIRST_ROW: u32 = 1u;  // index of its first row in the row table
+const T_ROWS: u32 = 2u;       // rows
+const T_ROW_LEN: u32 = 3u;    // elements per row (runtime: along axis 0)
+const T_NUMEL: u32 = 4u;      // elements
+
+// job table: JOB_WORDS u32 per job
+const JOB_WORDS: u32 = 8u;
+const J_TENSOR: u32 = 0u;
+const J_ROW: u32 = 1u;        // global row index
+const J_ADDR: u32 = 2u;       // page offset of the first element (fused strided: of the tensor)
+const J_LEN: u32 = 3u;        // elements
+const J_FUSED: u32 = 4u;      // 1: the job is a whole row, processed in one pass
+const J_INNER: u32 = 5u;      // strided fused rows: contiguous block length (0: contiguous)
+const J_DIM: u32 = 6u;        // strided fused rows: size of the projection axis
+const J_LOCAL_ROW: u32 = 7u;  // strided fused rows: index along the projection axis
+
+// row table: ROW_WORDS u32 per row (start into the row-job list, job count),
+// then the row-job list (job ids, grouped by row)
+const ROW_WORDS: u32 = 2u;
+
+struct Params {
+    algo: u32,
+    step: u32,
+    nesterov: u32,
+    job_base: u32,      // first job of this page
+    job_count: u32,     // jobs of this page
+    tensor_count: u32,
+    row_count: u32,
+    stats_base: u32,    // scratch offset of row stats
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    momentum: f32,
+    dampening: f32,
+    delta: f32,
+    wd_ratio: f32,
+    step_size: f32,     // lr / (1 - beta1^t) (Adam family)
+    bc2_sqrt: f32,      // sqrt(1 - beta2^t)
+    tensor_stats_base: u32,
+    total_jobs: u32,    // jobs of all pages (the row table follows the job table)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(4) var<storage, read> tables: array<u32>;
+// job stats (5 per job: pp, pd, pg, gg, non-finite), then row stats (2 per row:
+// pp, pd), then tensor stats (2 per tensor: pp, pd over the whole tensor)
+@group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
+// per tensor: decision (PROJ_*), non-finite flag
+@group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
+@group(0) @binding(7) var<uniform> P: Params;
+
+var<workgroup> red: array<vec4<f32>, WG>;
+var<workgroup> red_bad: array<u32, WG>;
+
+fn tensor_word(t: u32, w: u32) -> u32 {
+    return tables[t * TENSOR_WORDS + w];
+}
+
+fn job_word(j: u32, w: u32) -> u32 {
+    let jobs_at = P.tensor_count * TENSOR_WORDS;
+    return tables[jobs_at + j * JOB_WORDS + w];
+}
+
+fn is_adam() -> bool {
+    return P.algo == ADAMP || P.algo == ADAM || P.algo == ADAMW;
+}
+
+fn is_projecting() -> bool {
+    return P.algo == ADAMP || P.algo == SGDP;
+}
+
+// Page offset of element t of a job.
+fn element(j: u32, t: u32) -> u32 {
+    let inner = job_word(j, J_INNER);
+    if (inner == 0u) {
+        return job_word(j, J_ADDR) + t;
+    }
+    let block = t / inner;
+    return job_word(j, J_ADDR) + (block * job_word(j, J_DIM) + job_word(j, J_LOCAL_ROW)) * inner + (t - block * inner);
+}
+
+struct Moments {
+    m: f32,   // new first moment / momentum buffer
+    v: f32,   // new second moment (Adam family)
+    d: f32,   // update direction before projection
+}
+
+// The optimizer direction for one element, state not yet written.
+fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
+    var out: Moments;
+    var g = g_raw;
+    if (P.algo == ADAM || P.algo == SGD) {
+        g = g + P.weight_decay * p; // L2 penalty folded into the gradient
+    }
+    if (is_adam()) {
+        let m = P.beta1 * m_old + (1.0 - P.beta1) * g;
+        let v = P.beta2 * v_old + (1.0 - P.beta2) * g * g;
+        let denom = sqrt(v) / P.bc2_sqrt + P.eps;
+        var num = m;
+        if (P.algo == ADAMP && P.nesterov != 0u) {
+            num = P.beta1 * m + (1.0 - P.beta1) * g;
+        }
+        out.m = m;
+        out.v = v;
+        out.d = num / denom;
+        return out;
+    }
+    var buf: f32;
+    if (P.algo == SGD) {
+        if (P.momentum == 0.0) {
+            out.m = m_old;
+            out.v = v_old;
+            out.d = g;
+            return out;
+        }
+        if (P.step == 1u) {
+            buf = g;
+        } else {
+            buf = P.momentum * m_old + (1.0 - P.dampening) * g;
+        }
+    } else {
+        buf = P.momentum * m_old + (1.0 - P.dampening) * g;
+    }
+    out.m = buf;
+    out.v = v_old;
+    if (P.nesterov != 0u) {
+        out.d = g + P.momentum * buf;
+    } else {
+        out.d = buf;
+    }
+    return out;
+}
+
+// Writes param and state for one element; `d` is the (projected) direction.
+fn update(i: u32, p: f32, mo: Moments, d: f32, projected: bool) {
+    var wd_mult = 1.0;
+    if (projected) {
+        wd_mult = P.wd_ratio;
+    }
+    var p_new = p;
+    if (P.algo == ADAMP) {
+        p_new = p * (1.0 - P.lr * P.weight_decay * wd_mult);
+        p_new = p_new - P.step_size * d;
+    } else if (P.algo == ADAMW) {
+        p_new = p * (1.0 - P.lr * P.weight_decay);
+        p_new = p_new - P.step_size * d;
+    } else if (P.algo == ADAM) {
+        p_new = p - P.step_size * d;
+    } else if (P.algo == SGDP) {
+        p_new = p * (1.0 - P.lr * P.weight_decay * wd_mult / (1.0 - P.momentum));
+        p_new = p_new - P.lr * d;
+    } else {
+        p_new = p - P.lr * d;
+    }
+    param[i] = p_new;
+    if (P.algo == SGDP && P.nesterov == 0u) {
+        // Without nesterov the reference projects the stored buffer in place.
+        state0[i] = d;
+    } else {
+        state0[i] = mo.m;
+    }
+    if (is_adam()) {
+        state1[i] = mo.v;
+    }
+}
+
+fn finite(x: f32) -> bool {
+    // NaN fails x == x; infinities exceed the largest finite float.
+    return x == x && abs(x) <= 3.402823e38;
+}
+
+fn job_id(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wid.x + wid.y * groups.x;
+}
+
+// Workgroup sum of red[] and red_bad[] into red[0], red_bad[0].
+fn reduce(lid: u32) {
+    var s = WG / 2u;
+    loop {
+        if (s == 0u) {
+            break;
+        }
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + s];
+        }
+        workgroupBarrier();
+        s = s / 2u;
+    }
+}
+
+// Coefficient c such that the projected direction is d - c * p.
+fn coefficient(pp: f32, pd: f32) -> f32 {
+    let n = sqrt(pp) + P.eps;
+    return pd / (n * n);
+}
+
+// ---------------------------------------------------------------- fused jobs
+
+@compute @workgroup_size(256)
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local_job = job_id(wid, groups);
+    if (local_job >= P.job_count) {
+        return;
+    }
+    let j = P.job_base + local_job;
+    let t = job_word(j, J_TENSOR);
+    let len = job_word(j, J_LEN);
+    let proj = tensor_word(t, T_PROJ);
+    if (job_word(j, J_FUSED) == 0u) {
+        apply_split(j, t, len, lid);
+        return;
+    }
+    // Sweep 1: directions and dot products, kept in registers.
+    var pv: array<f32, K>;
+    var mv: array<f32, K>;
+    var vv: array<f32, K>;
+    var dv: array<f32, K>;
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    for (var k = 0u; k < K; k = k + 1u) {
+        let e = lid + k * WG;
+        if (e < len) {
+            let i = element(j, e);
+            let g = grad[i];
+            let p = param[i];
+            let mo = moments(g, p, state0[i], state1[i]);
+            pv[k] = p;
+            mv[k] = mo.m;
+            vv[k] = mo.v;
+            dv[k] = mo.d;
+            acc = acc + vec4<f32>(p * p, p * mo.d, 0.0, 0.0);
+            if (!finite(g)) {
+                bad = 1u;
+            }
+        }
+    }
+    red[lid] = acc;
+    red_bad[lid] = bad;
+    workgroupBarrier();
+    reduce(lid);
+    let sums = red[0];
+    let any_bad = red_bad[0];
+    if (any_bad != 0u) {
+        // Leave this row untouched and report the tensor.
+        if (lid == 0u) {
+            atomicOr(&status[2u * t + 1u], 1u);
+        }
+        return;
+    }
+    let projected = is_projecting() && (proj == PROJ_CHANNEL || proj == PROJ_LAYER);
+    var c = 0.0;
+    if (projected) {
+        c = coefficient(sums.x, sums.y);
+    }
+    if (lid == 0u) {
+        var decision = PROJ_NONE;
+        if (projected) {
+            decision = proj;
+        }
+        atomicStore(&status[2u * t], decision);
+    }
+    // Sweep 2: write once.
+    for (var k = 0u; k < K; k = k + 1u) {
+        let e = lid + k * WG;
+        if (e < len) {
+            let i = element(j, e);
+            var mo: Moments;
+            mo.m = mv[k];
+            mo.v = vv[k];
+            mo.d = dv[k];
+            update(i, pv[k], mo, dv[k] - c * pv[k], projected);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- split jobs
+
+fn apply_split(j: u32, t: u32, len: u32, lid: u32) {
+    if (atomicLoad(&status[2u * t + 1u]) != 0u) {
+        return; // a non-finite gradient somewhere in this tensor
+    }
+    let decision = atomicLoad(&status[2u * t]);
+    var c = 0.0;
+    if (decision == PROJ_CHANNEL) {
+        let row = job_word(j, J_ROW);
+        c = coefficient(scratch[P.stats_base + 2u * row], scratch[P.stats_base + 2u * row + 1u]);
+    } else if (decision == PROJ_LAYER) {
+        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
+    }
+    let projected = decision != PROJ_NONE;
+    for (var e = lid; e < len; e = e + WG) {
+        let i = element(j, e);
+        let p = param[i];
+        let mo = moments(grad[i], p, state0[i], state1[i]);
+        update(i, p, mo, mo.d - c * p, projected);
+    }
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local_job = job_id(wid, groups);
+    if (local_job >= P.job_count) {
+        return;
+    }
+    let j = P.job_base + local_job;
+    if (job_word(j, J_FUSED) != 0u) {
+        return;
+    }
+    let len = job_word(j, J_LEN);
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    for (var e = lid; e < len; e = e + WG) {
+        let i = element(j, e);
+        let g = grad[i];
+        let p = param[i];
+        let mo = moments(g, p, state0[i], state1[i]);
+        acc = acc + vec4<f32>(p * p, p * mo.d, p * g, g * g);
+        if (!finite(g)) {
+            bad = 1u;
+        }
+    }
+    red[lid] = acc;
+    red_bad[lid] = bad;
+    workgroupBarrier();
+    reduce(lid);
+    if (lid == 0u) {
+        let s = red[0];
+        scratch[5u * j] = s.x;
+        scratch[5u * j + 1u] = s.y;
+        scratch[5u * j + 2u] = s.z;
+        scratch[5u * j + 3u] = s.w;
+        scratch[5u * j + 4u] = f32(red_bad[0]);
+    }
+}
+
+// Cosine similarity as torch computes it: sum((x / max(|x|, eps)) * (y / max(|y|, eps))).
+fn cosine(pg: f32, pp: f32, gg: f32) -> f32 {
+    return pg / (max(sqrt(gg), P.eps) * max(sqrt(pp), P.eps));
+}
+
+var<workgroup> red_max: array<f32, WG>;
+
+// One workgroup per tensor: row and tensor sums from job sums; the cosine test.
+@compute @workgroup_size(256)
+fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = job_id(wid, groups);
+    if (t >= P.tensor_count) {
+        return;
+    }
+    let proj = tensor_word(t, T_PROJ);
+    let first_row = tensor_word(t, T_FIRST_ROW);
+    let rows = tensor_word(t, T_ROWS);
+    let rows_at = P.tensor_count * TENSOR_WORDS + P.total_jobs * JOB_WORDS;
+    let row_jobs_at = rows_at + P.row_count * ROW_WORDS;
+    if (rows == 0u) {
+        return;
+    }
+    // Only tensors with split jobs need this pass.
+    let first_job = tables[row_jobs_at + tables[rows_at + first_row * ROW_WORDS]];
+    if (job_word(first_job, J_FUSED) != 0u) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    var cmax = 0.0;
+    for (var r = lid; r < rows; r = r + WG) {
+        let row = first_row + r;
+        let start = tables[rows_at + row * ROW_WORDS];
+        let nj = tables[rows_at + row * ROW_WORDS + 1u];
+        var s = vec4<f32>(0.0);
+        for (var k = 0u; k < nj; k = k + 1u) {
+            let j = tables[row_jobs_at + start + k];
+            s = s + vec4<f32>(scratch[5u * j], scratch[5u * j + 1u], scratch[5u * j + 2u], scratch[5u * j + 3u]);
+            if (scratch[5u * j + 4u] != 0.0) {
+                bad = 1u;
+            }
+        }
+        scratch[P.stats_base + 2u * row] = s.x;
+        scratch[P.stats_base + 2u * row + 1u] = s.y;
+        acc = acc + s;
+        cmax = max(cmax, abs(cosine(s.z, s.x, s.w)));
+    }
+    red[lid] = acc;
+    red_bad[lid] = bad;
+    red_max[lid] = cmax;
+    workgroupBarrier();
+    var st = WG / 2u;
+    loop {
+        if (st == 0u) {
+            break;
+        }
+        if (lid < st) {
+            red[lid] = red[lid] + red[lid + st];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
+            red_max[lid] = max(red_max[lid], red_max[lid + st]);
+        }
+        workgroupBarrier();
+        st = st / 2u;
+    }
+    if (lid != 0u) {
+        return;
+    }
+    let s = red[0];
+    scratch[P.tensor_stats_base + 2u * t] = s.x;
+    scratch[P.tensor_stats_base + 2u * t + 1u] = s.y;
+    if (red_bad[0] != 0u) {
+        atomicOr(&status[2u * t + 1u], 1u);
+    }
+    var decision = PROJ_NONE;
+    if (is_projecting()) {
+        if (proj == PROJ_CHANNEL || proj == PROJ_LAYER) {
+            decision = proj;
+        } else if (proj == PROJ_RUNTIME) {
+            // The reference: channel view first, then the layer view.
+            let row_len = f32(tensor_word(t, T_ROW_LEN));
+            let numel = f32(tensor_word(t, T_NUMEL));
+            if (red_max[0] < P.delta / sqrt(row_len)) {
+                decision = PROJ_CHANNEL;
+            } else if (abs(cosine(s.z, s.x, s.w)) < P.delta / sqrt(numel)) {
+                decision = PROJ_LAYER;
+            }
+        }
+    }
+    atomicStore(&status[2u * t], decision);
+}
