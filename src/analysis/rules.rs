@@ -259,19 +259,22 @@ fn batch_norm(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         // running-statistics outputs feed only the next eval-mode pass, not the training output
         return flows;
     }
-    // Frozen statistics: y = x * a + b per channel, an affine map with constants.
+    // Frozen statistics: y = a * x + b per channel with constants a, b. For
+    // x' = S x + T: y' = S y + (1 - S) b + a T, so any change of x adds a shift
+    // that varies along the channel axis (and wherever S or T vary).
     let mut x = e[0].clone();
     if let Some(x) = x.as_mut() {
+        let mut m = x.shift.as_ref().map(|t| t.mask).unwrap_or(0) | mask::bit(1);
+        let mut sources = x.shift_sources();
         if let Some(s) = &x.scale {
-            if !mask::within(s.mask, mask::bit(0) | mask::bit(1)) && s.mask & !mask::below(r) != 0 {
-                flows[0] = variant("eval-mode BatchNormalization: scale layout");
-                return flows;
+            m |= s.mask;
+            for i in [2, 3] {
+                if let Some(v) = n.input(i) {
+                    sources.extend(c.const_params[v].iter().copied());
+                }
             }
         }
-        if let Some(t) = x.shift.as_mut() {
-            t.mask |= mask::bit(1);
-            t.token = c.fresh();
-        }
+        x.shift = Some(Shift { mask: m & mask::below(r), token: c.fresh(), sources });
     }
     if e[3].is_some() || e[4].is_some() {
         flows[0] = variant("eval-mode BatchNormalization statistics change");

@@ -1,0 +1,469 @@
+//! One small graph per analysis rule, built in code, including soundness traps
+//! where a naive rule would claim an invariance that does not hold.
+use adamp_graph::analysis::{Analysis, ScaleClass};
+use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
+
+fn analyze(b: &GraphBuilder) -> Analysis {
+    adamp_graph::analyze_bytes(b.to_bytes()).expect("analysis runs")
+}
+
+/// `channel:0`, `layer`, `joint:a,b`, `dead`, `none`, `unknown`.
+fn class(a: &Analysis, name: &str) -> String {
+    let p = a.param(name).unwrap_or_else(|| panic!("no parameter {name}: {:?}", a.parameters.iter().map(|p| &p.name).collect::<Vec<_>>()));
+    match &p.class {
+        ScaleClass::Channel { axis } => format!("channel:{axis}"),
+        ScaleClass::Joint { group } => format!("joint:{}", group.join(",")),
+        c => c.name().to_string(),
+    }
+}
+
+fn w(b: &mut GraphBuilder, name: &str, dims: &[i64]) {
+    b.initializer(name, dims, TensorData::Zeros);
+}
+
+fn ints(v: &[i64]) -> Attr {
+    Attr::Ints(v.to_vec())
+}
+
+/// Appends a training-mode BatchNormalization over `c` channels.
+fn bn(b: &mut GraphBuilder, x: &str, y: &str, c: i64, prefix: &str) {
+    for s in ["g", "b", "m", "v"] {
+        w(b, &format!("{prefix}.{s}"), &[c]);
+    }
+    let ins = [x.to_string(), format!("{prefix}.g"), format!("{prefix}.b"), format!("{prefix}.m"), format!("{prefix}.v")];
+    let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let (rm, rv) = (format!("{prefix}.rm"), format!("{prefix}.rv"));
+    b.node("BatchNormalization", &ins, &[y, &rm, &rv], &[("training_mode", Attr::Int(1))]);
+}
+
+fn conv_input(opset: i64) -> GraphBuilder {
+    let mut b = GraphBuilder::new("t", opset);
+    b.input("x", &[-1, 3, 8, 8]);
+    b
+}
+
+#[test]
+fn conv_then_batchnorm_is_channel_wise_and_bias_dead() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 3, 3]);
+    w(&mut b, "B", &[4]);
+    b.node("Conv", &["x", "W", "B"], &["c"], &[("pads", ints(&[1, 1, 1, 1]))]);
+    bn(&mut b, "c", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "channel:0");
+    assert_eq!(class(&a, "B"), "dead");
+    assert_eq!(class(&a, "bn.g"), "none");
+    assert!(a.param("bn.m").is_none(), "running statistics are not trainable");
+    let ev = &a.param("W").unwrap().evidence;
+    assert_eq!(ev.normalizers.len(), 1);
+    assert!(ev.path.len() >= 2, "{ev:?}");
+}
+
+#[test]
+fn relu_between_conv_and_batchnorm_keeps_weight_but_not_bias() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    w(&mut b, "B", &[4]);
+    b.node("Conv", &["x", "W", "B"], &["c"], &[]);
+    b.node("Relu", &["c"], &["r"], &[]);
+    bn(&mut b, "r", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    // Relu(s*x + b) != s*Relu(x + b'): only the joint scale of weight and bias holds.
+    assert_eq!(class(&a, "W"), "joint:B,W");
+    assert_eq!(class(&a, "B"), "joint:B,W");
+}
+
+#[test]
+fn bias_through_padded_conv_is_not_dead() {
+    // conv(x + b) with zero padding differs at the borders: not a per-channel shift.
+    let mut b = conv_input(17);
+    w(&mut b, "W1", &[4, 3, 1, 1]);
+    w(&mut b, "B1", &[4]);
+    w(&mut b, "W2", &[4, 4, 3, 3]);
+    b.node("Conv", &["x", "W1", "B1"], &["c1"], &[]);
+    b.node("Conv", &["c1", "W2"], &["c2"], &[("pads", ints(&[1, 1, 1, 1]))]);
+    bn(&mut b, "c2", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    // Not dead; scaling W1 and B1 together is a pure scale that passes the padding.
+    assert_eq!(class(&a, "B1"), "joint:B1,W1");
+    assert_eq!(class(&a, "W1"), "joint:B1,W1");
+    assert_eq!(class(&a, "W2"), "channel:0");
+}
+
+#[test]
+fn bias_through_unpadded_1x1_conv_and_residual_add_is_dead() {
+    let mut b = conv_input(17);
+    w(&mut b, "W1", &[3, 3, 1, 1]);
+    w(&mut b, "B1", &[3]);
+    w(&mut b, "W2", &[3, 3, 1, 1]);
+    b.node("Conv", &["x", "W1", "B1"], &["c1"], &[]);
+    b.node("Add", &["c1", "x"], &["s"], &[]);
+    b.node("Conv", &["s", "W2"], &["c2"], &[]);
+    bn(&mut b, "c2", "y", 3, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "B1"), "dead");
+    // W1 feeds a residual add with unscaled data: not invariant.
+    assert_eq!(class(&a, "W1"), "none");
+}
+
+#[test]
+fn conv_transpose_weight_is_channel_wise_along_axis_1() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[3, 5, 4, 4]);
+    b.node("ConvTranspose", &["x", "W"], &["c"], &[("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))]);
+    b.node("InstanceNormalization", &["c", "s", "t"], &["y"], &[]);
+    w(&mut b, "s", &[5]);
+    w(&mut b, "t", &[5]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:1");
+}
+
+#[test]
+fn gemm_axis_follows_trans_b_and_matmul_weight_is_axis_1() {
+    for (trans_b, dims, axis) in [(1, [6, 10], 0), (0, [10, 6], 1)] {
+        let mut b = GraphBuilder::new("t", 17);
+        b.input("x", &[-1, 10]);
+        w(&mut b, "W", &dims);
+        b.node("Gemm", &["x", "W"], &["h"], &[("transB", Attr::Int(trans_b))]);
+        bn(&mut b, "h", "y", 6, "bn");
+        b.output("y");
+        assert_eq!(class(&analyze(&b), "W"), format!("channel:{axis}"));
+    }
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 10]);
+    w(&mut b, "W", &[10, 6]);
+    b.node("MatMul", &["x", "W"], &["h"], &[]);
+    bn(&mut b, "h", "y", 6, "bn");
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:1");
+}
+
+#[test]
+fn linear_weight_and_bias_before_layernorm_are_joint() {
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 7, 10]);
+    w(&mut b, "W", &[10, 6]);
+    w(&mut b, "B", &[6]);
+    w(&mut b, "g", &[6]);
+    w(&mut b, "beta", &[6]);
+    b.node("MatMul", &["x", "W"], &["h"], &[]);
+    b.node("Add", &["h", "B"], &["hb"], &[]);
+    b.node("LayerNormalization", &["hb", "g", "beta"], &["y"], &[("axis", Attr::Int(-1))]);
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "joint:B,W");
+    assert_eq!(class(&a, "B"), "joint:B,W");
+    // LayerNorm over the features removes one global scale, not one per feature.
+    let mut b2 = GraphBuilder::new("t", 17);
+    b2.input("x", &[-1, 10]);
+    w(&mut b2, "W", &[10, 6]);
+    b2.node("MatMul", &["x", "W"], &["h"], &[]);
+    b2.node("LayerNormalization", &["h", "g", "beta"], &["y"], &[("axis", Attr::Int(-1))]);
+    w(&mut b2, "g", &[6]);
+    w(&mut b2, "beta", &[6]);
+    b2.output("y");
+    assert_eq!(class(&analyze(&b2), "W"), "layer");
+}
+
+#[test]
+fn groupnorm_gives_layer_not_channel() {
+    let mut b = conv_input(21);
+    w(&mut b, "W", &[4, 3, 3, 3]);
+    w(&mut b, "s", &[4]);
+    w(&mut b, "t", &[4]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("GroupNormalization", &["c", "s", "t"], &["y"], &[("num_groups", Attr::Int(2))]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "layer");
+}
+
+#[test]
+fn groupnorm_decomposed_through_instance_norm_gives_layer() {
+    // torch's GroupNorm export: Reshape [N, G, -1] -> InstanceNormalization -> Reshape back.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 3, 3]);
+    b.initializer("shape_g", &[3], TensorData::I64(vec![0, 2, -1]));
+    b.initializer("ones", &[2], TensorData::F32(vec![1.0; 2]));
+    b.initializer("zeros", &[2], TensorData::F32(vec![0.0; 2]));
+    b.node("Conv", &["x", "W"], &["c"], &[("pads", ints(&[1, 1, 1, 1]))]);
+    b.node("Reshape", &["c", "shape_g"], &["r"], &[]);
+    b.node("InstanceNormalization", &["r", "ones", "zeros"], &["n"], &[]);
+    b.node("Shape", &["c"], &["cs"], &[]);
+    b.node("Reshape", &["n", "cs"], &["y"], &[]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "layer");
+}
+
+#[test]
+fn channel_shuffle_and_concat_keep_channel_axis_to_batchnorm() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.initializer("s1", &[5], TensorData::I64(vec![0, 2, 2, 8, 8]));
+    b.initializer("s2", &[4], TensorData::I64(vec![0, 4, 8, 8]));
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("Reshape", &["c", "s1"], &["r1"], &[]);
+    b.node("Transpose", &["r1"], &["t"], &[("perm", ints(&[0, 2, 1, 3, 4]))]);
+    b.node("Reshape", &["t", "s2"], &["r2"], &[]);
+    b.node("Concat", &["r2", "x"], &["cat"], &[("axis", Attr::Int(1))]);
+    bn(&mut b, "cat", "y", 7, "bn");
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:0");
+}
+
+#[test]
+fn second_consumer_breaks_invariance() {
+    // Squeeze-excite style: the pre-normalization value also feeds a Sigmoid gate.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[3, 3, 1, 1]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    bn(&mut b, "c", "n", 3, "bn");
+    b.node("Sigmoid", &["c"], &["gate"], &[]);
+    b.node("Mul", &["n", "gate"], &["y"], &[]);
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "none");
+    assert!(a.param("W").unwrap().evidence.reason.as_deref().unwrap_or("").contains("Sigmoid"));
+}
+
+#[test]
+fn weight_normalization_and_standardization_on_the_weight() {
+    // g * v / ||v|| with the norm over all axes but 0: v is channel-wise along 0.
+    let mut b = conv_input(18);
+    w(&mut b, "v", &[4, 3, 3, 3]);
+    w(&mut b, "g", &[4, 1, 1, 1]);
+    b.initializer("axes", &[3], TensorData::I64(vec![1, 2, 3]));
+    b.node("ReduceL2", &["v", "axes"], &["nv"], &[("keepdims", Attr::Int(1))]);
+    b.node("Div", &["v", "nv"], &["vn"], &[]);
+    b.node("Mul", &["g", "vn"], &["wn"], &[]);
+    b.node("Conv", &["x", "wn"], &["y"], &[]);
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "v"), "channel:0");
+    assert_eq!(class(&a, "g"), "none");
+
+    // (w - mean) / sqrt(mean((w - mean)^2) + eps)
+    let mut b = conv_input(18);
+    w(&mut b, "w", &[4, 3, 3, 3]);
+    b.initializer("axes", &[3], TensorData::I64(vec![1, 2, 3]));
+    b.initializer("two", &[], TensorData::F32(vec![2.0]));
+    b.initializer("eps", &[], TensorData::F32(vec![1e-5]));
+    b.node("ReduceMean", &["w", "axes"], &["m"], &[]);
+    b.node("Sub", &["w", "m"], &["d"], &[]);
+    b.node("Pow", &["d", "two"], &["d2"], &[]);
+    b.node("ReduceMean", &["d2", "axes"], &["var"], &[]);
+    b.node("Add", &["var", "eps"], &["ve"], &[]);
+    b.node("Sqrt", &["ve"], &["sd"], &[]);
+    b.node("Div", &["d", "sd"], &["ws"], &[]);
+    b.node("Conv", &["x", "ws"], &["y"], &[]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "w"), "channel:0");
+}
+
+#[test]
+fn lp_normalization_and_decomposed_l2_normalize() {
+    // normalize(W, dim=1) of a weight [out, in]: each row may be scaled.
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 5]);
+    w(&mut b, "W", &[4, 5]);
+    b.node("LpNormalization", &["W"], &["Wn"], &[("axis", Attr::Int(1)), ("p", Attr::Int(2))]);
+    b.node("Gemm", &["x", "Wn"], &["y"], &[("transB", Attr::Int(1))]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:0");
+
+    // F.normalize(x @ W, dim=1): ReduceL2 -> Clip(eps) -> Expand -> Div
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 5]);
+    w(&mut b, "W", &[5, 4]);
+    b.initializer("axes", &[1], TensorData::I64(vec![1]));
+    b.initializer("eps", &[], TensorData::F32(vec![1e-12]));
+    b.node("MatMul", &["x", "W"], &["h"], &[]);
+    b.node("ReduceL2", &["h", "axes"], &["n"], &[("keepdims", Attr::Int(1))]);
+    b.node("Clip", &["n", "eps"], &["nc"], &[]);
+    b.node("Shape", &["h"], &["hs"], &[]);
+    b.node("Expand", &["nc", "hs"], &["ne"], &[]);
+    b.node("Div", &["h", "ne"], &["y"], &[]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "layer");
+}
+
+#[test]
+fn decomposed_layer_norm_and_rms_norm() {
+    for rms in [false, true] {
+        let mut b = GraphBuilder::new("t", 13);
+        b.input("x", &[-1, 8]);
+        w(&mut b, "W", &[8, 6]);
+        b.initializer("two", &[], TensorData::F32(vec![2.0]));
+        b.initializer("eps", &[], TensorData::F32(vec![1e-6]));
+        b.initializer("axes", &[1], TensorData::I64(vec![-1]));
+        b.node("MatMul", &["x", "W"], &["h"], &[]);
+        let centered = if rms {
+            "h"
+        } else {
+            b.node("ReduceMean", &["h", "axes"], &["mu"], &[]);
+            b.node("Sub", &["h", "mu"], &["hc"], &[]);
+            "hc"
+        };
+        b.node("Pow", &[centered, "two"], &["sq"], &[]);
+        b.node("ReduceMean", &["sq", "axes"], &["var"], &[]);
+        b.node("Add", &["var", "eps"], &["ve"], &[]);
+        b.node("Sqrt", &["ve"], &["sd"], &[]);
+        b.node("Div", &[centered, "sd"], &["y"], &[]);
+        b.output("y");
+        assert_eq!(class(&analyze(&b), "W"), "layer", "rms={rms}");
+    }
+}
+
+#[test]
+fn adding_a_large_constant_before_a_root_is_not_an_epsilon() {
+    let mut b = GraphBuilder::new("t", 13);
+    b.input("x", &[-1, 8]);
+    w(&mut b, "W", &[8, 6]);
+    b.initializer("two", &[], TensorData::F32(vec![2.0]));
+    b.initializer("one", &[], TensorData::F32(vec![1.0]));
+    b.initializer("axes", &[1], TensorData::I64(vec![-1]));
+    b.node("MatMul", &["x", "W"], &["h"], &[]);
+    b.node("Pow", &["h", "two"], &["sq"], &[]);
+    b.node("ReduceMean", &["sq", "axes"], &["var"], &[]);
+    b.node("Add", &["var", "one"], &["ve"], &[]);
+    b.node("Sqrt", &["ve"], &["sd"], &[]);
+    b.node("Div", &["h", "sd"], &["y"], &[]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "none");
+}
+
+#[test]
+fn homogeneous_ops_pass_and_nonlinear_ops_stop() {
+    for (op, attrs, expect) in [
+        ("Relu", vec![], "channel:0"),
+        ("LeakyRelu", vec![("alpha", Attr::Float(0.1))], "channel:0"),
+        ("MaxPool", vec![("kernel_shape", ints(&[2, 2]))], "channel:0"),
+        ("AveragePool", vec![("kernel_shape", ints(&[2, 2]))], "channel:0"),
+        ("Dropout", vec![], "channel:0"),
+        ("Identity", vec![], "channel:0"),
+        ("Sigmoid", vec![], "none"),
+        ("Tanh", vec![], "none"),
+        ("Elu", vec![], "none"),
+        ("HardSwish", vec![], "none"),
+    ] {
+        let mut b = conv_input(17);
+        w(&mut b, "W", &[4, 3, 1, 1]);
+        b.node("Conv", &["x", "W"], &["c"], &[]);
+        b.node(op, &["c"], &["a"], &attrs);
+        bn(&mut b, "a", "y", 4, "bn");
+        b.output("y");
+        assert_eq!(class(&analyze(&b), "W"), expect, "through {op}");
+    }
+}
+
+#[test]
+fn resize_pad_and_constant_scaling_pass() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.initializer("pads", &[8], TensorData::I64(vec![0, 0, 1, 1, 0, 0, 1, 1]));
+    b.initializer("k", &[4, 1, 1], TensorData::F32(vec![-2.0, 0.5, 3.0, 1.0]));
+    b.initializer("scales", &[4], TensorData::F32(vec![1.0, 1.0, 2.0, 2.0]));
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("Pad", &["c", "pads"], &["p"], &[]);
+    b.node("Mul", &["p", "k"], &["m"], &[]);
+    b.node("Resize", &["m", "", "scales"], &["r"], &[("mode", Attr::Str("nearest".into()))]);
+    bn(&mut b, "r", "y", 4, "bn");
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:0");
+}
+
+#[test]
+fn eval_mode_batchnorm_is_not_a_normalizer() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    for s in ["g", "b", "m", "v"] {
+        w(&mut b, s, &[4]);
+    }
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("BatchNormalization", &["c", "g", "b", "m", "v"], &["y"], &[]);
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "none");
+    assert!(a.warnings.iter().any(|w| w.code == "eval-batchnorm"));
+}
+
+#[test]
+fn eval_mode_batchnorm_turns_a_scale_into_a_shift() {
+    // y = a x + b: scaling x gives S y + (1 - S) b, which Relu does not commute with.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    w(&mut b, "W2", &[4, 4, 1, 1]);
+    for s in ["g", "b", "m", "v"] {
+        w(&mut b, s, &[4]);
+    }
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("BatchNormalization", &["c", "g", "b", "m", "v"], &["e"], &[]);
+    b.node("Relu", &["e"], &["r"], &[]);
+    b.node("Conv", &["r", "W2"], &["c2"], &[]);
+    bn(&mut b, "c2", "y", 4, "bn2");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "none");
+    // Without the Relu, the trained BatchNorm removes the per-channel scale and shift.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    for s in ["g", "b", "m", "v"] {
+        w(&mut b, s, &[4]);
+    }
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("BatchNormalization", &["c", "g", "b", "m", "v"], &["e"], &[]);
+    bn(&mut b, "e", "y", 4, "bn2");
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "channel:0");
+}
+
+#[test]
+fn unsupported_op_gives_unknown_not_an_error() {
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node_in_domain("com.example", "Mystery", &["c"], &["m"], &[]);
+    bn(&mut b, "m", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "unknown");
+    let w = a.warnings.iter().find(|w| w.code == "unsupported-ops").expect("warning");
+    assert!(w.message.contains("com.example::Mystery"));
+}
+
+#[test]
+fn reshape_with_unknown_dims_is_unknown_for_channels_only() {
+    // A runtime-computed shape hides which axis the channels land on.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.input("shape", &[4]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("Cast", &["shape"], &["si"], &[("to", Attr::Int(7))]);
+    b.node("Reshape", &["c", "si"], &["r"], &[]);
+    bn(&mut b, "r", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    // The global scale passes any reshape; the per-channel one cannot be tracked.
+    assert_eq!(class(&a, "W"), "layer");
+}
+
+#[test]
+fn per_sample_scale_is_not_removed_by_batchnorm() {
+    // x * s(x) where s varies per sample: BatchNorm's batch statistics do not undo it.
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 10]);
+    w(&mut b, "W", &[10, 6]);
+    b.initializer("axes", &[1], TensorData::I64(vec![1]));
+    b.node("MatMul", &["x", "W"], &["h"], &[]);
+    b.node("ReduceSum", &["h", "axes"], &["s"], &[]);
+    b.node("Mul", &["h", "s"], &["hs"], &[]);
+    bn(&mut b, "hs", "y", 6, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    // h scales by c, s by c, h*s by c^2 globally: still removed. Per-column scaling of
+    // W makes s a mixture: not channel-wise.
+    assert_eq!(class(&a, "W"), "layer");
+}
