@@ -203,6 +203,14 @@ fn update(i: u32, p: f32, mo: Moments, d: f32, projected: bool) {
     }
 }
 
+// The second moment, read only by the Adam family.
+fn second(i: u32) -> f32 {
+    if (is_adam()) {
+        return state1[i];
+    }
+    return 0.0;
+}
+
 fn finite(x: f32) -> bool {
     // NaN fails x == x; infinities exceed the largest finite float.
     return x == x && abs(x) <= 3.402823e38;
@@ -263,7 +271,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
             let i = element(j, e);
             let g = grad[i];
             let p = param[i];
-            let mo = moments(g, p, state0[i], state1[i]);
+            let mo = moments(g, p, state0[i], second(i));
             pv[k] = p;
             mv[k] = mo.m;
             vv[k] = mo.v;
@@ -331,7 +339,7 @@ fn apply_split(j: u32, t: u32, len: u32, lid: u32) {
     for (var e = lid; e < len; e = e + WG) {
         let i = element(j, e);
         let p = param[i];
-        let mo = moments(grad[i], p, state0[i], state1[i]);
+        let mo = moments(grad[i], p, state0[i], second(i));
         update(i, p, mo, mo.d - c * p, projected);
     }
 }
@@ -353,7 +361,7 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         let i = element(j, e);
         let g = grad[i];
         let p = param[i];
-        let mo = moments(g, p, state0[i], state1[i]);
+        let mo = moments(g, p, state0[i], second(i));
         acc = acc + vec4<f32>(p * p, p * mo.d, p * g, g * g);
         if (!finite(g)) {
             bad = 1u;

@@ -3,6 +3,7 @@ mod table;
 
 use crate::analysis::Analysis;
 use crate::plan::{Hyperparameters, Optimizer, Plan};
+use crate::runtime::{Algorithm, Detect};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -166,6 +167,32 @@ pub enum Command {
         #[command(flatten)]
         hyper: HyperArgs,
     },
+    /// Times optimizer steps over the model's trainable tensors on the GPU.
+    Bench {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Optimizer.
+        #[arg(long, value_enum, default_value_t = Algorithm::Adamp)]
+        optimizer: Algorithm,
+        /// Which tensors are projected.
+        #[arg(long, value_enum, default_value_t = Detect::Auto)]
+        detect: Detect,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// A plan file (`adamp-graph plan -o`) instead of analysing the model.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Adapter: a substring of its name, or a backend/type (overrides $ADAMP_GRAPH_ADAPTER).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 /// Entry point of the binary.
@@ -194,6 +221,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match output {
                 Some(path) => crate::onnx::write_atomic(&path, text.as_bytes())?,
                 None => print!("{text}"),
+            }
+        }
+        Command::Bench { model, optimizer, detect, steps, warmup, plan, adapter, format } => {
+            let analysis = crate::analyze_file(&model)?;
+            let specs = match plan {
+                Some(p) => crate::runtime::bench::specs_from_plan(&analysis, &crate::plan::read(&p)?)?,
+                None => crate::runtime::bench::specs_from_analysis(&analysis),
+            };
+            let gpu = crate::runtime::Gpu::open(adapter.as_deref())?;
+            let report = crate::runtime::bench::run(&gpu, &specs, optimizer, detect, warmup, steps)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", table::bench_table(&report)),
             }
         }
     }

@@ -88,3 +88,16 @@ pub(crate) fn plan_table(p: &Plan) -> String {
     );
     out
 }
+
+pub(crate) fn bench_table(r: &crate::runtime::bench::BenchReport) -> String {
+    let rows = vec![
+        vec!["device".to_string(), r.device.clone()],
+        vec!["tensors / elements".into(), format!("{} / {}", r.tensors, r.elements)],
+        vec![format!("{} ({:?})", r.optimizer.name(), r.detect).to_lowercase(), format!("{:.3} ms/step", r.ms_per_step)],
+        vec![format!("{} (baseline)", r.baseline.name()), format!("{:.3} ms/step", r.baseline_ms_per_step)],
+        vec!["ratio".into(), format!("{:.3}", r.ratio)],
+        vec!["bytes/step".into(), r.bytes_per_step.to_string()],
+        vec!["bandwidth".into(), format!("{:.1} GB/s ({:.0}% of copy {:.1} GB/s)", r.gbps, 100.0 * r.gbps / r.copy_gbps.max(1e-9), r.copy_gbps)],
+    ];
+    render(&["what", "value"], &rows)
+}

@@ -1,5 +1,6 @@
 //! The GPU runtime: wgpu device selection and the AdamP/SGDP optimizer kernels
 //! (`shaders/optim.wgsl`) over device-resident parameters, gradients and state.
+pub mod bench;
 pub mod device;
 pub mod optim;
 

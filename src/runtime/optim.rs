@@ -252,6 +252,7 @@ pub struct DeviceOptimizer<'g> {
     decide: wgpu::ComputePipeline,
     step: u32,
     max_groups: u32,
+    bytes_per_step: u64,
 }
 
 const PROJ_NONE: u32 = 0;
@@ -451,6 +452,9 @@ impl<'g> DeviceOptimizer<'g> {
         let tensor_stats_base = stats_base + 2 * row_count;
         let scratch_len = (tensor_stats_base as usize + 2 * specs.len()).max(1);
         let has_split = jobs_sorted.iter().any(|j| !j.fused);
+        // Global-memory bytes per element (see the table at the top of this file).
+        let (fused_bytes, split_bytes) = if algo.is_adam_family() { (28u64, 44u64) } else { (20, 32) };
+        let bytes_per_step = jobs_sorted.iter().map(|j| j.len as u64 * if j.fused { fused_bytes } else { split_bytes }).sum();
 
         let dev = &gpu.device;
         use wgpu::util::DeviceExt;
@@ -548,6 +552,7 @@ impl<'g> DeviceOptimizer<'g> {
             decide,
             step: 0,
             max_groups: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+            bytes_per_step,
         };
         me.make_bind_groups(&layout, &meta_buf, &scratch);
         for (t, p) in params.iter().enumerate() {
@@ -771,6 +776,11 @@ impl<'g> DeviceOptimizer<'g> {
     /// The projection kind the kernels use per tensor (`none`, `channel`, `layer`, `runtime`).
     pub fn modes(&self) -> Vec<&'static str> {
         self.kinds.iter().map(|k| ["none", "channel", "layer", "runtime"][*k as usize]).collect()
+    }
+
+    /// Global-memory bytes one step reads and writes (parameters, gradients, state).
+    pub fn bytes_per_step(&self) -> u64 {
+        self.bytes_per_step
     }
 
     /// Elements over all tensors.
