@@ -191,6 +191,27 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
                 _ => first_dtype(g, n),
             };
             let mut ints = None;
+            if op == "Equal" {
+                ints = elementwise_ints(g, n, 0, 1, |a, b| match (a, b) {
+                    (Dim::Known(x), Dim::Known(y)) => Dim::Known(i64::from(x == y)),
+                    (Dim::Sym(x), Dim::Sym(y)) if x == y => Dim::Known(1),
+                    _ => Dim::Unknown,
+                });
+            }
+            if op == "Where" {
+                // select(cond, x, y) on small integer tensors (shape arithmetic)
+                if let (Some(c), Some(x), Some(y)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone()), val(g, n, 2).and_then(|v| v.ints.clone())) {
+                    let len = c.len().max(x.len()).max(y.len());
+                    if [c.len(), x.len(), y.len()].iter().all(|&l| l == len || l == 1) {
+                        let at = |v: &Vec<Dim>, i: usize| v[i.min(v.len() - 1)];
+                        ints = Some((0..len).map(|i| match at(&c, i) {
+                            Dim::Known(0) => at(&y, i),
+                            Dim::Known(_) => at(&x, i),
+                            _ => Dim::Unknown,
+                        }).collect());
+                    }
+                }
+            }
             if matches!(op, "Add" | "Sub" | "Mul" | "Div") {
                 if let (Some(a), Some(b)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone())) {
                     let len = a.len().max(b.len());
@@ -373,7 +394,14 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
             vec![(s, None, None, dtype)]
         }
         "Expand" => {
-            let s = match (shape_of(g, n, 0), val(g, n, 1).and_then(|v| v.ints.clone())) {
+            // Values of the target shape, or at least its length (the output's rank).
+            let target = val(g, n, 1).and_then(|v| {
+                v.ints.clone().or_else(|| match v.shape.as_deref() {
+                    Some([Dim::Known(k)]) if (0..=64).contains(k) => Some(vec![Dim::Unknown; *k as usize]),
+                    _ => None,
+                })
+            });
+            let s = match (shape_of(g, n, 0), target) {
                 (Some(a), Some(b)) => broadcast(&[a, b]),
                 _ => None,
             };
@@ -432,6 +460,16 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
         }
         _ => Vec::new(),
     }
+}
+
+/// Elementwise combination of two small integer tensors (with size-1 broadcasting).
+fn elementwise_ints(g: &Graph, n: &Node, a: usize, b: usize, f: impl Fn(Dim, Dim) -> Dim) -> Option<Vec<Dim>> {
+    let (x, y) = (val(g, n, a)?.ints.clone()?, val(g, n, b)?.ints.clone()?);
+    let len = x.len().max(y.len());
+    if x.is_empty() || y.is_empty() || !(x.len() == len || x.len() == 1) || !(y.len() == len || y.len() == 1) {
+        return None;
+    }
+    Some((0..len).map(|i| f(x[i.min(x.len() - 1)], y[i.min(y.len() - 1)])).collect())
 }
 
 /// Product of dims (Unknown unless all known, or a single symbol).
