@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""Exports the fixture zoo and computes scale-invariance ground truth.
+
+Not run by CI. Needs a venv with: torch torchvision timm onnx onnxruntime onnxscript.
+
+    python scripts/gen_zoo.py [--only NAME ...]
+
+For every zoo model this writes
+  fixtures/zoo/NAME.onnx[.gz]    the exported graph, trainable float weights zeroed
+  fixtures/zoo/NAME.truth.json   ground truth measured by scaling parameters
+
+Ground truth is measured, not derived from the graph: the model runs in float64
+(PyTorch for torch models, onnxruntime for the onnx.helper models, where float64
+kernels are missing, in float32 with a looser threshold) with normalization
+epsilons set negligible (1e-30: a nearly dead channel's variance must dominate them) and all parameters
+moved off their special initial values
+(BatchNorm beta = 0 would fake invariances). For each parameter it records:
+  channel_axes  axes a such that scaling every slice along a by its own positive
+                factor leaves every output unchanged
+  layer         scaling the whole tensor by one positive factor leaves outputs unchanged
+  dead          adding a random perturbation leaves outputs unchanged
+  joint         candidate groups (weight+bias of one module, gamma+beta of one norm)
+                whose common positive scaling leaves outputs unchanged
+Eval-mode exports are traps: BatchNorm is folded or frozen, so their truth is
+measured in eval mode and nothing before a BatchNorm is invariant.
+"""
+import argparse
+import copy
+import gzip
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "fixtures", "zoo")
+# Real variance shows up at ~1e-1 with the factors used; BatchNorm over tiny
+# maps (1x1 at batch 2) amplifies float64 roundoff to ~1e-9.
+REL_TOL_F64 = 1e-6
+REL_TOL_F32 = 2e-5
+
+torch.manual_seed(0)
+np.random.seed(0)
+
+
+# ----------------------------------------------------------------- model zoo
+class WSConv2d(nn.Conv2d):
+    """Weight-standardized convolution: (w - mean) / std per output channel."""
+
+    def forward(self, x):
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = ((w - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+        w = (w - mean) / torch.sqrt(var + 1e-30)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+class WSGroupNet(nn.Module):
+    """BiT-style: weight standardization + GroupNorm, with a residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = WSConv2d(3, 16, 3, padding=1, bias=False)
+        self.gn1 = nn.GroupNorm(4, 16, eps=1e-30)
+        self.conv2 = WSConv2d(16, 16, 3, padding=1, bias=True)
+        self.gn2 = nn.GroupNorm(4, 16, eps=1e-30)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.gn1(self.conv1(x)))
+        x = x + F.relu(self.gn2(self.conv2(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class GroupNormNet(nn.Module):
+    """Plain GroupNorm CNN: conv weights are only layer-wise invariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.gn1 = nn.GroupNorm(2, 8, eps=1e-30)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.gn2 = nn.GroupNorm(8, 8, eps=1e-30)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.gn1(self.conv1(x)))
+        x = F.relu(self.gn2(self.conv2(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class InstanceNormNet(nn.Module):
+    """Style-transfer-like: InstanceNorm (affine), ConvTranspose (channel axis 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.in1 = nn.InstanceNorm2d(8, affine=True, eps=1e-30)
+        self.up = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1)
+        self.in2 = nn.InstanceNorm2d(6, affine=True, eps=1e-30)
+        self.out = nn.Conv2d(6, 3, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.in1(self.conv1(x)))
+        x = F.relu(self.in2(self.up(x)))
+        return torch.tanh(self.out(x))
+
+
+class LayerNormMLP(nn.Module):
+    """MLP with LayerNorm: weight and bias before LN are jointly invariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 16)
+        self.ln1 = nn.LayerNorm(16, eps=1e-30)
+        self.fc2 = nn.Linear(16, 16, bias=False)
+        self.ln2 = nn.LayerNorm(16, eps=1e-30)
+        self.fc3 = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.gelu(self.ln1(self.fc1(x)))
+        x = F.relu(self.ln2(self.fc2(x)))
+        return self.fc3(x)
+
+
+class WeightNormNet(nn.Module):
+    """Weight normalization g * v / ||v|| on a conv and a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        wn = torch.nn.utils.parametrizations.weight_norm
+        self.conv = wn(nn.Conv2d(3, 8, 3, padding=1))
+        self.fc = wn(nn.Linear(8, 6))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.head(F.relu(self.fc(x)))
+
+
+class CosineEmbedNet(nn.Module):
+    """l2-normalized embedding and a cosine classifier (normalized weight rows)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(10, 16)
+        self.fc2 = nn.Linear(16, 8, bias=False)
+        self.classes = nn.Parameter(torch.randn(5, 8))
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        e = F.normalize(self.fc2(h), dim=1, eps=1e-12)
+        w = F.normalize(self.classes, dim=1, eps=1e-12)
+        return 10.0 * e @ w.t()
+
+
+class DecomposedRMSNorm(nn.Module):
+    """RMSNorm written out (Pow, ReduceMean, Add eps, Sqrt, Div): the TorchScript
+    exporter has no symbolic for aten::rms_norm."""
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+
+
+class RMSNormMLP(nn.Module):
+    """RMSNorm: weights before it are layer-wise invariant, no shift removal."""
+
+    def __init__(self, native=True):
+        super().__init__()
+        norm = (lambda d: nn.RMSNorm(d, eps=1e-30)) if native else (lambda d: DecomposedRMSNorm(d, 1e-30))
+        self.fc1 = nn.Linear(12, 16, bias=False)
+        self.norm1 = norm(16)
+        self.fc2 = nn.Linear(16, 16)
+        self.norm2 = norm(16)
+        self.fc3 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = F.relu(self.norm1(self.fc1(x)))
+        x = F.relu(self.norm2(self.fc2(x)))
+        return self.fc3(x)
+
+
+class DenseBlockNet(nn.Module):
+    """DenseNet-style: concat of features, BN after concat, 1x1 bottleneck with bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(8, eps=1e-30)
+        self.c1 = nn.Conv2d(8, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(12, eps=1e-30)
+        self.c2 = nn.Conv2d(12, 4, 1, bias=True)
+        self.bn2 = nn.BatchNorm2d(16, eps=1e-30)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn0(self.stem(x)))
+        x = torch.cat([x, self.c1(x)], 1)
+        x = torch.cat([x, self.c2(F.relu(self.bn1(x)))], 1)
+        x = F.relu(self.bn2(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class BN1dMLP(nn.Module):
+    """BatchNorm1d after Linear: bias dead, weight channel-wise along axis 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(10, 16)
+        self.bn1 = nn.BatchNorm1d(16, eps=1e-30)
+        self.fc2 = nn.Linear(16, 16)
+        self.bn2 = nn.BatchNorm1d(16, eps=1e-30)
+        self.fc3 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.fc1(x)))
+        x = F.relu(self.bn2(self.fc2(x)))
+        return self.fc3(x)
+
+
+class MatMulParamNet(nn.Module):
+    """Raw MatMul weights [in, out] before BatchNorm1d: channel axis 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(10, 16))
+        self.b1 = nn.Parameter(torch.randn(16))
+        self.bn = nn.BatchNorm1d(16, eps=1e-30)
+        self.w2 = nn.Parameter(torch.randn(16, 4))
+
+    def forward(self, x):
+        x = F.relu(self.bn(x @ self.w1 + self.b1))
+        return x @ self.w2
+
+
+def tiny_vit():
+    import timm
+
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10
+    )
+
+
+def bn_eps(model, eps=1e-30):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d)):
+            m.eps = eps
+    return model
+
+
+def torchvision_model(name, **kw):
+    import torchvision
+
+    return bn_eps(getattr(torchvision.models, name)(weights=None, **kw))
+
+
+# Batch 4 at 64x64: the deepest BatchNorms still see >= 16 values per channel.
+# (At 32x32 with batch 2 they normalize two values to +-1 whatever the input,
+# which makes nearly everything look invariant.)
+IMG = (4, 3, 64, 64)
+ZOO = {
+    # name: (constructor, input shape, exporter, opset, mode)
+    "resnet18": (lambda: torchvision_model("resnet18"), IMG, "torchscript", 17, "train"),
+    "resnet50": (lambda: torchvision_model("resnet50"), IMG, "torchscript", 17, "train"),
+    "mobilenet_v3_small": (lambda: torchvision_model("mobilenet_v3_small"), IMG, "torchscript", 17, "train"),
+    "shufflenet_v2": (lambda: torchvision_model("shufflenet_v2_x0_5"), IMG, "torchscript", 13, "train"),
+    "densenet_block": (DenseBlockNet, IMG, "torchscript", 17, "train"),
+    "bn1d_mlp": (BN1dMLP, (4, 10), "torchscript", 15, "train"),
+    "matmul_params": (MatMulParamNet, (4, 10), "torchscript", 17, "train"),
+    "groupnorm_cnn": (GroupNormNet, IMG, "torchscript", 17, "train"),
+    "groupnorm_cnn_op21": (GroupNormNet, IMG, "torchscript", 21, "train"),
+    "ws_groupnorm": (WSGroupNet, IMG, "torchscript", 17, "train"),
+    "instancenorm_convt": (InstanceNormNet, IMG, "torchscript", 17, "train"),
+    "layernorm_mlp_op11": (LayerNormMLP, (4, 12), "torchscript", 11, "train"),
+    "layernorm_mlp": (LayerNormMLP, (4, 12), "torchscript", 17, "train"),
+    "layernorm_mlp_dynamo": (LayerNormMLP, (4, 12), "dynamo", 18, "train"),
+    "rmsnorm_mlp": (lambda: RMSNormMLP(native=False), (4, 12), "torchscript", 17, "train"),
+    "rmsnorm_mlp_dynamo": (RMSNormMLP, (4, 12), "dynamo", 23, "train"),
+    "weightnorm": (WeightNormNet, IMG, "torchscript", 17, "train"),
+    "cosine_embed": (CosineEmbedNet, (4, 10), "torchscript", 17, "train"),
+    "vit_tiny": (tiny_vit, (4, 3, 32, 32), "torchscript", 17, "train"),
+    "vit_tiny_dynamo": (tiny_vit, (4, 3, 32, 32), "dynamo", 18, "train"),
+    # traps: the export destroyed the BatchNorm evidence
+    "resnet18_eval_trap": (lambda: torchvision_model("resnet18"), IMG, "torchscript", 17, "eval"),
+    "resnet18_dynamo_trap": (lambda: torchvision_model("resnet18"), IMG, "dynamo", 18, "train"),
+    "bn1d_mlp_eval_bn_trap": (BN1dMLP, (4, 10), "torchscript", 15, "eval_keep_bn"),
+}
+
+
+# ------------------------------------------------------------ ground truth
+def randomize(model):
+    """Moves every parameter off its special initial value (BN beta=0, gamma=1)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.1 * torch.sign(torch.randn(p.shape, generator=g)))
+    return model
+
+
+def joint_candidates(model):
+    groups = []
+    for mname, m in model.named_modules():
+        names = [n for n, _ in m.named_parameters(recurse=False)]
+        if len(names) >= 2:
+            groups.append([f"{mname}.{n}" if mname else n for n in names])
+    return groups
+
+
+def rel_change(a, b):
+    a = torch.cat([t.flatten() for t in a])
+    b = torch.cat([t.flatten() for t in b])
+    return float((a - b).abs().max() / (b.abs().max() + 1e-300))
+
+
+def as_tuple(out):
+    return out if isinstance(out, (tuple, list)) else (out,)
+
+
+def proposed_groups(path):
+    """Joint groups the analysis proposes (ADAMP_GRAPH_BIN), so truth can check them too."""
+    import subprocess
+
+    exe = os.environ.get("ADAMP_GRAPH_BIN")
+    if not exe:
+        return []
+    out = subprocess.run([exe, "analyze", path, "--format", "json"], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  analysis failed: {out.stderr.strip()}", file=sys.stderr)
+        return []
+    groups = {tuple(p["group"]) for p in json.loads(out.stdout)["parameters"] if p["class"] == "joint"}
+    return [list(g) for g in sorted(groups)]
+
+
+def torch_truth(model, x, mode, extra_groups=()):
+    model = copy.deepcopy(model).double()
+    model.train(mode == "train")
+    # Dropout masks are random per call: measure the deterministic function.
+    # A fixed mask is a constant positive-or-zero factor, which every claim commutes with.
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    x = x.double()
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        base = as_tuple(model(x))
+        g = torch.Generator().manual_seed(2)
+
+        def changed(mutate):
+            saved = {n: p.clone() for n, p in params.items()}
+            mutate()
+            out = as_tuple(model(x))
+            for n, p in params.items():
+                p.copy_(saved[n])
+            return rel_change(out, base)
+
+        truth = {}
+        for name, p in params.items():
+            entry = {"shape": list(p.shape), "channel_axes": [], "layer": False, "dead": False, "joint": []}
+            for axis in range(p.dim()):
+                if p.shape[axis] < 2:
+                    continue
+                shape = [1] * p.dim()
+                shape[axis] = p.shape[axis]
+                factors = torch.rand(shape, generator=g, dtype=torch.float64) * 1.5 + 0.5
+                if changed(lambda: p.mul_(factors)) < REL_TOL_F64:
+                    entry["channel_axes"].append(axis)
+            entry["layer"] = changed(lambda: p.mul_(1.7)) < REL_TOL_F64
+            delta = torch.randn(p.shape, generator=g, dtype=torch.float64) * (p.abs().mean() + 1.0)
+            entry["dead"] = changed(lambda: p.add_(delta)) < REL_TOL_F64
+            truth[name] = entry
+        checked = {}
+        for group in joint_candidates(model) + [list(g) for g in extra_groups]:
+            if any(n not in params for n in group):
+                continue
+            def scale_group():
+                for n in group:
+                    params[n].mul_(1.9)
+            ok = changed(scale_group) < REL_TOL_F64
+            checked[",".join(sorted(group))] = ok
+            if ok:
+                for n in group:
+                    if sorted(group) not in truth[n]["joint"]:
+                        truth[n]["joint"].append(sorted(group))
+    return truth, checked
+
+
+# ----------------------------------------------------------------- export
+def calibrate(model, x):
+    """Sets BatchNorm running statistics to the batch's, so eval mode is sane."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1  # the dynamo exporter cannot trace momentum=None
+    return model
+
+
+def export(name, ctor, shape, exporter, opset, mode):
+    torch.manual_seed(0)
+    model = randomize(ctor())
+    x = torch.randn(*shape)
+    calibrate(model, x)
+    path = os.path.join(OUT, name + ".onnx")
+    if mode == "eval_keep_bn":
+        # BatchNormalization with training_mode=0 kept in the graph (no folding).
+        model.eval()
+        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset,
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+        truth_mode = "eval"
+    elif mode == "eval":
+        model.eval()
+        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, do_constant_folding=True)
+        truth_mode = "eval"
+    elif exporter == "torchscript":
+        model.train()
+        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset,
+                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+        truth_mode = "train"
+    else:
+        model.train()
+        prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, external_data=False)
+        prog.save(path)
+        # The dynamo exporter runs the model as in eval (BatchNorm folded or frozen);
+        # measure truth the same way where the graph holds BatchNorm.
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        truth_mode = "eval" if has_bn else "train"
+    truth, checked = torch_truth(model, x, truth_mode, proposed_groups(path))
+    return path, truth, truth_mode, checked
+
+
+def zero_weights(path, names):
+    m = onnx.load(path)
+    kept = 0
+    for init in m.graph.initializer:
+        if init.data_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+            continue
+        arr = numpy_helper.to_array(init)
+        # Parameters by name, and anything large (folded weights get new names);
+        # small constants (epsilons, exponents, scales) keep their values.
+        if init.name in names or "running_" in init.name or arr.size > 16:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(arr), init.name))
+            kept += 1
+    return m
+
+
+def write_model(m, path):
+    data = m.SerializeToString()
+    if os.path.exists(path):
+        os.remove(path)
+    if len(data) > 512 * 1024:
+        with open(path + ".gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+            f.write(data)
+        return path + ".gz"
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def build_torch(name):
+    ctor, shape, exporter, opset, mode = ZOO[name]
+    path, truth, truth_mode, checked = export(name, ctor, shape, exporter, opset, mode)
+    model = onnx.load(path)
+    inits = {i.name for i in model.graph.initializer}
+    missing = sorted(set(truth) - inits)
+    out = write_model(zero_weights(path, set(truth)), path)
+    meta = {
+        "model": name,
+        "source": "pytorch",
+        "exporter": exporter,
+        "opset": opset,
+        "mode": mode,
+        "truth_measured_in": truth_mode,
+        "input_shape": list(shape),
+        "tolerance": REL_TOL_F64,
+        "params_not_in_graph": missing,
+        "groups_checked": checked,
+        "params": {k: v for k, v in truth.items() if k in inits},
+    }
+    with open(os.path.join(OUT, name + ".truth.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print(f"{name}: {os.path.basename(out)} ({len(meta['params'])} params, {len(missing)} renamed)")
+
+
+# ------------------------------------------------------ onnx.helper models
+def ort_truth(model, feeds, groups, path):
+    import onnxruntime as ort
+
+    def run(m):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return [torch.from_numpy(np.asarray(o, dtype=np.float64)) for o in sess.run(None, feeds)]
+
+    base = run(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    rng = np.random.default_rng(3)
+
+    def changed(updates):
+        m = copy.deepcopy(model)
+        for init in m.graph.initializer:
+            if init.name in updates:
+                init.CopyFrom(numpy_helper.from_array(updates[init.name].astype(np.float32), init.name))
+        return rel_change(run(m), base)
+
+    truth = {}
+    for name, init in inits.items():
+        if init.data_type != TensorProto.FLOAT or name.startswith("const_"):
+            continue
+        p = numpy_helper.to_array(init).astype(np.float64)
+        entry = {"shape": list(p.shape), "channel_axes": [], "layer": False, "dead": False, "joint": []}
+        for axis in range(p.ndim):
+            if p.shape[axis] < 2:
+                continue
+            shape = [1] * p.ndim
+            shape[axis] = p.shape[axis]
+            if changed({name: p * (rng.random(shape) * 1.5 + 0.5)}) < REL_TOL_F32:
+                entry["channel_axes"].append(axis)
+        entry["layer"] = changed({name: p * 1.7}) < REL_TOL_F32
+        entry["dead"] = changed({name: p + rng.standard_normal(p.shape) * (np.abs(p).mean() + 1)}) < REL_TOL_F32
+        truth[name] = entry
+    onnx.save(model, path)
+    checked = {}
+    for group in groups + proposed_groups(path):
+        if any(n not in inits for n in group):
+            continue
+        upd = {n: numpy_helper.to_array(inits[n]).astype(np.float64) * 1.9 for n in group}
+        ok = changed(upd) < REL_TOL_F32
+        checked[",".join(sorted(group))] = ok
+        if ok:
+            for n in group:
+                if sorted(group) not in truth[n]["joint"]:
+                    truth[n]["joint"].append(sorted(group))
+    return truth, checked
+
+
+def rand(*shape):
+    return (np.random.randn(*shape) * 0.5 + 0.1).astype(np.float32)
+
+
+def helper_models():
+    """Graphs built with onnx.helper: native ops the PyTorch exporters do not emit."""
+    P = numpy_helper.from_array
+    models = {}
+
+    # LpNormalization on Gemm output; GroupNormalization (opset 21) after Conv;
+    # BatchNormalization with training_mode=1 (opset 15).
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "bn.g", "bn.b", "bn.mean", "bn.var"],
+                         ["bnout", "bn.mean_out", "bn.var_out"], training_mode=1, epsilon=1e-12),
+        helper.make_node("Relu", ["bnout"], ["r"]),
+        helper.make_node("Conv", ["r", "conv2.w"], ["c2"], group=2),
+        helper.make_node("GroupNormalization", ["c2", "gn.g", "gn.b"], ["g"], num_groups=2, epsilon=1e-12),
+        helper.make_node("GlobalAveragePool", ["g"], ["gp"]),
+        helper.make_node("Flatten", ["gp"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["h"], transB=1),
+        helper.make_node("LpNormalization", ["h"], ["y"], axis=1, p=2),
+    ]
+    inits = [P(rand(8, 3, 3, 3), "conv.w"), P(rand(8), "conv.b"), P(rand(8), "bn.g"), P(rand(8), "bn.b"),
+             P(np.zeros(8, np.float32), "bn.mean"), P(np.ones(8, np.float32), "bn.var"),
+             P(rand(8, 4, 1, 1), "conv2.w"), P(rand(8), "gn.g"), P(rand(8), "gn.b"),
+             P(rand(6, 8), "fc.w"), P(rand(6), "fc.b")]
+    g = helper.make_graph(nodes, "helper_native_norms",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    models["helper_native_norms"] = (m, {"x": np.random.randn(4, 3, 8, 8).astype(np.float32)},
+                                     [["conv.w", "conv.b"], ["bn.g", "bn.b"], ["gn.g", "gn.b"], ["fc.w", "fc.b"]])
+
+    # RMSNormalization (opset 23) and LayerNormalization with axis=1 on a 3-D tensor,
+    # InstanceNormalization after a channel-first MatMul layout via Transpose.
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["a"]),
+        helper.make_node("RMSNormalization", ["a", "rms.g"], ["n1"], axis=-1, epsilon=1e-12),
+        helper.make_node("MatMul", ["n1", "w2"], ["b"]),
+        helper.make_node("Add", ["b", "b2"], ["bb"]),
+        helper.make_node("Transpose", ["bb"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("InstanceNormalization", ["t", "in.g", "in.b"], ["i"], epsilon=1e-12),
+        helper.make_node("Transpose", ["i"], ["ti"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["ti", "w3"], ["c"]),
+        helper.make_node("LayerNormalization", ["c", "ln.g", "ln.b"], ["y"], axis=1, epsilon=1e-12),
+    ]
+    inits = [P(rand(6, 8), "w1"), P(rand(8), "rms.g"), P(rand(8, 5), "w2"), P(rand(5), "b2"),
+             P(rand(5), "in.g"), P(rand(5), "in.b"), P(rand(5, 4), "w3"), P(rand(7, 4), "ln.g"), P(rand(7, 4), "ln.b")]
+    g = helper.make_graph(nodes, "helper_rms_layout",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 7, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 7, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
+    models["helper_rms_layout"] = (m, {"x": np.random.randn(3, 7, 6).astype(np.float32)},
+                                   [["w2", "b2"], ["in.g", "in.b"], ["ln.g", "ln.b"]])
+
+    # Relu between Conv and a training-mode BatchNormalization: per-channel scaling of
+    # the conv weight commutes with Relu, a conv bias would not.
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("BatchNormalization", ["r", "g", "b", "m", "v"], ["y", "m_out", "v_out"],
+                         training_mode=1, epsilon=1e-12),
+    ]
+    inits = [P(rand(4, 3, 1, 1), "w"), P(rand(4), "g"), P(rand(4), "b"),
+             P(np.zeros(4, np.float32), "m"), P(np.ones(4, np.float32), "v")]
+    g = helper.make_graph(nodes, "helper_relu_bn",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 4, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)])
+    models["helper_relu_bn"] = (m, {"x": np.random.randn(2, 3, 4, 4).astype(np.float32)}, [["g", "b"]])
+    return models
+
+
+def build_helper(name, spec):
+    model, feeds, groups = spec
+    onnx.checker.check_model(model, full_check=True)
+    path = os.path.join(OUT, name + ".onnx")
+    truth, checked = ort_truth(model, feeds, groups, path)
+    for k in ("bn.mean", "bn.var", "m", "v"):
+        truth.pop(k, None)
+    for init in model.graph.initializer:
+        if init.name in truth:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
+    write_model(model, path)
+    meta = {"model": name, "source": "onnx.helper", "exporter": "onnx.helper",
+            "opset": model.opset_import[0].version, "mode": "train", "truth_measured_in": "train",
+            "input_shape": list(next(iter(feeds.values())).shape), "tolerance": REL_TOL_F32,
+            "params_not_in_graph": [], "groups_checked": checked, "params": truth}
+    with open(os.path.join(OUT, name + ".truth.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print(f"{name}: {len(truth)} params")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    helpers = helper_models()
+    names = args.only or list(ZOO) + list(helpers)
+    for name in names:
+        try:
+            if name in ZOO:
+                build_torch(name)
+            else:
+                build_helper(name, helpers[name])
+        except Exception as e:  # keep going; report at the end
+            print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            raise
+
+
+if __name__ == "__main__":
+    main()
