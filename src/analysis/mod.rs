@@ -197,8 +197,14 @@ pub fn analyze(g: &Graph) -> Analysis {
         n.sort();
         n
     };
+    let mut first_group: HashMap<ValueId, usize> = HashMap::new();
+    for (f, (group, _)) in found.iter().enumerate() {
+        for &v in group {
+            first_group.entry(v).or_insert(f);
+        }
+    }
     for (k, class) in classes.iter_mut().enumerate() {
-        let pick = own.get(&k).copied().or_else(|| found.iter().position(|(grp, _)| grp.contains(&params[k])));
+        let pick = own.get(&k).copied().or_else(|| first_group.get(&params[k]).copied());
         if let Some(f) = pick {
             let (group, evidence) = &found[f];
             *class = (ScaleClass::Joint { group: names(group) }, evidence.clone());

@@ -63,7 +63,8 @@ pub enum IrError {
 /// Builds the IR of a loaded model: values, nodes in topological order, shapes.
 pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
     let path = model.path.clone();
-    let g = model.proto.graph.as_ref().cloned().unwrap_or_default();
+    let empty = pb::GraphProto::default();
+    let g = model.proto.graph.as_ref().unwrap_or(&empty);
     let mut b = Builder { path: path.clone(), values: Vec::new(), by_name: HashMap::new(), symbols: Vec::new(), sym_ids: HashMap::new() };
 
     let mut initializers = Vec::new();

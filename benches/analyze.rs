@@ -1,0 +1,77 @@
+//! Parse + analyze speed: the largest zoo models (inflated to plain `.onnx`
+//! files first, so the benchmark measures the memory-mapped load, not gzip) and
+//! synthetic Conv-BatchNorm-Relu chains of growing size (linearity).
+//!
+//! `cargo bench --bench analyze`; set `ADAMP_BENCH_MODEL=path.onnx` to add a
+//! model of your own (e.g. ResNet-50 with real weights, see README).
+use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn inflate(src: &Path, dir: &Path) -> PathBuf {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(src).unwrap()).read_to_end(&mut bytes).unwrap();
+    let name = src.file_stem().unwrap();
+    let out = dir.join(name);
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+/// `blocks` Conv(1x1)-BatchNorm-Relu blocks: 3 nodes and 5 parameters each.
+pub fn synthetic_chain(blocks: usize) -> Vec<u8> {
+    let mut b = GraphBuilder::new("chain", 17);
+    b.input("x", &[-1, 8, 4, 4]);
+    let mut prev = "x".to_string();
+    for i in 0..blocks {
+        let (w, c, y, r) = (format!("w{i}"), format!("c{i}"), format!("y{i}"), format!("r{i}"));
+        b.initializer(&w, &[8, 8, 1, 1], TensorData::Zeros);
+        for s in ["g", "b", "m", "v"] {
+            b.initializer(&format!("{s}{i}"), &[8], TensorData::Zeros);
+        }
+        b.node("Conv", &[&prev, &w], &[&c], &[]);
+        let ins = [c.clone(), format!("g{i}"), format!("b{i}"), format!("m{i}"), format!("v{i}")];
+        let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+        b.node("BatchNormalization", &ins, &[&y], &[("training_mode", Attr::Int(1))]);
+        b.node("Relu", &[&y], &[&r], &[]);
+        prev = r;
+    }
+    b.output(&prev);
+    b.to_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
+    let mut models: Vec<PathBuf> = ["resnet50.onnx.gz", "shufflenet_v2.onnx.gz", "mobilenet_v3_small.onnx.gz"]
+        .iter()
+        .map(|m| inflate(&zoo.join(m), dir.path()))
+        .collect();
+    let extra = std::env::var("ADAMP_BENCH_MODEL").ok().map(PathBuf::from);
+    let mut group = c.benchmark_group("parse+analyze");
+    group.measurement_time(Duration::from_secs(5)).sample_size(20);
+    for m in &models {
+        let name = m.file_name().unwrap().to_string_lossy().into_owned();
+        group.bench_function(format!("zoo/{name}"), |b| b.iter(|| adamp_graph::analyze_file(m).unwrap()));
+    }
+    if let Some(m) = &extra {
+        let name = m.file_name().unwrap().to_string_lossy().into_owned();
+        group.bench_function(format!("ADAMP_BENCH_MODEL/{name}"), |b| b.iter(|| adamp_graph::analyze_file(m).unwrap()));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("synthetic-chain");
+    group.measurement_time(Duration::from_secs(5)).sample_size(10);
+    for blocks in [3_333usize, 10_000, 33_334] {
+        let bytes = synthetic_chain(blocks);
+        let path = dir.path().join(format!("chain{blocks}.onnx"));
+        std::fs::write(&path, &bytes).unwrap();
+        group.throughput(Throughput::Elements(3 * blocks as u64));
+        group.bench_function(format!("{}-nodes", 3 * blocks), |b| b.iter(|| adamp_graph::analyze_file(&path).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
