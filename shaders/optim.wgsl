@@ -1,9 +1,10 @@
 // AdamP / SGDP and their baselines (Adam, AdamW, SGD) for many tensors per dispatch.
 //
 // Work is a table of jobs. A job is a run of elements of one tensor row:
-//   - fused jobs hold a whole projection row (<= WG * K elements): one pass reads
-//     grad, param and state once, reduces the row's dot products in workgroup
-//     memory, projects, and writes param and state once;
+//   - fused jobs hold up to WG / SEG whole projection rows (<= FUSED_MAX elements
+//     each), SEG threads per row: a first sweep reduces each row's dot products in
+//     workgroup memory, a second sweep (over data the workgroup just read)
+//     projects and writes param and state once; unprojected chunks stream;
 //   - split jobs are contiguous pieces of long rows or of runtime-tested tensors:
 //     `stats` reduces their dot products, `decide` combines them per row and per
 //     tensor (and runs the reference cosine test), `apply` updates.
@@ -12,7 +13,8 @@
 // p_n = p / (|p| + eps), decoupled decay before the step, wd_ratio where projected.
 
 const WG: u32 = 256u;
-const K: u32 = 20u;
+// Projected fused jobs hold up to WG / SEG rows, SEG threads per row.
+const SEG: u32 = 32u;
 
 // algorithms
 const ADAMP: u32 = 0u;
@@ -40,8 +42,8 @@ const JOB_WORDS: u32 = 8u;
 const J_TENSOR: u32 = 0u;
 const J_ROW: u32 = 1u;        // global row index
 const J_ADDR: u32 = 2u;       // page offset of the first element (fused strided: of the tensor)
-const J_LEN: u32 = 3u;        // elements
-const J_FUSED: u32 = 4u;      // 1: the job is a whole row, processed in one pass
+const J_LEN: u32 = 3u;        // elements (per row for multi-row fused jobs)
+const J_FUSED: u32 = 4u;      // rows held by a fused job (whole rows, one pass); 0: split job
 const J_INNER: u32 = 5u;      // strided fused rows: contiguous block length (0: contiguous)
 const J_DIM: u32 = 6u;        // strided fused rows: size of the projection axis
 const J_LOCAL_ROW: u32 = 7u;  // strided fused rows: index along the projection axis
@@ -54,8 +56,8 @@ struct Params {
     algo: u32,
     step: u32,
     nesterov: u32,
-    job_base: u32,      // first job of this page
-    job_count: u32,     // jobs of this page
+    job_base: u32,      // first fused job of this page
+    job_count: u32,     // fused jobs of this page
     tensor_count: u32,
     row_count: u32,
     stats_base: u32,    // scratch offset of row stats
@@ -72,8 +74,8 @@ struct Params {
     bc2_sqrt: f32,      // sqrt(1 - beta2^t)
     tensor_stats_base: u32,
     total_jobs: u32,    // jobs of all pages (the row table follows the job table)
-    _pad0: u32,
-    _pad1: u32,
+    split_base: u32,    // first split job of this page
+    split_count: u32,   // split jobs of this page
 }
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
@@ -108,14 +110,34 @@ fn is_projecting() -> bool {
     return P.algo == ADAMP || P.algo == SGDP;
 }
 
-// Page offset of element t of a job.
-fn element(j: u32, t: u32) -> u32 {
-    let inner = job_word(j, J_INNER);
-    if (inner == 0u) {
-        return job_word(j, J_ADDR) + t;
+// A job's table entry, read once per workgroup.
+struct Job {
+    tensor: u32,
+    row: u32,
+    addr: u32,
+    len: u32,
+    fused: u32,
+    inner: u32,
+    dim: u32,
+    local_row: u32,
+}
+
+fn load_job(j: u32) -> Job {
+    let at = P.tensor_count * TENSOR_WORDS + j * JOB_WORDS;
+    return Job(tables[at], tables[at + 1u], tables[at + 2u], tables[at + 3u], tables[at + 4u], tables[at + 5u], tables[at + 6u], tables[at + 7u]);
+}
+
+// Page offset of element t of a job (of row `r` within a multi-row fused job).
+fn element_in_row(job: Job, r: u32, t: u32) -> u32 {
+    if (job.inner == 0u) {
+        return job.addr + r * job.len + t;
     }
-    let block = t / inner;
-    return job_word(j, J_ADDR) + (block * job_word(j, J_DIM) + job_word(j, J_LOCAL_ROW)) * inner + (t - block * inner);
+    let block = t / job.inner;
+    return job.addr + (block * job.dim + job.local_row + r) * job.inner + (t - block * job.inner);
+}
+
+fn element(job: Job, t: u32) -> u32 {
+    return element_in_row(job, 0u, t);
 }
 
 struct Moments {
@@ -250,33 +272,159 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     if (local_job >= P.job_count) {
         return;
     }
-    let j = P.job_base + local_job;
-    let t = job_word(j, J_TENSOR);
-    let len = job_word(j, J_LEN);
+    let job = load_job(P.job_base + local_job);
+    let t = job.tensor;
     let proj = tensor_word(t, T_PROJ);
-    if (job_word(j, J_FUSED) == 0u) {
-        apply_split(j, t, len, lid);
+    let projected = is_projecting() && (proj == PROJ_CHANNEL || proj == PROJ_LAYER);
+    if (!projected) {
+        apply_stream(job, lid);
         return;
     }
-    // Sweep 1: directions and dot products, kept in registers.
-    var pv: array<f32, K>;
-    var mv: array<f32, K>;
-    var vv: array<f32, K>;
-    var dv: array<f32, K>;
-    var acc = vec4<f32>(0.0);
+    // SEG threads per row. Sweep 1: the row's dot products (nothing written yet).
+    let seg = lid / SEG;
+    let lane = lid - seg * SEG;
+    let live = seg < job.fused;
+    var acc = vec2<f32>(0.0);
     var bad = 0u;
-    for (var k = 0u; k < K; k = k + 1u) {
-        let e = lid + k * WG;
-        if (e < len) {
-            let i = element(j, e);
+    if (live) {
+        for (var e = lane; e < job.len; e = e + SEG) {
+            let i = element_in_row(job, seg, e);
             let g = grad[i];
             let p = param[i];
             let mo = moments(g, p, state0[i], second(i));
-            pv[k] = p;
-            mv[k] = mo.m;
-            vv[k] = mo.v;
-            dv[k] = mo.d;
-            acc = acc + vec4<f32>(p * p, p * mo.d, 0.0, 0.0);
+            acc = acc + vec2<f32>(p * p, p * mo.d);
+            if (!finite(g)) {
+                bad = 1u;
+            }
+        }
+    }
+    red[lid] = vec4<f32>(acc, 0.0, 0.0);
+    red_bad[lid] = bad;
+    workgroupBarrier();
+    var st = SEG / 2u;
+    loop {
+        if (st == 0u) {
+            break;
+        }
+        if (lane < st) {
+            red[lid] = red[lid] + red[lid + st];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
+        }
+        workgroupBarrier();
+        st = st / 2u;
+    }
+    if (!live) {
+        return;
+    }
+    let sums = red[seg * SEG];
+    if (red_bad[seg * SEG] != 0u) {
+        // Leave this row untouched and report the tensor.
+        if (lane == 0u) {
+            atomicOr(&status[2u * t + 1u], 1u);
+        }
+        return;
+    }
+    let c = coefficient(sums.x, sums.y);
+    if (lid == 0u) {
+        atomicStore(&status[2u * t], proj);
+    }
+    // Sweep 2: the same elements again (the row was just read: cache hits), written once.
+    for (var e = lane; e < job.len; e = e + SEG) {
+        let i = element_in_row(job, seg, e);
+        let p = param[i];
+        let mo = moments(grad[i], p, state0[i], second(i));
+        update(i, p, mo, mo.d - c * p, true);
+    }
+}
+
+// An unprojected chunk: one streaming sweep. An element whose gradient is not
+// finite is left unchanged (and the tensor reported); the others step.
+fn apply_stream(job: Job, lid: u32) {
+    var bad = false;
+    for (var e = lid; e < job.len; e = e + WG) {
+        let i = element(job, e);
+        let g = grad[i];
+        if (!finite(g)) {
+            bad = true;
+            continue;
+        }
+        let p = param[i];
+        let mo = moments(g, p, state0[i], second(i));
+        update(i, p, mo, mo.d, false);
+    }
+    if (bad) {
+        atomicOr(&status[2u * job.tensor + 1u], 1u);
+    }
+}
+
+// ---------------------------------------------------------------- split jobs
+
+@compute @workgroup_size(256)
+fn apply_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = split_job(wid, groups, lid);
+    if (j == 0xffffffffu) {
+        return;
+    }
+    let job = load_job(j);
+    let t = job.tensor;
+    if (atomicLoad(&status[2u * t + 1u]) != 0u) {
+        return; // a non-finite gradient somewhere in this tensor
+    }
+    let decision = atomicLoad(&status[2u * t]);
+    var c = 0.0;
+    if (decision == PROJ_CHANNEL) {
+        c = coefficient(scratch[P.stats_base + 2u * job.row], scratch[P.stats_base + 2u * job.row + 1u]);
+    } else if (decision == PROJ_LAYER) {
+        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
+    }
+    let projected = decision != PROJ_NONE;
+    for (var e = lid % SEG; e < job.len; e = e + SEG) {
+        let i = element(job, e);
+        let p = param[i];
+        let mo = moments(grad[i], p, state0[i], second(i));
+        update(i, p, mo, mo.d - c * p, projected);
+    }
+}
+
+// Split jobs run WG / SEG per workgroup, SEG threads each.
+fn split_job(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
+    let slot = job_id(wid, groups) * (WG / SEG) + lid / SEG;
+    if (slot >= P.split_count) {
+        return 0xffffffffu;
+    }
+    return P.split_base + slot;
+}
+
+// Segmented sum over the SEG lanes of each job into red[seg * SEG].
+fn reduce_segments(lane: u32, lid: u32) {
+    var st = SEG / 2u;
+    loop {
+        if (st == 0u) {
+            break;
+        }
+        if (lane < st) {
+            red[lid] = red[lid] + red[lid + st];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
+        }
+        workgroupBarrier();
+        st = st / 2u;
+    }
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = split_job(wid, groups, lid);
+    let lane = lid % SEG;
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    if (j != 0xffffffffu) {
+        let job = load_job(j);
+        for (var e = lane; e < job.len; e = e + SEG) {
+            let i = element(job, e);
+            let g = grad[i];
+            let p = param[i];
+            let mo = moments(g, p, state0[i], second(i));
+            acc = acc + vec4<f32>(p * p, p * mo.d, p * g, g * g);
             if (!finite(g)) {
                 bad = 1u;
             }
@@ -285,99 +433,14 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     red[lid] = acc;
     red_bad[lid] = bad;
     workgroupBarrier();
-    reduce(lid);
-    let sums = red[0];
-    let any_bad = red_bad[0];
-    if (any_bad != 0u) {
-        // Leave this row untouched and report the tensor.
-        if (lid == 0u) {
-            atomicOr(&status[2u * t + 1u], 1u);
-        }
-        return;
-    }
-    let projected = is_projecting() && (proj == PROJ_CHANNEL || proj == PROJ_LAYER);
-    var c = 0.0;
-    if (projected) {
-        c = coefficient(sums.x, sums.y);
-    }
-    if (lid == 0u) {
-        var decision = PROJ_NONE;
-        if (projected) {
-            decision = proj;
-        }
-        atomicStore(&status[2u * t], decision);
-    }
-    // Sweep 2: write once.
-    for (var k = 0u; k < K; k = k + 1u) {
-        let e = lid + k * WG;
-        if (e < len) {
-            let i = element(j, e);
-            var mo: Moments;
-            mo.m = mv[k];
-            mo.v = vv[k];
-            mo.d = dv[k];
-            update(i, pv[k], mo, dv[k] - c * pv[k], projected);
-        }
-    }
-}
-
-// ---------------------------------------------------------------- split jobs
-
-fn apply_split(j: u32, t: u32, len: u32, lid: u32) {
-    if (atomicLoad(&status[2u * t + 1u]) != 0u) {
-        return; // a non-finite gradient somewhere in this tensor
-    }
-    let decision = atomicLoad(&status[2u * t]);
-    var c = 0.0;
-    if (decision == PROJ_CHANNEL) {
-        let row = job_word(j, J_ROW);
-        c = coefficient(scratch[P.stats_base + 2u * row], scratch[P.stats_base + 2u * row + 1u]);
-    } else if (decision == PROJ_LAYER) {
-        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
-    }
-    let projected = decision != PROJ_NONE;
-    for (var e = lid; e < len; e = e + WG) {
-        let i = element(j, e);
-        let p = param[i];
-        let mo = moments(grad[i], p, state0[i], second(i));
-        update(i, p, mo, mo.d - c * p, projected);
-    }
-}
-
-@compute @workgroup_size(256)
-fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let local_job = job_id(wid, groups);
-    if (local_job >= P.job_count) {
-        return;
-    }
-    let j = P.job_base + local_job;
-    if (job_word(j, J_FUSED) != 0u) {
-        return;
-    }
-    let len = job_word(j, J_LEN);
-    var acc = vec4<f32>(0.0);
-    var bad = 0u;
-    for (var e = lid; e < len; e = e + WG) {
-        let i = element(j, e);
-        let g = grad[i];
-        let p = param[i];
-        let mo = moments(g, p, state0[i], second(i));
-        acc = acc + vec4<f32>(p * p, p * mo.d, p * g, g * g);
-        if (!finite(g)) {
-            bad = 1u;
-        }
-    }
-    red[lid] = acc;
-    red_bad[lid] = bad;
-    workgroupBarrier();
-    reduce(lid);
-    if (lid == 0u) {
-        let s = red[0];
+    reduce_segments(lane, lid);
+    if (j != 0xffffffffu && lane == 0u) {
+        let s = red[lid];
         scratch[5u * j] = s.x;
         scratch[5u * j + 1u] = s.y;
         scratch[5u * j + 2u] = s.z;
         scratch[5u * j + 3u] = s.w;
-        scratch[5u * j + 4u] = f32(red_bad[0]);
+        scratch[5u * j + 4u] = f32(red_bad[lid]);
     }
 }
 

@@ -247,6 +247,7 @@ fn non_finite_gradients_are_reported_by_name_and_not_applied() {
         spec("fused", &[4, 8], Projection::Channel { axis: 0 }),
         spec("split", &[2, 6000], Projection::Channel { axis: 0 }),
         spec("fine", &[4, 8], Projection::Layer),
+        spec("plain", &[10], Projection::None),
     ];
     let params: Vec<Vec<f32>> = specs.iter().enumerate().map(|(t, s)| noise(t as u64 + 7, s.numel())).collect();
     let refs: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
@@ -256,17 +257,21 @@ fn non_finite_gradients_are_reported_by_name_and_not_applied() {
     let mut g1 = noise(12, 12000);
     g1[7000] = f32::INFINITY;
     let g2 = noise(13, 32);
-    opt.set_grads(&[&g0, &g1, &g2]).unwrap();
+    let mut g3 = noise(14, 10);
+    g3[4] = f32::NEG_INFINITY;
+    opt.set_grads(&[&g0, &g1, &g2, &g3]).unwrap();
     match opt.step() {
-        Err(OptimError::NonFinite(names)) => assert_eq!(names, vec!["fused".to_string(), "split".to_string()]),
+        Err(OptimError::NonFinite(names)) => assert_eq!(names, vec!["fused".to_string(), "split".to_string(), "plain".to_string()]),
         other => panic!("expected a non-finite error, got {other:?}"),
     }
-    let after: Vec<Vec<f32>> = (0..3).map(|t| opt.param(t).unwrap()).collect();
+    let after: Vec<Vec<f32>> = (0..4).map(|t| opt.param(t).unwrap()).collect();
     assert_eq!(&after[0][16..24], &params[0][16..24], "the NaN row is untouched");
     assert_ne!(&after[0][0..8], &params[0][0..8], "finite rows of a fused tensor still step");
     assert_eq!(after[1], params[1], "a split tensor with Inf is untouched");
     assert!(opt.state(1).unwrap().iter().all(|s| s.iter().all(|x| *x == 0.0)), "state untouched");
     assert_ne!(after[2], params[2], "other tensors step");
+    assert_eq!(after[3][4], params[3][4], "an unprojected element with a non-finite gradient is untouched");
+    assert_ne!(after[3][3], params[3][3], "its finite neighbours step");
     assert!(after.iter().flatten().all(|x| x.is_finite()), "nothing non-finite propagated");
 }
 

@@ -19,10 +19,12 @@ use crate::plan::Projection;
 
 /// Threads per workgroup (must match `shaders/optim.wgsl`).
 pub const WORKGROUP: usize = 256;
-/// Elements per thread kept in registers by fused jobs.
-const PER_THREAD: usize = 20;
-/// Longest row processed in one fused pass.
-pub const FUSED_MAX: usize = WORKGROUP * PER_THREAD;
+/// Threads per row in projected fused jobs (`SEG` in the shader).
+const SEGMENT: usize = 32;
+/// Rows one projected fused job holds.
+const ROWS_PER_JOB: usize = WORKGROUP / SEGMENT;
+/// Longest row processed by fused jobs, and the chunk size of unprojected tensors.
+pub const FUSED_MAX: usize = 5120;
 
 const SHADER: &str = include_str!("../../shaders/optim.wgsl");
 
@@ -179,7 +181,8 @@ pub enum OptimError {
     /// The device failed.
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    /// Gradients held NaN or infinity; those rows (fused) or tensors (split) were left unchanged.
+    /// Gradients held NaN or infinity. Nothing non-finite was applied: the affected
+    /// elements (unprojected tensors), rows (projected rows) or tensors (split jobs) were left unchanged.
     #[error("non-finite gradient in {}: those tensors were not updated", .0.join(", "))]
     NonFinite(Vec<String>),
     /// Host data does not match the tensors.
@@ -213,8 +216,10 @@ struct Job {
     row: u32,
     /// tensor-relative first element (contiguous) — the address is assigned with pages
     lo: usize,
+    /// elements per row
     len: u32,
-    fused: bool,
+    /// whole rows held (fused jobs); 0 for split jobs
+    rows: u32,
     strided: Option<(u32, u32, u32)>, // (inner, dim, local_row)
     page: usize,
     addr: u32,
@@ -228,8 +233,12 @@ struct Page {
     state1: wgpu::Buffer,
     uniform: wgpu::Buffer,
     bind: Option<wgpu::BindGroup>,
+    /// fused jobs: one per workgroup
     job_base: u32,
     job_count: u32,
+    /// split jobs: ROWS_PER_JOB per workgroup
+    split_base: u32,
+    split_count: u32,
 }
 
 /// The optimizer's device state for a set of tensors.
@@ -248,6 +257,7 @@ pub struct DeviceOptimizer<'g> {
     stats_base: u32,
     tensor_stats_base: u32,
     apply: wgpu::ComputePipeline,
+    apply_split: wgpu::ComputePipeline,
     stats: wgpu::ComputePipeline,
     decide: wgpu::ComputePipeline,
     step: u32,
@@ -274,6 +284,17 @@ fn effective(algo: Algorithm, detect: Detect, spec: &TensorSpec) -> (u32, Option
         (_, Projection::None) => (PROJ_NONE, None),
         (Detect::Auto, Projection::Runtime) if runtime_ok => (PROJ_RUNTIME, Some(0)),
         _ => (PROJ_NONE, None),
+    }
+}
+
+impl Job {
+    fn fused(&self) -> bool {
+        self.rows > 0
+    }
+
+    /// Elements the job covers.
+    fn elements(&self) -> usize {
+        self.len as usize * (self.rows.max(1) as usize)
     }
 }
 
@@ -328,25 +349,28 @@ impl<'g> DeviceOptimizer<'g> {
                 (PROJ_LAYER, _) => (usize::from(n > 0), n),
                 _ => (n.div_ceil(FUSED_MAX), FUSED_MAX.min(n)),
             };
-            let add = |row: usize, lo: usize, len: usize, fused: bool, strided: Option<(u32, u32, u32)>, jobs: &mut Vec<Job>, rows: &mut Vec<Vec<usize>>| {
-                while rows.len() <= first_row + row {
-                    rows.push(Vec::new());
+            // `rows` whole rows starting at `row` (fused), or a piece of one row (rows = 0).
+            let add = |row: usize, lo: usize, len: usize, rows_held: usize, strided: Option<(u32, u32, u32)>, jobs: &mut Vec<Job>, rows: &mut Vec<Vec<usize>>| {
+                for r in row..row + rows_held.max(1) {
+                    while rows.len() <= first_row + r {
+                        rows.push(Vec::new());
+                    }
+                    rows[first_row + r].push(jobs.len());
                 }
-                rows[first_row + row].push(jobs.len());
-                jobs.push(Job { tensor: t as u32, row: (first_row + row) as u32, lo, len: len as u32, fused, strided, page: 0, addr: 0 });
+                jobs.push(Job { tensor: t as u32, row: (first_row + row) as u32, lo, len: len as u32, rows: rows_held as u32, strided, page: 0, addr: 0 });
             };
             let fits_page = n <= page_elems;
             match (kind, axis) {
                 (PROJ_NONE, _) => {
                     for c in 0..row_count {
                         let lo = c * FUSED_MAX;
-                        add(c, lo, FUSED_MAX.min(n - lo), true, None, &mut jobs, &mut rows);
+                        add(c, lo, FUSED_MAX.min(n - lo), 1, None, &mut jobs, &mut rows);
                     }
                 }
-                (PROJ_LAYER, _) if n <= FUSED_MAX => add(0, 0, n, true, None, &mut jobs, &mut rows),
+                (PROJ_LAYER, _) if n <= FUSED_MAX => add(0, 0, n, 1, None, &mut jobs, &mut rows),
                 (PROJ_LAYER, _) => {
                     for lo in (0..n).step_by(FUSED_MAX) {
-                        add(0, lo, FUSED_MAX.min(n - lo), false, None, &mut jobs, &mut rows);
+                        add(0, lo, FUSED_MAX.min(n - lo), 0, None, &mut jobs, &mut rows);
                     }
                 }
                 (_, Some(a)) => {
@@ -355,17 +379,19 @@ impl<'g> DeviceOptimizer<'g> {
                     let outer: usize = s.shape[..a].iter().product();
                     let contiguous = outer == 1;
                     let fused = kind == PROJ_CHANNEL && row_len <= FUSED_MAX && (contiguous || fits_page);
-                    for r in 0..dim {
-                        if fused && contiguous {
-                            add(r, r * row_len, row_len, true, None, &mut jobs, &mut rows);
-                        } else if fused {
-                            add(r, 0, row_len, true, Some((inner as u32, dim as u32, r as u32)), &mut jobs, &mut rows);
-                        } else {
+                    if fused {
+                        for r0 in (0..dim).step_by(ROWS_PER_JOB) {
+                            let held = ROWS_PER_JOB.min(dim - r0);
+                            let strided = (!contiguous).then_some((inner as u32, dim as u32, r0 as u32));
+                            add(r0, r0 * row_len, row_len, held, strided, &mut jobs, &mut rows);
+                        }
+                    } else {
+                        for r in 0..dim {
                             // contiguous blocks of the row, split into pieces that fit
                             for o in 0..outer {
                                 let base = (o * dim + r) * inner;
                                 for off in (0..inner).step_by(FUSED_MAX) {
-                                    add(r, base + off, FUSED_MAX.min(inner - off), false, None, &mut jobs, &mut rows);
+                                    add(r, base + off, FUSED_MAX.min(inner - off), 0, None, &mut jobs, &mut rows);
                                 }
                             }
                         }
@@ -410,7 +436,7 @@ impl<'g> DeviceOptimizer<'g> {
             }
             list.sort_by_key(|&k| jobs[k].lo);
             for &k in list.iter() {
-                let len = jobs[k].len as usize;
+                let len = jobs[k].elements();
                 let mut p = page_sizes.len() - 1;
                 if page_sizes[p] + len > page_elems {
                     page_sizes.push(0);
@@ -427,9 +453,9 @@ impl<'g> DeviceOptimizer<'g> {
             }
         }
 
-        // Job order: by page, so each page dispatches one contiguous range.
+        // Job order: by page, fused before split, so each page dispatches two contiguous ranges.
         let mut order: Vec<usize> = (0..jobs.len()).collect();
-        order.sort_by_key(|&k| (jobs[k].page, k));
+        order.sort_by_key(|&k| (jobs[k].page, !jobs[k].fused(), k));
         let mut new_index = vec![0usize; jobs.len()];
         for (i, &k) in order.iter().enumerate() {
             new_index[k] = i;
@@ -439,7 +465,7 @@ impl<'g> DeviceOptimizer<'g> {
         let mut meta: Vec<u32> = tensor_words;
         for j in &jobs_sorted {
             let (inner, dim, local) = j.strided.unwrap_or((0, 0, 0));
-            meta.extend([j.tensor, j.row, j.addr, j.len, u32::from(j.fused), inner, dim, local]);
+            meta.extend([j.tensor, j.row, j.addr, j.len, j.rows, inner, dim, local]);
         }
         let mut row_jobs: Vec<u32> = Vec::new();
         for r in &rows {
@@ -451,10 +477,10 @@ impl<'g> DeviceOptimizer<'g> {
         let stats_base = 5 * total_jobs;
         let tensor_stats_base = stats_base + 2 * row_count;
         let scratch_len = (tensor_stats_base as usize + 2 * specs.len()).max(1);
-        let has_split = jobs_sorted.iter().any(|j| !j.fused);
+        let has_split = jobs_sorted.iter().any(|j| !j.fused());
         // Global-memory bytes per element (see the table at the top of this file).
         let (fused_bytes, split_bytes) = if algo.is_adam_family() { (28u64, 44u64) } else { (20, 32) };
-        let bytes_per_step = jobs_sorted.iter().map(|j| j.len as u64 * if j.fused { fused_bytes } else { split_bytes }).sum();
+        let bytes_per_step = jobs_sorted.iter().map(|j| j.elements() as u64 * if j.fused() { fused_bytes } else { split_bytes }).sum();
 
         let dev = &gpu.device;
         use wgpu::util::DeviceExt;
@@ -505,13 +531,15 @@ impl<'g> DeviceOptimizer<'g> {
             })
         };
         let apply = pipeline("apply");
+        let apply_split = pipeline("apply_split");
         let stats = pipeline("stats");
         let decide = pipeline("decide");
 
         let mut pages = Vec::new();
         let mut job_cursor = 0u32;
         for (p, &size) in page_sizes.iter().enumerate() {
-            let count = jobs_sorted.iter().filter(|j| j.page == p).count() as u32;
+            let count = jobs_sorted.iter().filter(|j| j.page == p && j.fused()).count() as u32;
+            let split_count = jobs_sorted.iter().filter(|j| j.page == p && !j.fused()).count() as u32;
             let bytes = 4 * size.max(1) as u64;
             let mk = |label: &str| dev.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: storage, mapped_at_creation: false });
             let page = Page {
@@ -529,8 +557,10 @@ impl<'g> DeviceOptimizer<'g> {
                 bind: None,
                 job_base: job_cursor,
                 job_count: count,
+                split_base: job_cursor + count,
+                split_count,
             };
-            job_cursor += count;
+            job_cursor += count + split_count;
             pages.push(page);
         }
         let mut me = DeviceOptimizer {
@@ -548,6 +578,7 @@ impl<'g> DeviceOptimizer<'g> {
             stats_base,
             tensor_stats_base,
             apply,
+            apply_split,
             stats,
             decide,
             step: 0,
@@ -669,8 +700,8 @@ impl<'g> DeviceOptimizer<'g> {
             f(bc2.sqrt()),
             self.tensor_stats_base,
             self.total_jobs,
-            0,
-            0,
+            page.split_base,
+            page.split_count,
             0,
         ];
         words_to_bytes(&words)
@@ -695,16 +726,22 @@ impl<'g> DeviceOptimizer<'g> {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            let split_groups = |page: &Page| page.split_count.div_ceil(ROWS_PER_JOB as u32);
             if self.has_split {
                 pass.set_pipeline(&self.stats);
                 for page in &self.pages {
                     pass.set_bind_group(0, page.bind.as_ref(), &[]);
-                    self.dispatch(&mut pass, page.job_count);
+                    self.dispatch(&mut pass, split_groups(page));
                 }
                 pass.set_pipeline(&self.decide);
                 if let Some(page) = self.pages.first() {
                     pass.set_bind_group(0, page.bind.as_ref(), &[]);
                     self.dispatch(&mut pass, self.specs.len() as u32);
+                }
+                pass.set_pipeline(&self.apply_split);
+                for page in &self.pages {
+                    pass.set_bind_group(0, page.bind.as_ref(), &[]);
+                    self.dispatch(&mut pass, split_groups(page));
                 }
             }
             pass.set_pipeline(&self.apply);
@@ -716,8 +753,8 @@ impl<'g> DeviceOptimizer<'g> {
         self.gpu.queue.submit([enc.finish()]);
     }
 
-    /// One step; fails naming the tensors whose gradients were not finite
-    /// (their affected rows or tensors are left unchanged).
+    /// One step; fails naming the tensors whose gradients were not finite (the
+    /// affected elements, rows or tensors are left unchanged, see [`OptimError::NonFinite`]).
     pub fn step(&mut self) -> Result<(), OptimError> {
         self.submit_step();
         let bad = self.nonfinite()?;
