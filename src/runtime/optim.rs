@@ -1,19 +1,20 @@
 //! AdamP / SGDP (and Adam, AdamW, SGD) on the device: buffers that persist
 //! across steps, a job table built once, three dispatches per step at most.
 //!
-//! Bytes per element per step (float32), where `fused` rows (a whole projection
-//! row of at most [`FUSED_MAX`] elements, or a chunk of an unprojected tensor)
-//! are read and written once:
+//! Bytes per element per step (float32) moved to and from device memory:
 //!
 //! | path | reads | writes | total |
 //! | --- | --- | --- | --- |
-//! | Adam family, fused (AdamP static, Adam, AdamW) | g, p, m, v: 16 | p, m, v: 12 | 28 |
-//! | SGD family, fused (SGDP static, SGD) | g, p, buf: 12 | p, buf: 8 | 20 |
+//! | Adam family, streaming or fused | g, p, m, v: 16 | p, m, v: 12 | 28 |
+//! | SGD family, streaming or fused | g, p, buf: 12 | p, buf: 8 | 20 |
 //! | Adam family, split (long rows, runtime test) | stats 16 + apply 16 | 12 | 44 |
 //! | SGD family, split | stats 12 + apply 12 | 8 | 32 |
 //!
-//! The split path reads the row twice because the projection needs the row's
-//! (or, for the runtime test, the whole tensor's) dot products before any write.
+//! Unprojected chunks stream. A fused job holds up to [`ROWS_PER_JOB`] whole
+//! projected rows of at most [`FUSED_MAX`] elements; its second sweep reads the
+//! rows the workgroup has just read, so it counts as cache traffic. Split jobs
+//! read twice from memory because the projection needs the row's (or, for the
+//! runtime test, the whole tensor's) dot products before any write.
 use super::device::{Gpu, GpuError};
 use crate::plan::Projection;
 

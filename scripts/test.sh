@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README; .ci/run calls exactly this).
+# GPU tests run on whatever Vulkan adapter exists; on a machine without one this
+# installs Mesa's software driver (lavapipe) first, so they never silently skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_vulkan_icd() {
+    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json >/dev/null 2>&1
+}
+if ! have_vulkan_icd || ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+    echo "test.sh: no Vulkan driver found; installing mesa-vulkan-drivers (lavapipe) and libvulkan1"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: no apt-get here; install a Vulkan driver and loader (libvulkan.so.1) yourself" >&2
+        exit 1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+# The Vulkan loader complains without it; harmless, but noisy.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+cargo test --locked --all-targets
