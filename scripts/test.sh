@@ -6,9 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 have_vulkan_icd() {
-    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json >/dev/null 2>&1
+    local f
+    for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json; do
+        [ -e "$f" ] && return 0
+    done
+    return 1
 }
-if ! have_vulkan_icd || ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+have_vulkan_loader() {
+    # no `grep -q`: with pipefail, ldconfig could die of SIGPIPE and fail the check
+    ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null
+}
+if ! have_vulkan_icd || ! have_vulkan_loader; then
     echo "test.sh: no Vulkan driver found; installing mesa-vulkan-drivers (lavapipe) and libvulkan1"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

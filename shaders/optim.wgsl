@@ -242,22 +242,6 @@ fn job_id(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wid.x + wid.y * groups.x;
 }
 
-// Workgroup sum of red[] and red_bad[] into red[0], red_bad[0].
-fn reduce(lid: u32) {
-    var s = WG / 2u;
-    loop {
-        if (s == 0u) {
-            break;
-        }
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-            red_bad[lid] = red_bad[lid] | red_bad[lid + s];
-        }
-        workgroupBarrier();
-        s = s / 2u;
-    }
-}
-
 // Coefficient c such that the projected direction is d - c * p.
 fn coefficient(pp: f32, pd: f32) -> f32 {
     let n = sqrt(pp) + P.eps;
@@ -301,18 +285,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     red[lid] = vec4<f32>(acc, 0.0, 0.0);
     red_bad[lid] = bad;
     workgroupBarrier();
-    var st = SEG / 2u;
-    loop {
-        if (st == 0u) {
-            break;
-        }
-        if (lane < st) {
-            red[lid] = red[lid] + red[lid + st];
-            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
-        }
-        workgroupBarrier();
-        st = st / 2u;
-    }
+    reduce_segments(lane, lid);
     if (!live) {
         return;
     }

@@ -10,15 +10,7 @@ fn gpu() -> Gpu {
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    adamp_graph::runtime::bench::synthetic(seed, n)
 }
 
 /// Float64 model of one tensor under the reference semantics.

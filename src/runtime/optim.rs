@@ -630,13 +630,7 @@ impl<'g> DeviceOptimizer<'g> {
 
     fn write_tensor(&self, t: usize, data: &[f32], role: Role) {
         for s in &self.segments[t] {
-            let page = &self.pages[s.page];
-            let buf = match role {
-                Role::Param => &page.param,
-                Role::Grad => &page.grad,
-                Role::State0 => &page.state0,
-                Role::State1 => &page.state1,
-            };
+            let buf = self.pages[s.page].buffer(role);
             let bytes: Vec<u8> = data[s.tensor_lo..s.tensor_lo + s.len].iter().flat_map(|x| x.to_le_bytes()).collect();
             self.gpu.queue.write_buffer(buf, 4 * s.page_off as u64, &bytes);
         }
@@ -645,13 +639,7 @@ impl<'g> DeviceOptimizer<'g> {
     fn read_tensor(&self, t: usize, role: Role) -> Result<Vec<f32>, OptimError> {
         let mut out = vec![0f32; self.specs[t].numel()];
         for s in &self.segments[t] {
-            let page = &self.pages[s.page];
-            let buf = match role {
-                Role::Param => &page.param,
-                Role::Grad => &page.grad,
-                Role::State0 => &page.state0,
-                Role::State1 => &page.state1,
-            };
+            let buf = self.pages[s.page].buffer(role);
             let v = self.gpu.read_f32(buf, 4 * s.page_off as u64, s.len, &self.specs[t].name)?;
             out[s.tensor_lo..s.tensor_lo + s.len].copy_from_slice(&v);
         }
@@ -824,6 +812,17 @@ impl<'g> DeviceOptimizer<'g> {
     /// Elements over all tensors.
     pub fn elements(&self) -> usize {
         self.pages.iter().map(|p| p.elements).sum()
+    }
+}
+
+impl Page {
+    fn buffer(&self, role: Role) -> &wgpu::Buffer {
+        match role {
+            Role::Param => &self.param,
+            Role::Grad => &self.grad,
+            Role::State0 => &self.state0,
+            Role::State1 => &self.state1,
+        }
     }
 }
 
