@@ -76,6 +76,12 @@ struct Params {
     total_jobs: u32,    // jobs of all pages (the row table follows the job table)
     split_base: u32,    // first split job of this page
     split_count: u32,   // split jobs of this page
+    // Scalars the reference computes in double precision on the host, then rounds once:
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    one_minus_dampening: f32,
+    decay: f32,            // parameter multiplier before the step, unprojected
+    decay_projected: f32,  // the same with wd_ratio (AdamP, SGDP)
 }
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
@@ -154,12 +160,12 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
         g = g + P.weight_decay * p; // L2 penalty folded into the gradient
     }
     if (is_adam()) {
-        let m = P.beta1 * m_old + (1.0 - P.beta1) * g;
-        let v = P.beta2 * v_old + (1.0 - P.beta2) * g * g;
+        let m = P.beta1 * m_old + P.one_minus_beta1 * g;
+        let v = P.beta2 * v_old + P.one_minus_beta2 * g * g;
         let denom = sqrt(v) / P.bc2_sqrt + P.eps;
         var num = m;
         if (P.algo == ADAMP && P.nesterov != 0u) {
-            num = P.beta1 * m + (1.0 - P.beta1) * g;
+            num = P.beta1 * m + P.one_minus_beta1 * g;
         }
         out.m = m;
         out.v = v;
@@ -177,10 +183,10 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
         if (P.step == 1u) {
             buf = g;
         } else {
-            buf = P.momentum * m_old + (1.0 - P.dampening) * g;
+            buf = P.momentum * m_old + P.one_minus_dampening * g;
         }
     } else {
-        buf = P.momentum * m_old + (1.0 - P.dampening) * g;
+        buf = P.momentum * m_old + P.one_minus_dampening * g;
     }
     out.m = buf;
     out.v = v_old;
@@ -194,22 +200,17 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
 
 // Writes param and state for one element; `d` is the (projected) direction.
 fn update(i: u32, p: f32, mo: Moments, d: f32, projected: bool) {
-    var wd_mult = 1.0;
+    var decay = P.decay;
     if (projected) {
-        wd_mult = P.wd_ratio;
+        decay = P.decay_projected;
     }
     var p_new = p;
-    if (P.algo == ADAMP) {
-        p_new = p * (1.0 - P.lr * P.weight_decay * wd_mult);
-        p_new = p_new - P.step_size * d;
-    } else if (P.algo == ADAMW) {
-        p_new = p * (1.0 - P.lr * P.weight_decay);
-        p_new = p_new - P.step_size * d;
+    if (P.algo == ADAMP || P.algo == ADAMW) {
+        p_new = p * decay - P.step_size * d;
     } else if (P.algo == ADAM) {
         p_new = p - P.step_size * d;
     } else if (P.algo == SGDP) {
-        p_new = p * (1.0 - P.lr * P.weight_decay * wd_mult / (1.0 - P.momentum));
-        p_new = p_new - P.lr * d;
+        p_new = p * decay - P.lr * d;
     } else {
         p_new = p - P.lr * d;
     }

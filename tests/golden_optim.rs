@@ -3,16 +3,19 @@
 //! whatever adapter exists, with the reference's own detection (`runtime`).
 //! A file dropped into that folder is picked up with no code change.
 //!
-//! Tolerance: |gpu - ref| <= 2e-5 * |ref| + 1e-6 * max|ref| per array. Float32
-//! has a 1.2e-7 relative epsilon; one step is about ten dependent operations
-//! each rounded (WGSL allows 2.5 ulp for division and sqrt), and the traces run
-//! up to 8 steps whose errors compound through the moments: about 100 ulp, 1.2e-5,
-//! in the worst case. The absolute part covers entries that cancel to near zero.
+//! Tolerance: |gpu - ref| <= 1e-5 * |ref| + 1e-6 * max|ref| per array. Scalars the
+//! reference computes in double precision (1 - beta, 1 - dampening, the decay
+//! factor, lr / bias correction) are computed the same way on the host, so what
+//! remains is float32 rounding: lavapipe stays under 1e-6 (about 8 ulp). WGSL
+//! allows 2.5 ulp for division and square root and lets compilers contract into
+//! FMAs, and the traces run up to 8 steps that compound through the moments, so
+//! other GPUs get up to 10x that margin. The absolute part covers entries that
+//! cancel to near zero. `GOLDEN_DEBUG=1` prints every entry above 1e-5 relative.
 use adamp_graph::plan::Projection;
 use adamp_graph::runtime::{Algorithm, Detect, DeviceOptimizer, Gpu, Hyper, Projected, TensorSpec};
 use serde_json::Value;
 
-const RTOL: f32 = 2e-5;
+const RTOL: f32 = 1e-5;
 const ATOL_OF_MAX: f32 = 1e-6;
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -60,7 +63,11 @@ fn close(case: &str, what: &str, step: usize, got: &[f32], want: &[f32]) -> f32 
         let err = (g - w).abs();
         let tol = RTOL * w.abs() + ATOL_OF_MAX * scale;
         assert!(err <= tol, "{case} step {step} {what}[{i}]: gpu {g} vs reference {w} (error {err:e} > {tol:e})");
-        worst = worst.max(err / (w.abs() + ATOL_OF_MAX * scale / RTOL).max(f32::MIN_POSITIVE));
+        let r = err / (w.abs() + ATOL_OF_MAX * scale / RTOL).max(f32::MIN_POSITIVE);
+        if std::env::var("GOLDEN_DEBUG").is_ok() && r > 1e-5 {
+            eprintln!("  {case} step {step} {what}[{i}]: gpu {g:e} ref {w:e} scale {scale:e}");
+        }
+        worst = worst.max(r);
     }
     worst
 }

@@ -551,7 +551,7 @@ impl<'g> DeviceOptimizer<'g> {
                 state1: mk("state1"),
                 uniform: dev.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("params"),
-                    size: 96,
+                    size: 112,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }),
@@ -666,6 +666,16 @@ impl<'g> DeviceOptimizer<'g> {
         let bc1 = 1.0 - h.beta1.powi(t);
         let bc2 = 1.0 - h.beta2.powi(t);
         let step_size = if self.algo.is_adam_family() { h.lr / bc1 } else { h.lr };
+        // Decoupled decay, in double precision as the references compute it.
+        let (decay, decay_projected) = match self.algo {
+            Algorithm::Adamp => (1.0 - h.lr * h.weight_decay, 1.0 - h.lr * h.weight_decay * h.wd_ratio),
+            Algorithm::Adamw => (1.0 - h.lr * h.weight_decay, 1.0 - h.lr * h.weight_decay),
+            Algorithm::Sgdp => (
+                1.0 - h.lr * h.weight_decay / (1.0 - h.momentum),
+                1.0 - h.lr * h.weight_decay * h.wd_ratio / (1.0 - h.momentum),
+            ),
+            Algorithm::Adam | Algorithm::Sgd => (1.0, 1.0),
+        };
         let f = |x: f64| (x as f32).to_bits();
         let words = [
             self.algo.code(),
@@ -691,7 +701,11 @@ impl<'g> DeviceOptimizer<'g> {
             self.total_jobs,
             page.split_base,
             page.split_count,
-            0,
+            f(1.0 - h.beta1),
+            f(1.0 - h.beta2),
+            f(1.0 - h.dampening),
+            f(decay),
+            f(decay_projected),
         ];
         words_to_bytes(&words)
     }
