@@ -192,6 +192,30 @@ fn external_data_resolves_and_refuses_escapes() {
 }
 
 #[test]
+fn external_data_beyond_4_gib_offsets() {
+    // A sparse 5 GiB data file: the tensor sits past 2^32, as in models over 2 GiB.
+    let dir = tempfile::tempdir().unwrap();
+    let offset: u64 = 5 << 30;
+    let floats: Vec<u8> = (0..16).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+        f.set_len(offset + 64).unwrap();
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        f.write_all(&floats).unwrap();
+    }
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 4]);
+    b.external_initializer("W", &[4, 4], "big.bin", offset, 64);
+    b.node("MatMul", &["x", "W"], &["y"], &[]);
+    b.output("y");
+    let p = write(dir.path(), "big.onnx", &b.to_bytes());
+    let g = adamp_graph::load_graph(&p).expect("offsets past 4 GiB load");
+    let t = g.initializer_of(g.value_by_name("W").unwrap()).unwrap();
+    assert_eq!(&t.data[..], &floats[..]);
+}
+
+#[test]
 fn cli_reports_errors_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "bad.onnx", b"\x0a\xff\xff\xff\xff\x0f");

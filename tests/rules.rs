@@ -467,3 +467,24 @@ fn per_sample_scale_is_not_removed_by_batchnorm() {
     // W makes s a mixture: not channel-wise.
     assert_eq!(class(&a, "W"), "layer");
 }
+
+#[test]
+fn values_read_inside_subgraphs_make_a_parameter_unknown() {
+    // An If whose branches read W (outer scope) and the conv output.
+    let mut then_branch = GraphBuilder::new("then", 17);
+    then_branch.node("Relu", &["c"], &["t_out"], &[]);
+    then_branch.output("t_out");
+    let mut else_branch = GraphBuilder::new("else", 17);
+    else_branch.node("Neg", &["c"], &["e_out"], &[]);
+    else_branch.output("e_out");
+    let mut b = conv_input(17);
+    b.input("cond", &[]);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("If", &["cond"], &["i"], &[("then_branch", Attr::Graph(Box::new(then_branch))), ("else_branch", Attr::Graph(Box::new(else_branch)))]);
+    bn(&mut b, "i", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "unknown");
+    assert!(a.param("W").unwrap().evidence.reason.as_deref().unwrap_or("").contains("subgraph"));
+}

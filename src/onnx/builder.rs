@@ -26,10 +26,12 @@ pub enum Attr {
     Str(String),
     /// `TENSOR` (dims, data)
     Tensor(Vec<i64>, TensorData),
+    /// `GRAPH`: a subgraph (If branches, Loop bodies); it may read outer values by name.
+    Graph(Box<GraphBuilder>),
 }
 
 /// Builds a model graph node by node. Symbolic dims are given as `-1`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct GraphBuilder {
     graph: pb::GraphProto,
     opset: i64,
@@ -169,6 +171,7 @@ fn attribute(name: &str, a: &Attr) -> pb::AttributeProto {
         Attr::Ints(v) => (p.ints, p.r#type) = (v.clone(), T::Ints as i32),
         Attr::Str(s) => (p.s, p.r#type) = (s.clone().into_bytes().into(), T::String as i32),
         Attr::Tensor(dims, data) => (p.t, p.r#type) = (Some(tensor("", dims, data.clone())), T::Tensor as i32),
+        Attr::Graph(g) => (p.g, p.r#type) = (Some(g.graph.clone()), T::Graph as i32),
     }
     p
 }
