@@ -37,6 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
+from onnxscript import FLOAT, script  # onnxscript resolves names from module globals
+from onnxscript import opset18 as op
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "fixtures", "zoo")
@@ -620,7 +622,27 @@ def helper_models():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 4, 4])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)])
     models["helper_relu_bn"] = (m, {"x": np.random.randn(2, 3, 4, 4).astype(np.float32)}, [["g", "b"]])
+    models["onnxscript_mlp"] = onnxscript_model()
     return models
+
+
+def onnxscript_model():
+    """An MLP authored in onnxscript: LayerNormalization, then an l2-normalized output."""
+    @script()
+    def mlp(x: FLOAT["N", 6], w1: FLOAT[6, 8], b1: FLOAT[8], g: FLOAT[8], beta: FLOAT[8], w2: FLOAT[8, 4]) -> FLOAT["N", 4]:
+        h = op.Add(op.MatMul(x, w1), b1)
+        n = op.LayerNormalization(h, g, beta, axis=-1, epsilon=1e-12)
+        y = op.MatMul(op.Relu(n), w2)
+        norm = op.ReduceL2(y, op.Constant(value_ints=[1]), keepdims=1)
+        return op.Div(y, op.Max(norm, op.Constant(value_float=1e-12)))
+
+    model = mlp.to_model_proto()
+    params = {"w1": rand(6, 8), "b1": rand(8), "g": rand(8), "beta": rand(8), "w2": rand(8, 4)}
+    keep = [i for i in model.graph.input if i.name not in params]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in params.items())
+    return model, {"x": np.random.randn(5, 6).astype(np.float32)}, [["w1", "b1"], ["g", "beta"]]
 
 
 def build_helper(name, spec):
@@ -634,7 +656,8 @@ def build_helper(name, spec):
         if init.name in truth:
             init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
     write_model(model, path)
-    meta = {"model": name, "source": "onnx.helper", "exporter": "onnx.helper",
+    source = "onnxscript" if name.startswith("onnxscript") else "onnx.helper"
+    meta = {"model": name, "source": source, "exporter": source,
             "opset": model.opset_import[0].version, "mode": "train", "truth_measured_in": "train",
             "input_shape": list(next(iter(feeds.values())).shape), "tolerance": REL_TOL_F32,
             "params_not_in_graph": [], "groups_checked": checked, "params": truth}

@@ -201,7 +201,8 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Library errors already name their cause; `{:#}` would repeat it.
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
