@@ -19,3 +19,25 @@ fn analyze_table_resnet18() {
     let analysis = adamp_graph::analyze_file(&common::fixtures().join("zoo/resnet18.onnx.gz")).unwrap();
     insta::assert_snapshot!(render_analysis(&analysis, Format::Table));
 }
+
+#[test]
+fn plan_outputs() {
+    use adamp_graph::cli::{render_plan, PlanFormat};
+    use adamp_graph::plan::{build, Hyperparameters, Optimizer};
+    let zoo = common::fixtures().join("zoo");
+    let bn = adamp_graph::analyze_file(&zoo.join("bn1d_mlp.onnx")).unwrap();
+    let adamp = build(&bn, Optimizer::Adamp, Hyperparameters::defaults(Optimizer::Adamp));
+    insta::assert_snapshot!("plan_bn1d_mlp_adamp_json", render_plan(&adamp, PlanFormat::Json));
+    let sgdp_hp = Hyperparameters { momentum: Some(0.9), weight_decay: 1e-4, ..Hyperparameters::defaults(Optimizer::Sgdp) };
+    let sgdp = build(&bn, Optimizer::Sgdp, sgdp_hp);
+    insta::assert_snapshot!("plan_bn1d_mlp_sgdp_torch", render_plan(&sgdp, PlanFormat::Torch));
+    let r18 = adamp_graph::analyze_file(&zoo.join("resnet18.onnx.gz")).unwrap();
+    let plan = build(&r18, Optimizer::Adamp, Hyperparameters::defaults(Optimizer::Adamp));
+    insta::assert_snapshot!("plan_resnet18_table", render_plan(&plan, PlanFormat::Table));
+    // The JSON plan reads back as the same plan.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plan.json");
+    std::fs::write(&p, render_plan(&plan, PlanFormat::Json)).unwrap();
+    assert_eq!(adamp_graph::plan::read(&p).unwrap(), plan);
+    assert_eq!(plan.totals.state_bytes, 2 * 4 * plan.totals.elements);
+}
