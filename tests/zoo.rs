@@ -13,6 +13,8 @@ use serde_json::Value;
 struct Score {
     expected: usize,
     correct: usize,
+    joint_expected: usize,
+    joint_found: usize,
     misses: Vec<String>,
     false_positives: Vec<String>,
 }
@@ -48,6 +50,15 @@ fn score_model(name: &str, model: &std::path::Path, truth_path: &std::path::Path
     for (pname, t) in params {
         let (axes, layer, dead) = truth_claims(t);
         if !(dead || layer || !axes.is_empty()) {
+            // Only jointly invariant: the analysis should find a (verified) group.
+            if t["joint"].as_array().is_some_and(|g| !g.is_empty()) {
+                score.joint_expected += 1;
+                if matches!(analysis.param(pname).map(|p| &p.class), Some(ScaleClass::Joint { .. })) {
+                    score.joint_found += 1;
+                } else {
+                    score.misses.push(format!("{name}: {pname} is only jointly invariant, got {:?}", analysis.param(pname).map(|p| &p.class)));
+                }
+            }
             continue;
         }
         score.expected += 1;
@@ -72,11 +83,16 @@ fn zoo_matches_ground_truth() {
     for (name, model, truth) in common::zoo() {
         score_model(&name, &model, &truth, &mut score);
     }
-    eprintln!("zoo: {} invariant parameters in the truth, {} found with the right class and axis", score.expected, score.correct);
+    eprintln!(
+        "zoo: {} invariant parameters in the truth, {} found with the right class and axis; {} only jointly invariant, {} found in a joint group",
+        score.expected, score.correct, score.joint_expected, score.joint_found
+    );
     assert!(score.false_positives.is_empty(), "false positives:\n{}", score.false_positives.join("\n"));
     let recall = score.correct as f64 / score.expected.max(1) as f64;
     assert!(score.expected > 200, "too few invariant parameters in the zoo: {}", score.expected);
     assert!(recall >= 0.99, "recall {recall:.4} ({} of {}); misses:\n{}", score.correct, score.expected, score.misses.join("\n"));
+    let joint_recall = score.joint_found as f64 / score.joint_expected.max(1) as f64;
+    assert!(joint_recall >= 0.99, "joint recall {joint_recall:.4}; misses:\n{}", score.misses.join("\n"));
 }
 
 #[test]
