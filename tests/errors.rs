@@ -216,6 +216,35 @@ fn external_data_beyond_4_gib_offsets() {
 }
 
 #[test]
+fn decode_encode_round_trip() {
+    let zoo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["resnet18.onnx.gz", "layernorm_mlp_op11.onnx", "helper_native_norms.onnx"] {
+        let model = adamp_graph::onnx::load_model(&zoo.join(name)).unwrap();
+        let bytes = model.encode().unwrap();
+        let out = dir.path().join("copy.onnx");
+        model.save(&out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+        let again = adamp_graph::onnx::load_model(&out).unwrap();
+        assert_eq!(again.encode().unwrap(), bytes, "{name}: encode(decode(encode(m))) differs");
+        let (a, b) = (adamp_graph::analyze_file(&zoo.join(name)).unwrap(), adamp_graph::analyze_file(&out).unwrap());
+        assert_eq!(serde_json::to_value(&a.parameters).unwrap(), serde_json::to_value(&b.parameters).unwrap());
+    }
+    // External data is inlined on encode.
+    let floats: Vec<u8> = (0..16).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    std::fs::write(dir.path().join("w.bin"), &floats).unwrap();
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 4]);
+    b.external_initializer("W", &[4, 4], "w.bin", 0, 64);
+    b.node("MatMul", &["x", "W"], &["y"], &[]);
+    b.output("y");
+    let p = write(dir.path(), "ext.onnx", &b.to_bytes());
+    let inlined = adamp_graph::onnx::load_model(&p).unwrap().encode().unwrap();
+    let g = adamp_graph::ir::from_model(&adamp_graph::onnx::load_model_bytes(inlined).unwrap()).unwrap();
+    assert_eq!(&g.initializer_of(g.value_by_name("W").unwrap()).unwrap().data[..], &floats[..]);
+}
+
+#[test]
 fn cli_reports_errors_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "bad.onnx", b"\x0a\xff\xff\xff\xff\x0f");

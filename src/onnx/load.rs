@@ -28,6 +28,27 @@ impl LoadedModel {
             .unwrap_or(0)
     }
 
+    /// Encodes the model back to protobuf bytes. External data has been resolved
+    /// into the tensors, so the result is self-contained (and must stay under
+    /// protobuf's 2 GiB message limit; larger models need external data again).
+    pub fn encode(&self) -> Result<Vec<u8>, OnnxError> {
+        use prost::Message;
+        let len = self.proto.encoded_len();
+        if len > i32::MAX as usize {
+            return Err(OnnxError::BadTensor {
+                path: self.path.clone(),
+                tensor: "<model>".into(),
+                detail: format!("{len} bytes exceed protobuf's 2 GiB message limit"),
+            });
+        }
+        Ok(self.proto.encode_to_vec())
+    }
+
+    /// Encodes the model and writes it atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), OnnxError> {
+        super::write_atomic(path, &self.encode()?)
+    }
+
     /// The model's producer, as the exporter recorded it.
     pub fn producer(&self) -> String {
         format!("{} {}", self.proto.producer_name, self.proto.producer_version).trim().to_string()
