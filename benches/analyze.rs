@@ -44,7 +44,7 @@ pub fn synthetic_chain(blocks: usize) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
-    let mut models: Vec<PathBuf> = ["resnet50.onnx.gz", "shufflenet_v2.onnx.gz", "mobilenet_v3_small.onnx.gz"]
+    let models: Vec<PathBuf> = ["resnet50.onnx.gz", "shufflenet_v2.onnx.gz", "mobilenet_v3_small.onnx.gz"]
         .iter()
         .map(|m| inflate(&zoo.join(m), dir.path()))
         .collect();

@@ -37,7 +37,7 @@ const T_ROWS: u32 = 2u;       // rows
 const T_ROW_LEN: u32 = 3u;    // elements per row (runtime: along axis 0)
 const T_NUMEL: u32 = 4u;      // elements
 
-// job table: JOB_WORDS u32 per job
+// job table: JOB_WORDS u32 per job (read through load_job; the names document the layout)
 const JOB_WORDS: u32 = 8u;
 const J_TENSOR: u32 = 0u;
 const J_ROW: u32 = 1u;        // global row index

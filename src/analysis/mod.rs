@@ -412,7 +412,7 @@ impl Engine<'_> {
                     Flow::Same => {}
                     Flow::Normalized => {
                         if out.normalizers.is_empty() {
-                            out.first_path = backtrack(g, &pred, from, id);
+                            out.first_path = backtrack(&pred, from, id);
                         }
                         if !out.normalizers.contains(&id) {
                             out.normalizers.push(id);
@@ -425,7 +425,7 @@ impl Engine<'_> {
                         }
                         if g.values[o].is_output && self.reaches[o] {
                             out.variant = Some((id, format!("the change reaches graph output '{}'", g.values[o].name)));
-                            out.first_path = backtrack(g, &pred, from, id);
+                            out.first_path = backtrack(&pred, from, id);
                             return out;
                         }
                         queue.extend(g.values[o].consumers.iter().map(|&(n, _)| n));
@@ -434,7 +434,7 @@ impl Engine<'_> {
                     Flow::Variant(why) => {
                         if self.reaches[o] {
                             out.variant = Some((id, why));
-                            out.first_path = backtrack(g, &pred, from, id);
+                            out.first_path = backtrack(&pred, from, id);
                             let mut culprits: Vec<ValueId> = inputs.iter().flatten().flat_map(Affine::shift_sources).collect();
                             culprits.sort_unstable();
                             culprits.dedup();
@@ -540,9 +540,7 @@ impl Engine<'_> {
                 group.sort_unstable();
                 return Some((group, self.evidence(&o)));
             }
-            if o.variant.is_none() {
-                return None;
-            }
+            o.variant.as_ref()?;
             next = o.culprits;
         }
         None
@@ -550,7 +548,7 @@ impl Engine<'_> {
 }
 
 /// Nodes from the seed to `last`, following the first changed input backwards.
-fn backtrack(g: &Graph, pred: &HashMap<ValueId, (NodeId, ValueId)>, from: Option<ValueId>, last: NodeId) -> Vec<NodeId> {
+fn backtrack(pred: &HashMap<ValueId, (NodeId, ValueId)>, from: Option<ValueId>, last: NodeId) -> Vec<NodeId> {
     let mut path = vec![last];
     let mut v = from;
     while let Some(val) = v {
@@ -562,7 +560,6 @@ fn backtrack(g: &Graph, pred: &HashMap<ValueId, (NodeId, ValueId)>, from: Option
             _ => break,
         }
     }
-    let _ = g;
     path.reverse();
     path
 }

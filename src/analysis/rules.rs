@@ -236,7 +236,7 @@ fn affine_tail(
     }
 }
 
-fn per_channel_map(_: &mut Ctx, m: Mask, _r: usize) -> Option<(Mask, bool)> {
+fn per_channel_map(_: &mut Ctx, m: Mask, _rank: usize) -> Option<(Mask, bool)> {
     // parameter [C] -> output axis 1
     Some((if m & 1 != 0 { mask::bit(1) } else { 0 }, true))
 }
@@ -340,10 +340,7 @@ fn group_norm(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         return one(affine_tail(c, n, e, 1, Some(2), r, &per_channel_map, removed));
     }
     // opset 18: scale and bias are per group; channel c uses group c / (C/G)
-    let per_group = |c: &mut Ctx, m: Mask, _r: usize| -> Option<(Mask, bool)> {
-        let _ = c;
-        Some((if m & 1 != 0 { mask::bit(1) } else { 0 }, false))
-    };
+    let per_group = |_: &mut Ctx, m: Mask, _rank: usize| -> Option<(Mask, bool)> { Some((if m & 1 != 0 { mask::bit(1) } else { 0 }, false)) };
     one(affine_tail(c, n, e, 1, Some(2), r, &per_group, removed))
 }
 
@@ -406,7 +403,7 @@ fn dropout_may_train(n: &Node) -> bool {
     n.input(2).is_some() || n.outputs.iter().skip(1).any(Option::is_some)
 }
 
-fn neg(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+fn neg(c: &mut Ctx, _: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     match e.first().and_then(Option::as_ref) {
         None => one(Flow::Same),
         Some(x) => {
@@ -414,7 +411,6 @@ fn neg(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
             if let Some(t) = x.shift.as_mut() {
                 t.token = c.fresh();
             }
-            let _ = n;
             one(changed(x))
         }
     }
@@ -918,9 +914,7 @@ fn matmul(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     };
     // Map an input axis to an output axis (None: contracted).
     let map_a = |a: usize| -> Option<usize> {
-        if a == ra - 1 {
-            None
-        } else if ra == 1 {
+        if a == ra - 1 || ra == 1 {
             None
         } else if a == ra - 2 {
             Some(ro - if rb == 1 { 1 } else { 2 })
@@ -983,7 +977,7 @@ fn matmul(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
 
 // ------------------------------------------------------------ pooling & reductions
 
-fn pool(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+fn pool(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let x = match data_only(n, e) {
         Ok(Some(x)) => x,
         Ok(None) => return vec![Flow::Same; n.outputs.len().max(1)],
@@ -1007,7 +1001,6 @@ fn pool(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
             flows[0] = variant(format!("{op} of a shifted value"));
             return flows;
         }
-        let _ = c;
     }
     flows[0] = changed(x.clone());
     // MaxPool indices are unchanged by per-channel positive scales and shifts.
@@ -1308,7 +1301,7 @@ fn pad(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
     let mode = n.attr_str("mode").unwrap_or("constant");
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("Pad rank unknown")) };
-    let pads = n.input(1).and_then(|v| c.g.values[v].ints.clone()).map(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>()).flatten().or(n.attr_ints("pads").map(<[i64]>::to_vec));
+    let pads = n.input(1).and_then(|v| c.g.values[v].ints.clone()).and_then(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>()).or(n.attr_ints("pads").map(<[i64]>::to_vec));
     let Some(pads) = pads.filter(|p| p.len() == 2 * r || n.input(3).is_some()) else { return one(unknown("Pad amounts unknown")) };
     let padded: Mask = if n.input(3).is_some() { mask::below(r) } else { (0..r).filter(|&a| pads[a] != 0 || pads[a + r] != 0).fold(0, |m, a| m | mask::bit(a)) };
     if mode == "constant" {

@@ -119,6 +119,8 @@ fn arith(a: Dim, b: Dim, op: &str) -> Dim {
             "Sub" => x.checked_sub(y),
             "Mul" => x.checked_mul(y),
             "Div" if y != 0 => Some(x.div_euclid(y)),
+            // integer Mod (fmod=0): the result takes the divisor's sign, as in Python
+            "Mod" if y != 0 => x.checked_rem(y).map(|r| if r != 0 && (r < 0) != (y < 0) { r + y } else { r }),
             _ => None,
         }
         .map(Dim::Known)
@@ -212,7 +214,7 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
                     }
                 }
             }
-            if matches!(op, "Add" | "Sub" | "Mul" | "Div") {
+            if matches!(op, "Add" | "Sub" | "Mul" | "Div") || (op == "Mod" && n.attr_int("fmod", 0) == 0) {
                 if let (Some(a), Some(b)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone())) {
                     let len = a.len().max(b.len());
                     if (a.len() == len || a.len() == 1) && (b.len() == len || b.len() == 1) {

@@ -319,7 +319,7 @@ pub fn torch_groups(plan: &Plan) -> String {
     out += &format!("# Parameter groups for {} from adamp-graph plan (schema {SCHEMA} v{VERSION}).\n", plan.model);
     out += "# Usage: optimizer = adamp.AdamP(param_groups(model), lr=...)  # or adamp.SGDP\n";
     out += "GROUPS = [\n";
-    for (_, (names, extra)) in &groups {
+    for (names, extra) in groups.values() {
         let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
         out += &format!("    {{\"names\": [{}], {extra}}},\n", list.join(", "));
     }

@@ -134,7 +134,7 @@ impl Gpu {
 
     /// Largest storage-buffer binding in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Copies a buffer region to the host (one blocking round trip).

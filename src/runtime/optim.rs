@@ -346,7 +346,7 @@ impl<'g> DeviceOptimizer<'g> {
             let n = s.numel();
             let first_row = rows.len();
             let (row_count, row_len) = match (kind, axis) {
-                (PROJ_CHANNEL | PROJ_RUNTIME, Some(a)) => (s.shape[a], if s.shape[a] == 0 { 0 } else { n / s.shape[a] }),
+                (PROJ_CHANNEL | PROJ_RUNTIME, Some(a)) => (s.shape[a], n.checked_div(s.shape[a]).unwrap_or(0)),
                 (PROJ_LAYER, _) => (usize::from(n > 0), n),
                 _ => (n.div_ceil(FUSED_MAX), FUSED_MAX.min(n)),
             };
