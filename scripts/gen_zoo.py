@@ -246,6 +246,106 @@ class MatMulParamNet(nn.Module):
         return x @ self.w2
 
 
+class ConvNeXtBlockNet(nn.Module):
+    """ConvNeXt blocks: depthwise 7x7, channels-last LayerNorm (permute), MLP, layer scale."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 4, stride=4)
+        self.blocks = nn.ModuleList([self._block(dim) for _ in range(2)])
+        self.head = nn.Linear(dim, 5)
+
+    @staticmethod
+    def _block(dim):
+        b = nn.Module()
+        b.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        b.norm = nn.LayerNorm(dim, eps=1e-30)
+        b.fc1 = nn.Linear(dim, 4 * dim)
+        b.fc2 = nn.Linear(4 * dim, dim)
+        b.gamma = nn.Parameter(torch.full((dim,), 0.5))
+        return b
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            y = b.dw(x).permute(0, 2, 3, 1)
+            y = b.fc2(F.gelu(b.fc1(b.norm(y))))
+            x = x + (b.gamma * y).permute(0, 3, 1, 2)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class ResNeXtBlockNet(nn.Module):
+    """ResNeXt bottleneck: grouped 3x3 convolution between 1x1 convs, BN, residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(16, eps=1e-30)
+        self.c1 = nn.Conv2d(16, 16, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16, eps=1e-30)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1, groups=4, bias=False)
+        self.bn2 = nn.BatchNorm2d(16, eps=1e-30)
+        self.c3 = nn.Conv2d(16, 16, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(16, eps=1e-30)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn0(self.stem(x)))
+        y = F.relu(self.bn1(self.c1(x)))
+        y = F.relu(self.bn2(self.c2(y)))
+        x = F.relu(x + self.bn3(self.c3(y)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class LlamaRMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps) * weight, as LLaMA writes it."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-30) * self.weight
+
+
+class LlamaMLP(nn.Module):
+    """Pre-norm gated MLP blocks with RMSNorm, no biases, a residual stream."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.inp = nn.Linear(12, dim, bias=False)
+        self.norm1 = LlamaRMSNorm(dim)
+        self.gate = nn.Linear(dim, 2 * dim, bias=False)
+        self.up = nn.Linear(dim, 2 * dim, bias=False)
+        self.down = nn.Linear(2 * dim, dim, bias=False)
+        self.norm2 = LlamaRMSNorm(dim)
+        self.out = nn.Linear(dim, 4, bias=False)
+
+    def forward(self, x):
+        h = self.inp(x)
+        n = self.norm1(h)
+        h = h + self.down(F.silu(self.gate(n)) * self.up(n))
+        return self.out(self.norm2(h))
+
+
+def post_ln_encoder():
+    return nn.Sequential(
+        nn.Linear(12, 16),
+        nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True, norm_first=False, layer_norm_eps=1e-30),
+        nn.Flatten(),
+        nn.Linear(16 * 6, 4),
+    )
+
+
+def no_stochastic_depth(model):
+    import torchvision
+
+    for m in model.modules():
+        if isinstance(m, torchvision.ops.StochasticDepth):
+            m.p = 0.0
+    return model
+
+
 def tiny_vit():
     import timm
 
@@ -293,6 +393,13 @@ ZOO = {
     "cosine_embed": (CosineEmbedNet, (4, 10), "torchscript", 17, "train"),
     "vit_tiny": (tiny_vit, (4, 3, 32, 32), "torchscript", 17, "train"),
     "vit_tiny_dynamo": (tiny_vit, (4, 3, 32, 32), "dynamo", 18, "train"),
+    "mobilenet_v2": (lambda: torchvision_model("mobilenet_v2"), IMG, "torchscript", 17, "train"),
+    "efficientnet_b0": (lambda: no_stochastic_depth(torchvision_model("efficientnet_b0")), IMG, "torchscript", 17, "train"),
+    "regnet_x_400mf": (lambda: torchvision_model("regnet_x_400mf"), IMG, "torchscript", 17, "train"),
+    "resnext_block": (ResNeXtBlockNet, IMG, "torchscript", 17, "train"),
+    "convnext_block": (ConvNeXtBlockNet, IMG, "torchscript", 17, "train"),
+    "llama_mlp": (LlamaMLP, (4, 12), "torchscript", 17, "train"),
+    "post_ln_encoder": (post_ln_encoder, (4, 6, 12), "torchscript", 17, "train"),
     # traps: the export destroyed the BatchNorm evidence
     "resnet18_eval_trap": (lambda: torchvision_model("resnet18"), IMG, "torchscript", 17, "eval"),
     "resnet18_dynamo_trap": (lambda: torchvision_model("resnet18"), IMG, "dynamo", 18, "train"),
