@@ -488,3 +488,19 @@ fn values_read_inside_subgraphs_make_a_parameter_unknown() {
     assert_eq!(class(&a, "W"), "unknown");
     assert!(a.param("W").unwrap().evidence.reason.as_deref().unwrap_or("").contains("subgraph"));
 }
+
+#[test]
+fn a_transpose_that_swaps_varying_axes_does_not_cancel() {
+    // r = v / v^T with v = reshape(W, [2, 2]): scaling W per element scales v by a
+    // 2-D pattern s, and v^T by s^T, so the ratio changes; one global factor cancels.
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[-1, 2, 2]);
+    w(&mut b, "W", &[4]);
+    b.initializer("shape", &[2], TensorData::I64(vec![2, 2]));
+    b.node("Reshape", &["W", "shape"], &["v"], &[]);
+    b.node("Transpose", &["v"], &["vt"], &[("perm", ints(&[1, 0]))]);
+    b.node("Div", &["v", "vt"], &["r"], &[]);
+    b.node("Mul", &["x", "r"], &["y"], &[]);
+    b.output("y");
+    assert_eq!(class(&analyze(&b), "W"), "layer");
+}

@@ -1098,7 +1098,13 @@ fn transpose(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         },
         None => (0..r).rev().collect(),
     };
-    one(remap_effect(c, x, &|m| Some((perm.iter().enumerate().fold(0, |o, (i, &p)| if m & mask::bit(p) != 0 { o | mask::bit(i) } else { o }), true))))
+    one(remap_effect(c, x, &|m| {
+        let out = perm.iter().enumerate().fold(0, |o, (i, &p)| if m & mask::bit(p) != 0 { o | mask::bit(i) } else { o });
+        // The factor keeps its identity only if its varying axes keep their order:
+        // swapping two of them transposes the factor itself.
+        let order: Vec<usize> = perm.iter().copied().filter(|&p| m & mask::bit(p) != 0).collect();
+        Some((out, order.windows(2).all(|w| w[0] < w[1])))
+    }))
 }
 
 /// Squeeze, Unsqueeze, Reshape, Flatten: group input and output axes by
