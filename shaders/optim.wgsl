@@ -1,10 +1,10 @@
 // AdamP / SGDP and their baselines (Adam, AdamW, SGD) for many tensors per dispatch.
 //
 // Work is a table of jobs. A job is a run of elements of one tensor row:
-//   - fused jobs hold up to WG / SEG whole projection rows (<= FUSED_MAX elements
-//     each), SEG threads per row: a first sweep reduces each row's dot products in
-//     workgroup memory, a second sweep (over data the workgroup just read)
-//     projects and writes param and state once; unprojected chunks stream;
+//   - fused jobs hold whole projection rows (up to WG / SEG rows of <= SEG * K
+//     elements, SEG threads each, or one row of <= WG * K elements): every element
+//     is read once into registers, the rows' dot products are reduced in workgroup
+//     memory, and param and state are written once; unprojected chunks stream;
 //   - split jobs are contiguous pieces of long rows or of runtime-tested tensors:
 //     `stats` reduces their dot products, `decide` combines them per row and per
 //     tensor (and runs the reference cosine test), `apply` updates.
@@ -13,8 +13,11 @@
 // p_n = p / (|p| + eps), decoupled decay before the step, wd_ratio where projected.
 
 const WG: u32 = 256u;
-// Projected fused jobs hold up to WG / SEG rows, SEG threads per row.
+// Projected fused jobs: rows of at most SEG * K elements are packed WG / SEG to
+// a workgroup, SEG threads each; longer rows (at most WG * K) get a whole workgroup.
 const SEG: u32 = 32u;
+// Elements per thread a fused row keeps in registers.
+const K: u32 = 20u;
 
 // algorithms
 const ADAMP: u32 = 0u;
@@ -265,18 +268,32 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         apply_stream(job, lid);
         return;
     }
-    // SEG threads per row. Sweep 1: the row's dot products (nothing written yet).
-    let seg = lid / SEG;
-    let lane = lid - seg * SEG;
+    // Sweep 1: read each element once, keep parameter, state and direction in
+    // registers, and reduce each row's dot products.
+    var threads = WG;
+    if (job.len <= SEG * K) {
+        threads = SEG;
+    }
+    let seg = lid / threads;
+    let lane = lid - seg * threads;
     let live = seg < job.fused;
+    var pv: array<f32, K>;
+    var mv: array<f32, K>;
+    var vv: array<f32, K>;
+    var dv: array<f32, K>;
     var acc = vec2<f32>(0.0);
     var bad = 0u;
-    if (live) {
-        for (var e = lane; e < job.len; e = e + SEG) {
+    for (var k = 0u; k < K; k = k + 1u) {
+        let e = lane + k * threads;
+        if (live && e < job.len) {
             let i = element_in_row(job, seg, e);
             let g = grad[i];
             let p = param[i];
             let mo = moments(g, p, state0[i], second(i));
+            pv[k] = p;
+            mv[k] = mo.m;
+            vv[k] = mo.v;
+            dv[k] = mo.d;
             acc = acc + vec2<f32>(p * p, p * mo.d);
             if (!finite(g)) {
                 bad = 1u;
@@ -286,28 +303,44 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     red[lid] = vec4<f32>(acc, 0.0, 0.0);
     red_bad[lid] = bad;
     workgroupBarrier();
-    reduce_segments(lane, lid);
+    // Tree over `threads` lanes (uniform trip count: barriers stay in uniform control flow).
+    var st = WG / 2u;
+    loop {
+        if (st == 0u) {
+            break;
+        }
+        if (st < threads && lane < st) {
+            red[lid] = red[lid] + red[lid + st];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
+        }
+        workgroupBarrier();
+        st = st / 2u;
+    }
     if (!live) {
         return;
     }
-    let sums = red[seg * SEG];
-    if (red_bad[seg * SEG] != 0u) {
+    let first = seg * threads;
+    if (red_bad[first] != 0u) {
         // Leave this row untouched and report the tensor.
         if (lane == 0u) {
             atomicOr(&status[2u * t + 1u], 1u);
         }
         return;
     }
-    let c = coefficient(sums.x, sums.y);
+    let c = coefficient(red[first].x, red[first].y);
     if (lid == 0u) {
         atomicStore(&status[2u * t], proj);
     }
-    // Sweep 2: the same elements again (the row was just read: cache hits), written once.
-    for (var e = lane; e < job.len; e = e + SEG) {
-        let i = element_in_row(job, seg, e);
-        let p = param[i];
-        let mo = moments(grad[i], p, state0[i], second(i));
-        update(i, p, mo, mo.d - c * p, true);
+    // Sweep 2: write once, from registers.
+    for (var k = 0u; k < K; k = k + 1u) {
+        let e = lane + k * threads;
+        if (e < job.len) {
+            var mo: Moments;
+            mo.m = mv[k];
+            mo.v = vv[k];
+            mo.d = dv[k];
+            update(element_in_row(job, seg, e), pv[k], mo, dv[k] - c * pv[k], true);
+        }
     }
 }
 

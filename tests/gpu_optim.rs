@@ -183,6 +183,10 @@ fn static_projection_along_axis_0_and_1() {
             spec("convT", &[4, 7, 2, 2], Projection::Channel { axis: 1 }),
             spec("matmul", &[12, 9], Projection::Channel { axis: 1 }),
             spec("layer", &[10, 10], Projection::Layer),
+            // rows of 641..5120 elements take a whole workgroup each
+            spec("wide_rows", &[3, 2000], Projection::Channel { axis: 0 }),
+            spec("wide_strided", &[2, 5, 700], Projection::Channel { axis: 1 }),
+            spec("wide_layer", &[50, 60], Projection::Layer),
         ];
         run(&gpu, algo, Detect::Static, h, specs, 4, None);
     }

@@ -10,22 +10,26 @@
 //! | Adam family, split (long rows, runtime test) | stats 16 + apply 16 | 12 | 44 |
 //! | SGD family, split | stats 12 + apply 12 | 8 | 32 |
 //!
-//! Unprojected chunks stream. A fused job holds up to [`ROWS_PER_JOB`] whole
-//! projected rows of at most [`FUSED_MAX`] elements; its second sweep reads the
-//! rows the workgroup has just read, so it counts as cache traffic. Split jobs
-//! read twice from memory because the projection needs the row's (or, for the
-//! runtime test, the whole tensor's) dot products before any write.
+//! Unprojected chunks stream. A fused job holds whole projected rows (up to
+//! [`ROWS_PER_JOB`] rows of at most [`SHORT_ROW`] elements, or one row of at most
+//! [`FUSED_MAX`]); every element is read once into registers and written once.
+//! Split jobs read twice from memory because the projection needs the row's (or,
+//! for the runtime test, the whole tensor's) dot products before any write.
 use super::device::{Gpu, GpuError};
 use crate::plan::Projection;
 
 /// Threads per workgroup (must match `shaders/optim.wgsl`).
 pub const WORKGROUP: usize = 256;
-/// Threads per row in projected fused jobs (`SEG` in the shader).
+/// Threads per short row in projected fused jobs (`SEG` in the shader).
 const SEGMENT: usize = 32;
-/// Rows one projected fused job holds.
+/// Elements per thread a fused row keeps in registers (`K` in the shader).
+const PER_THREAD: usize = 20;
+/// Short rows one projected fused job holds; split jobs run this many per workgroup too.
 const ROWS_PER_JOB: usize = WORKGROUP / SEGMENT;
+/// Longest row packed with others (SEGMENT threads each).
+const SHORT_ROW: usize = SEGMENT * PER_THREAD;
 /// Longest row processed by fused jobs, and the chunk size of unprojected tensors.
-pub const FUSED_MAX: usize = 5120;
+pub const FUSED_MAX: usize = WORKGROUP * PER_THREAD;
 
 const SHADER: &str = include_str!("../../shaders/optim.wgsl");
 
@@ -381,8 +385,10 @@ impl<'g> DeviceOptimizer<'g> {
                     let contiguous = outer == 1;
                     let fused = kind == PROJ_CHANNEL && row_len <= FUSED_MAX && (contiguous || fits_page);
                     if fused {
-                        for r0 in (0..dim).step_by(ROWS_PER_JOB) {
-                            let held = ROWS_PER_JOB.min(dim - r0);
+                        // short rows share a workgroup; a long row gets one to itself
+                        let per_job = if row_len <= SHORT_ROW { ROWS_PER_JOB } else { 1 };
+                        for r0 in (0..dim).step_by(per_job) {
+                            let held = per_job.min(dim - r0);
                             let strided = (!contiguous).then_some((inner as u32, dim as u32, r0 as u32));
                             add(r0, r0 * row_len, row_len, held, strided, &mut jobs, &mut rows);
                         }
