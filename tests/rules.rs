@@ -504,3 +504,127 @@ fn a_transpose_that_swaps_varying_axes_does_not_cancel() {
     b.output("y");
     assert_eq!(class(&analyze(&b), "W"), "layer");
 }
+
+/// Conv(x [N,3,8,8], W [4,3,1,1]) -> `tail` -> output; the class of W.
+fn conv_then(tail: &dyn Fn(&mut GraphBuilder) -> String) -> String {
+    let mut b = conv_input(18);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    let out = tail(&mut b);
+    b.output(&out);
+    class(&analyze(&b), "W")
+}
+
+#[test]
+fn layout_selection_and_misc_rules() {
+    let i64s = |b: &mut GraphBuilder, name: &str, v: &[i64]| {
+        b.initializer(name, &[v.len() as i64], TensorData::I64(v.to_vec()));
+    };
+    // Slice along space keeps the channel factor; BatchNorm removes it.
+    let got = conv_then(&|b| {
+        i64s(b, "st", &[0]);
+        i64s(b, "en", &[4]);
+        i64s(b, "ax", &[2]);
+        b.node("Slice", &["c", "st", "en", "ax"], &["s"], &[]);
+        bn(b, "s", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "Slice along space");
+    // Split along channels, one half to the output: still per-channel through BN each.
+    let got = conv_then(&|b| {
+        i64s(b, "sp", &[2, 2]);
+        b.node("Split", &["c", "sp"], &["s0", "s1"], &[("axis", Attr::Int(1))]);
+        bn(b, "s0", "y0", 2, "bn0");
+        bn(b, "s1", "y1", 2, "bn1");
+        b.node("Concat", &["y0", "y1"], &["y"], &[("axis", Attr::Int(1))]);
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "Split along channels");
+    // Gather along space with constant indices keeps the channel factor.
+    let got = conv_then(&|b| {
+        i64s(b, "idx", &[0, 3, 5]);
+        b.node("Gather", &["c", "idx"], &["g"], &[("axis", Attr::Int(3))]);
+        bn(b, "g", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "Gather along space");
+    // Tile along space; DepthToSpace mixes channels into space (per-channel breaks).
+    let got = conv_then(&|b| {
+        i64s(b, "rep", &[1, 1, 2, 2]);
+        b.node("Tile", &["c", "rep"], &["t"], &[]);
+        bn(b, "t", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "Tile along space keeps each channel's factor");
+    let got = conv_then(&|b| {
+        b.node("DepthToSpace", &["c"], &["d"], &[("blocksize", Attr::Int(2))]);
+        bn(b, "d", "y", 1, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "layer", "DepthToSpace");
+    // Flatten after global pooling, then BatchNorm1d over features.
+    let got = conv_then(&|b| {
+        b.node("GlobalAveragePool", &["c"], &["p"], &[]);
+        b.node("Flatten", &["p"], &["f"], &[]);
+        bn(b, "f", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "GlobalAveragePool + Flatten + BN1d");
+    // MeanVarianceNormalization (default axes N, H, W) removes per-channel changes.
+    let got = conv_then(&|b| {
+        b.node("MeanVarianceNormalization", &["c"], &["y"], &[]);
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "MeanVarianceNormalization");
+    // ArgMax over space is unchanged by per-channel positive scales; over channels it is not.
+    let got = conv_then(&|b| {
+        i64s(b, "to3", &[0, 4, -1]);
+        b.node("Reshape", &["c", "to3"], &["f"], &[]);
+        b.node("ArgMax", &["f"], &["y"], &[("axis", Attr::Int(2))]);
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "ArgMax over space");
+    let got = conv_then(&|b| {
+        b.node("ArgMax", &["c"], &["y"], &[("axis", Attr::Int(1))]);
+        "y".into()
+    });
+    assert_eq!(got, "layer", "ArgMax over channels");
+    // PRelu with a constant slope is homogeneous; a bounded Clip (Relu6) is not.
+    let got = conv_then(&|b| {
+        w(b, "slope", &[4, 1, 1]);
+        b.node("PRelu", &["c", "slope"], &["r"], &[]);
+        bn(b, "r", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "channel:0", "PRelu");
+    let got = conv_then(&|b| {
+        b.initializer("lo", &[], TensorData::F32(vec![0.0]));
+        b.initializer("hi", &[], TensorData::F32(vec![6.0]));
+        b.node("Clip", &["c", "lo", "hi"], &["r"], &[]);
+        bn(b, "r", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "none", "Relu6 does not commute with scaling");
+    // Max with a large constant is not a clamp by an epsilon.
+    let got = conv_then(&|b| {
+        b.initializer("one", &[], TensorData::F32(vec![1.0]));
+        b.node("Max", &["c", "one"], &["r"], &[]);
+        bn(b, "r", "y", 4, "bn");
+        "y".into()
+    });
+    assert_eq!(got, "none", "Max(x, 1)");
+    // Softmax over channels is not homogeneous.
+    let got = conv_then(&|b| {
+        b.node("Softmax", &["c"], &["y"], &[("axis", Attr::Int(1))]);
+        "y".into()
+    });
+    assert_eq!(got, "none", "Softmax");
+    // A reduction over channels mixes differently scaled channels.
+    let got = conv_then(&|b| {
+        i64s(b, "ax", &[1]);
+        b.node("ReduceSum", &["c", "ax"], &["s"], &[]);
+        b.node("LayerNormalization", &["s"], &["y"], &[("axis", Attr::Int(-1))]);
+        "y".into()
+    });
+    assert_eq!(got, "layer", "ReduceSum over channels then LayerNorm");
+}

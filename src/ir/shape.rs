@@ -451,6 +451,17 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
             };
             vec![(s, ints, None, dtype)]
         }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let b = n.attr_int("blocksize", 1).max(1);
+            let s = shape_of(g, n, 0).filter(|s| s.len() == 4).map(|s| {
+                if op == "DepthToSpace" {
+                    vec![s[0], arith(s[1], Dim::Known(b * b), "Div"), arith(s[2], Dim::Known(b), "Mul"), arith(s[3], Dim::Known(b), "Mul")]
+                } else {
+                    vec![s[0], arith(s[1], Dim::Known(b * b), "Mul"), arith(s[2], Dim::Known(b), "Div"), arith(s[3], Dim::Known(b), "Div")]
+                }
+            });
+            vec![(s, None, None, first_dtype(g, n))]
+        }
         "Range" => vec![(Some(vec![Dim::Unknown]), None, None, first_dtype(g, n))],
         "Tile" => {
             let s = match (shape_of(g, n, 0), ints_of(g, n, 1)) {
