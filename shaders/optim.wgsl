@@ -92,8 +92,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> state0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(4) var<storage, read> tables: array<u32>;
-// job stats (5 per job: pp, pd, pg, gg, non-finite), then row stats (2 per row:
-// pp, pd), then tensor stats (2 per tensor: pp, pd over the whole tensor)
+// job stats (5 per job: pp, pd, pg, gg, non-finite), then row stats (4 per row:
+// pp, pd, pg, gg), then tensor stats (2 per tensor: pp, pd over the whole tensor)
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
 // per tensor: decision (PROJ_*), non-finite flag
 @group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
@@ -246,6 +246,31 @@ fn job_id(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wid.x + wid.y * groups.x;
 }
 
+// Sums red[] / red_bad[] over each run of `threads` lanes into its first lane.
+// The trip count is uniform, so the barriers stay in uniform control flow.
+fn reduce_rows(threads: u32, lane: u32, lid: u32) {
+    var st = WG / 2u;
+    loop {
+        if (st == 0u) {
+            break;
+        }
+        if (st < threads && lane < st) {
+            red[lid] = red[lid] + red[lid + st];
+            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
+        }
+        workgroupBarrier();
+        st = st / 2u;
+    }
+}
+
+// Threads per row of a fused job: SEG for short rows, the whole workgroup otherwise.
+fn row_threads(job: Job) -> u32 {
+    if (job.len <= SEG * K) {
+        return SEG;
+    }
+    return WG;
+}
+
 // Coefficient c such that the projected direction is d - c * p.
 fn coefficient(pp: f32, pd: f32) -> f32 {
     let n = sqrt(pp) + P.eps;
@@ -263,17 +288,15 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let job = load_job(P.job_base + local_job);
     let t = job.tensor;
     let proj = tensor_word(t, T_PROJ);
-    let projected = is_projecting() && (proj == PROJ_CHANNEL || proj == PROJ_LAYER);
+    let runtime = proj == PROJ_RUNTIME;
+    let projected = is_projecting() && (proj == PROJ_CHANNEL || proj == PROJ_LAYER || runtime);
     if (!projected) {
         apply_stream(job, lid);
         return;
     }
     // Sweep 1: read each element once, keep parameter, state and direction in
     // registers, and reduce each row's dot products.
-    var threads = WG;
-    if (job.len <= SEG * K) {
-        threads = SEG;
-    }
+    let threads = row_threads(job);
     let seg = lid / threads;
     let lane = lid - seg * threads;
     let live = seg < job.fused;
@@ -303,32 +326,34 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     red[lid] = vec4<f32>(acc, 0.0, 0.0);
     red_bad[lid] = bad;
     workgroupBarrier();
-    // Tree over `threads` lanes (uniform trip count: barriers stay in uniform control flow).
-    var st = WG / 2u;
-    loop {
-        if (st == 0u) {
-            break;
-        }
-        if (st < threads && lane < st) {
-            red[lid] = red[lid] + red[lid + st];
-            red_bad[lid] = red_bad[lid] | red_bad[lid + st];
-        }
-        workgroupBarrier();
-        st = st / 2u;
-    }
+    reduce_rows(threads, lane, lid);
     if (!live) {
         return;
     }
     let first = seg * threads;
-    if (red_bad[first] != 0u) {
+    var decision = proj;
+    if (runtime) {
+        // The cosine pass and `decide` chose the view (and saw any non-finite gradient).
+        if (atomicLoad(&status[2u * t + 1u]) != 0u) {
+            return;
+        }
+        decision = atomicLoad(&status[2u * t]);
+    } else if (red_bad[first] != 0u) {
         // Leave this row untouched and report the tensor.
         if (lane == 0u) {
             atomicOr(&status[2u * t + 1u], 1u);
         }
         return;
     }
-    let c = coefficient(red[first].x, red[first].y);
-    if (lid == 0u) {
+    var c = 0.0;
+    if (decision == PROJ_CHANNEL) {
+        c = coefficient(red[first].x, red[first].y);
+    } else if (decision == PROJ_LAYER && runtime) {
+        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
+    } else if (decision == PROJ_LAYER) {
+        c = coefficient(red[first].x, red[first].y); // static layer: the job is the whole tensor
+    }
+    if (lid == 0u && !runtime) {
         atomicStore(&status[2u * t], proj);
     }
     // Sweep 2: write once, from registers.
@@ -339,9 +364,103 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
             mo.m = mv[k];
             mo.v = vv[k];
             mo.d = dv[k];
-            update(element_in_row(job, seg, e), pv[k], mo, dv[k] - c * pv[k], true);
+            update(element_in_row(job, seg, e), pv[k], mo, dv[k] - c * pv[k], decision != PROJ_NONE);
         }
     }
+}
+
+// Runtime-tested fused rows, before `decide`: each row's p·g, g·g, p·p, reading
+// only gradient and parameter (8 bytes per element).
+@compute @workgroup_size(256)
+fn cosine_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local_job = job_id(wid, groups);
+    if (local_job >= P.job_count) {
+        return;
+    }
+    let job = load_job(P.job_base + local_job);
+    let t = job.tensor;
+    let enabled = tensor_word(t, T_PROJ) == PROJ_RUNTIME && is_projecting();
+    let threads = row_threads(job);
+    let seg = lid / threads;
+    let lane = lid - seg * threads;
+    let live = enabled && seg < job.fused;
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    if (live) {
+        for (var e = lane; e < job.len; e = e + threads) {
+            let i = element_in_row(job, seg, e);
+            let g = grad[i];
+            let p = param[i];
+            acc = acc + vec4<f32>(p * p, 0.0, p * g, g * g);
+            if (!finite(g)) {
+                bad = 1u;
+            }
+        }
+    }
+    red[lid] = acc;
+    red_bad[lid] = bad;
+    workgroupBarrier();
+    reduce_rows(threads, lane, lid);
+    if (live && lane == 0u) {
+        let row = job.row + seg;
+        scratch[P.stats_base + 4u * row] = red[lid].x;
+        scratch[P.stats_base + 4u * row + 2u] = red[lid].z;
+        scratch[P.stats_base + 4u * row + 3u] = red[lid].w;
+        if (red_bad[lid] != 0u) {
+            atomicOr(&status[2u * t + 1u], 1u);
+        }
+    }
+}
+
+// Runtime-tested fused rows the test sent to the layer view: each row's p·d.
+@compute @workgroup_size(256)
+fn layer_pd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local_job = job_id(wid, groups);
+    if (local_job >= P.job_count) {
+        return;
+    }
+    let job = load_job(P.job_base + local_job);
+    let t = job.tensor;
+    let enabled = tensor_word(t, T_PROJ) == PROJ_RUNTIME && atomicLoad(&status[2u * t]) == PROJ_LAYER
+        && atomicLoad(&status[2u * t + 1u]) == 0u;
+    let threads = row_threads(job);
+    let seg = lid / threads;
+    let lane = lid - seg * threads;
+    let live = enabled && seg < job.fused;
+    var acc = vec4<f32>(0.0);
+    if (live) {
+        for (var e = lane; e < job.len; e = e + threads) {
+            let i = element_in_row(job, seg, e);
+            let p = param[i];
+            let mo = moments(grad[i], p, state0[i], second(i));
+            acc.y = acc.y + p * mo.d;
+        }
+    }
+    red[lid] = acc;
+    red_bad[lid] = 0u;
+    workgroupBarrier();
+    reduce_rows(threads, lane, lid);
+    if (live && lane == 0u) {
+        scratch[P.stats_base + 4u * (job.row + seg) + 1u] = red[lid].y;
+    }
+}
+
+// Per tensor, after `layer_pd`: the layer view's p·d summed over rows.
+@compute @workgroup_size(256)
+fn layer_total(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = job_id(wid, groups);
+    if (t >= P.tensor_count || lid != 0u) {
+        return;
+    }
+    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || atomicLoad(&status[2u * t]) != PROJ_LAYER || !runtime_fused(t)) {
+        return;
+    }
+    let first_row = tensor_word(t, T_FIRST_ROW);
+    var pd = 0.0;
+    for (var r = 0u; r < tensor_word(t, T_ROWS); r = r + 1u) {
+        pd = pd + scratch[P.stats_base + 4u * (first_row + r) + 1u];
+    }
+    scratch[P.tensor_stats_base + 2u * t + 1u] = pd;
 }
 
 // An unprojected chunk: one streaming sweep. An element whose gradient is not
@@ -380,7 +499,7 @@ fn apply_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let decision = atomicLoad(&status[2u * t]);
     var c = 0.0;
     if (decision == PROJ_CHANNEL) {
-        c = coefficient(scratch[P.stats_base + 2u * job.row], scratch[P.stats_base + 2u * job.row + 1u]);
+        c = coefficient(scratch[P.stats_base + 4u * job.row], scratch[P.stats_base + 4u * job.row + 1u]);
     } else if (decision == PROJ_LAYER) {
         c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
     }
@@ -458,6 +577,17 @@ fn cosine(pg: f32, pp: f32, gg: f32) -> f32 {
 
 var<workgroup> red_max: array<f32, WG>;
 
+// True for a runtime-tested tensor whose rows are fused jobs.
+fn runtime_fused(t: u32) -> bool {
+    let rows_at = P.tensor_count * TENSOR_WORDS + P.total_jobs * JOB_WORDS;
+    let row_jobs_at = rows_at + P.row_count * ROW_WORDS;
+    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || tensor_word(t, T_ROWS) == 0u) {
+        return false;
+    }
+    let first_job = tables[row_jobs_at + tables[rows_at + tensor_word(t, T_FIRST_ROW) * ROW_WORDS]];
+    return job_word(first_job, J_FUSED) != 0u;
+}
+
 // One workgroup per tensor: row and tensor sums from job sums; the cosine test.
 @compute @workgroup_size(256)
 fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -473,9 +603,10 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     if (rows == 0u) {
         return;
     }
-    // Only tensors with split jobs need this pass.
+    // Tensors with split jobs, and runtime-tested fused ones, need this pass.
+    let fused = runtime_fused(t);
     let first_job = tables[row_jobs_at + tables[rows_at + first_row * ROW_WORDS]];
-    if (job_word(first_job, J_FUSED) != 0u) {
+    if (job_word(first_job, J_FUSED) != 0u && !fused) {
         return;
     }
     var acc = vec4<f32>(0.0);
@@ -483,18 +614,23 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     var cmax = 0.0;
     for (var r = lid; r < rows; r = r + WG) {
         let row = first_row + r;
-        let start = tables[rows_at + row * ROW_WORDS];
-        let nj = tables[rows_at + row * ROW_WORDS + 1u];
         var s = vec4<f32>(0.0);
-        for (var k = 0u; k < nj; k = k + 1u) {
-            let j = tables[row_jobs_at + start + k];
-            s = s + vec4<f32>(scratch[5u * j], scratch[5u * j + 1u], scratch[5u * j + 2u], scratch[5u * j + 3u]);
-            if (scratch[5u * j + 4u] != 0.0) {
-                bad = 1u;
+        if (fused) {
+            // p·p, p·g, g·g from cosine_stats (p·d is not needed for the test)
+            s = vec4<f32>(scratch[P.stats_base + 4u * row], 0.0, scratch[P.stats_base + 4u * row + 2u], scratch[P.stats_base + 4u * row + 3u]);
+        } else {
+            let start = tables[rows_at + row * ROW_WORDS];
+            let nj = tables[rows_at + row * ROW_WORDS + 1u];
+            for (var k = 0u; k < nj; k = k + 1u) {
+                let j = tables[row_jobs_at + start + k];
+                s = s + vec4<f32>(scratch[5u * j], scratch[5u * j + 1u], scratch[5u * j + 2u], scratch[5u * j + 3u]);
+                if (scratch[5u * j + 4u] != 0.0) {
+                    bad = 1u;
+                }
             }
+            scratch[P.stats_base + 4u * row] = s.x;
+            scratch[P.stats_base + 4u * row + 1u] = s.y;
         }
-        scratch[P.stats_base + 2u * row] = s.x;
-        scratch[P.stats_base + 2u * row + 1u] = s.y;
         acc = acc + s;
         cmax = max(cmax, abs(cosine(s.z, s.x, s.w)));
     }

@@ -220,6 +220,8 @@ fn tensors_split_across_bindings_and_long_rows() {
         spec("strided_big", &[3, 10, 1000], Projection::Channel { axis: 1 }),
         spec("plain", &[9000], Projection::None),
         spec("small", &[4, 4], Projection::Channel { axis: 0 }),
+        // runtime-tested with rows longer than a fused job: the split stats/decide/apply path
+        spec("runtime_long", &[2, 6000], Projection::Runtime),
     ];
     // 32 KiB bindings: 8192 floats per page, so most tensors span pages.
     let opt = run(&gpu, Algorithm::Adamp, Detect::Static, adamp_hyper(), specs.clone(), 3, Some(32 * 1024));
@@ -269,6 +271,20 @@ fn non_finite_gradients_are_reported_by_name_and_not_applied() {
     assert_eq!(after[3][4], params[3][4], "an unprojected element with a non-finite gradient is untouched");
     assert_ne!(after[3][3], params[3][3], "its finite neighbours step");
     assert!(after.iter().flatten().all(|x| x.is_finite()), "nothing non-finite propagated");
+
+    // Under the runtime test a non-finite gradient leaves the whole tensor unchanged.
+    let specs = vec![spec("tested", &[4, 8], Projection::Runtime), spec("other", &[4, 8], Projection::Runtime)];
+    let params = [noise(21, 32), noise(22, 32)];
+    let mut opt = DeviceOptimizer::new(&gpu, Algorithm::Sgdp, Detect::Runtime, sgdp_hyper(), specs, &[&params[0], &params[1]], None).unwrap();
+    let mut g = noise(23, 32);
+    g[9] = f32::NAN;
+    opt.set_grads(&[&g, &noise(24, 32)]).unwrap();
+    match opt.step() {
+        Err(OptimError::NonFinite(names)) => assert_eq!(names, vec!["tested".to_string()]),
+        other => panic!("expected a non-finite error, got {other:?}"),
+    }
+    assert_eq!(opt.param(0).unwrap(), params[0]);
+    assert_ne!(opt.param(1).unwrap(), params[1]);
 }
 
 #[test]

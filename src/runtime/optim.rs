@@ -7,7 +7,9 @@
 //! | --- | --- | --- | --- |
 //! | Adam family, streaming or fused | g, p, m, v: 16 | p, m, v: 12 | 28 |
 //! | SGD family, streaming or fused | g, p, buf: 12 | p, buf: 8 | 20 |
-//! | Adam family, split (long rows, runtime test) | stats 16 + apply 16 | 12 | 44 |
+//! | Adam family, runtime test, rows ≤ FUSED_MAX | cosine 8 + 16 | 12 | 36 |
+//! | SGD family, runtime test, rows ≤ FUSED_MAX | cosine 8 + 12 | 8 | 28 |
+//! | Adam family, split (longer rows) | stats 16 + apply 16 | 12 | 44 |
 //! | SGD family, split | stats 12 + apply 12 | 8 | 32 |
 //!
 //! Unprojected chunks stream. A fused job holds whole projected rows (up to
@@ -257,12 +259,16 @@ pub struct DeviceOptimizer<'g> {
     pages: Vec<Page>,
     status: wgpu::Buffer,
     has_split: bool,
+    has_runtime_fused: bool,
     total_jobs: u32,
     row_count: u32,
     stats_base: u32,
     tensor_stats_base: u32,
     apply: wgpu::ComputePipeline,
     apply_split: wgpu::ComputePipeline,
+    cosine_stats: wgpu::ComputePipeline,
+    layer_pd: wgpu::ComputePipeline,
+    layer_total: wgpu::ComputePipeline,
     stats: wgpu::ComputePipeline,
     decide: wgpu::ComputePipeline,
     step: u32,
@@ -383,7 +389,7 @@ impl<'g> DeviceOptimizer<'g> {
                     let inner: usize = s.shape[a + 1..].iter().product();
                     let outer: usize = s.shape[..a].iter().product();
                     let contiguous = outer == 1;
-                    let fused = kind == PROJ_CHANNEL && row_len <= FUSED_MAX && (contiguous || fits_page);
+                    let fused = (kind == PROJ_CHANNEL || kind == PROJ_RUNTIME) && row_len <= FUSED_MAX && (contiguous || fits_page);
                     if fused {
                         // short rows share a workgroup; a long row gets one to itself
                         let per_job = if row_len <= SHORT_ROW { ROWS_PER_JOB } else { 1 };
@@ -482,12 +488,20 @@ impl<'g> DeviceOptimizer<'g> {
         meta.extend(row_jobs);
         let row_count = rows.len() as u32;
         let stats_base = 5 * total_jobs;
-        let tensor_stats_base = stats_base + 2 * row_count;
+        let tensor_stats_base = stats_base + 4 * row_count;
         let scratch_len = (tensor_stats_base as usize + 2 * specs.len()).max(1);
         let has_split = jobs_sorted.iter().any(|j| !j.fused());
+        let runtime_fused = |j: &Job| j.fused() && kinds[j.tensor as usize] == PROJ_RUNTIME;
+        let has_runtime_fused = jobs_sorted.iter().any(runtime_fused);
         // Global-memory bytes per element (see the table at the top of this file).
         let (fused_bytes, split_bytes) = if algo.is_adam_family() { (28u64, 44u64) } else { (20, 32) };
-        let bytes_per_step = jobs_sorted.iter().map(|j| j.elements() as u64 * if j.fused() { fused_bytes } else { split_bytes }).sum();
+        let bytes_per_step = jobs_sorted
+            .iter()
+            .map(|j| {
+                let per = if runtime_fused(j) { fused_bytes + 8 } else if j.fused() { fused_bytes } else { split_bytes };
+                j.elements() as u64 * per
+            })
+            .sum();
 
         let dev = &gpu.device;
         use wgpu::util::DeviceExt;
@@ -539,6 +553,9 @@ impl<'g> DeviceOptimizer<'g> {
         };
         let apply = pipeline("apply");
         let apply_split = pipeline("apply_split");
+        let cosine_stats = pipeline("cosine_stats");
+        let layer_pd = pipeline("layer_pd");
+        let layer_total = pipeline("layer_total");
         let stats = pipeline("stats");
         let decide = pipeline("decide");
 
@@ -580,12 +597,16 @@ impl<'g> DeviceOptimizer<'g> {
             pages,
             status,
             has_split,
+            has_runtime_fused,
             total_jobs,
             row_count,
             stats_base,
             tensor_stats_base,
             apply,
             apply_split,
+            cosine_stats,
+            layer_pd,
+            layer_total,
             stats,
             decide,
             step: 0,
@@ -736,22 +757,35 @@ impl<'g> DeviceOptimizer<'g> {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
             let split_groups = |page: &Page| page.split_count.div_ceil(ROWS_PER_JOB as u32);
-            if self.has_split {
-                pass.set_pipeline(&self.stats);
+            let per_page = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, groups: &dyn Fn(&Page) -> u32| {
+                pass.set_pipeline(pipeline);
                 for page in &self.pages {
                     pass.set_bind_group(0, page.bind.as_ref(), &[]);
-                    self.dispatch(&mut pass, split_groups(page));
+                    self.dispatch(pass, groups(page));
                 }
-                pass.set_pipeline(&self.decide);
+            };
+            let per_tensor = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
                 if let Some(page) = self.pages.first() {
+                    pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, page.bind.as_ref(), &[]);
-                    self.dispatch(&mut pass, self.specs.len() as u32);
+                    self.dispatch(pass, self.specs.len() as u32);
                 }
-                pass.set_pipeline(&self.apply_split);
-                for page in &self.pages {
-                    pass.set_bind_group(0, page.bind.as_ref(), &[]);
-                    self.dispatch(&mut pass, split_groups(page));
-                }
+            };
+            if self.has_runtime_fused {
+                per_page(&mut pass, &self.cosine_stats, &|p| p.job_count);
+            }
+            if self.has_split {
+                per_page(&mut pass, &self.stats, &split_groups);
+            }
+            if self.has_split || self.has_runtime_fused {
+                per_tensor(&mut pass, &self.decide);
+            }
+            if self.has_runtime_fused {
+                per_page(&mut pass, &self.layer_pd, &|p| p.job_count);
+                per_tensor(&mut pass, &self.layer_total);
+            }
+            if self.has_split {
+                per_page(&mut pass, &self.apply_split, &split_groups);
             }
             pass.set_pipeline(&self.apply);
             for page in &self.pages {
