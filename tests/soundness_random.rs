@@ -2,46 +2,26 @@
 //! reasons about, evaluated in float64 by a tiny reference evaluator; every
 //! invariance the analysis claims (channel, layer, joint, dead) must hold
 //! numerically. Deterministic seeds, so a failure reproduces.
-use adamp_graph::analysis::ScaleClass;
+mod common;
+
 use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
+use common::random::{self, Rng, T};
 use std::collections::HashMap;
-
-/// A dense float64 tensor.
-#[derive(Clone, Debug)]
-struct T {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// In [-1, 1), moved away from 0.
-    fn value(&mut self) -> f64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let v = 2.0 * u - 1.0;
-        v + 0.2 * v.signum()
-    }
-    fn positive(&mut self) -> f64 {
-        0.5 + 1.5 * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-}
 
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let x = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-            let y = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            let x = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
             x.max(y)
         })
         .collect()
@@ -67,12 +47,22 @@ fn index_of(shape: &[usize], out_shape: &[usize], flat: usize) -> usize {
 fn binary(a: &T, b: &T, f: impl Fn(f64, f64) -> f64) -> T {
     let shape = broadcast_shape(&a.shape, &b.shape);
     let n: usize = shape.iter().product();
-    let data = (0..n).map(|i| f(a.data[index_of(&a.shape, &shape, i)], b.data[index_of(&b.shape, &shape, i)])).collect();
+    let data = (0..n)
+        .map(|i| {
+            f(
+                a.data[index_of(&a.shape, &shape, i)],
+                b.data[index_of(&b.shape, &shape, i)],
+            )
+        })
+        .collect();
     T { shape, data }
 }
 
 fn unary(a: &T, f: impl Fn(f64) -> f64) -> T {
-    T { shape: a.shape.clone(), data: a.data.iter().map(|&x| f(x)).collect() }
+    T {
+        shape: a.shape.clone(),
+        data: a.data.iter().map(|&x| f(x)).collect(),
+    }
 }
 
 /// Rank-2 helpers: all activations here are [N, F].
@@ -84,7 +74,10 @@ fn matmul(a: &T, b: &T) -> T {
             data[i * m + j] = (0..k).map(|t| a.data[i * k + t] * b.data[t * m + j]).sum();
         }
     }
-    T { shape: vec![n, m], data }
+    T {
+        shape: vec![n, m],
+        data,
+    }
 }
 
 fn transpose(a: &T) -> T {
@@ -95,29 +88,41 @@ fn transpose(a: &T) -> T {
             data[j * n + i] = a.data[i * m + j];
         }
     }
-    T { shape: vec![m, n], data }
+    T {
+        shape: vec![m, n],
+        data,
+    }
 }
 
 /// Mean over axis (keepdims) of a rank-2 tensor.
 fn mean(a: &T, axis: usize) -> T {
     let (n, m) = (a.shape[0], a.shape[1]);
     if axis == 1 {
-        T { shape: vec![n, 1], data: (0..n).map(|i| (0..m).map(|j| a.data[i * m + j]).sum::<f64>() / m as f64).collect() }
+        T {
+            shape: vec![n, 1],
+            data: (0..n)
+                .map(|i| (0..m).map(|j| a.data[i * m + j]).sum::<f64>() / m as f64)
+                .collect(),
+        }
     } else {
-        T { shape: vec![1, m], data: (0..m).map(|j| (0..n).map(|i| a.data[i * m + j]).sum::<f64>() / n as f64).collect() }
+        T {
+            shape: vec![1, m],
+            data: (0..m)
+                .map(|j| (0..n).map(|i| a.data[i * m + j]).sum::<f64>() / n as f64)
+                .collect(),
+        }
     }
 }
 
-thread_local! {
-    /// Set when a normalization divides by a (near-)zero spread: the claims are
-    /// about the eps -> 0 limit, where such a graph is 0/0 and roundoff decides.
-    static DEGENERATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
+/// Flags a normalization over a (near-)zero spread (see `random::mark_degenerate`).
 fn check_spread(v: &T, reference: &T) {
-    let scale = reference.data.iter().fold(0f64, |m, x| m.max(x * x)).max(1e-300);
+    let scale = reference
+        .data
+        .iter()
+        .fold(0f64, |m, x| m.max(x * x))
+        .max(1e-300);
     if v.data.iter().any(|&x| x < 1e-12 * scale) {
-        DEGENERATE.with(|d| d.set(true));
+        random::mark_degenerate();
     }
 }
 
@@ -136,7 +141,10 @@ fn concat(a: &T, b: &T) -> T {
         data.extend_from_slice(&a.data[i * p..(i + 1) * p]);
         data.extend_from_slice(&b.data[i * q..(i + 1) * q]);
     }
-    T { shape: vec![n, p + q], data }
+    T {
+        shape: vec![n, p + q],
+        data,
+    }
 }
 
 /// One node of a random graph.
@@ -172,10 +180,13 @@ fn width(v: &[T], i: usize) -> usize {
 }
 
 fn random_case(seed: u64) -> Case {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed);
     let n = 6;
     let f = 3 + rng.below(3);
-    let x = T { shape: vec![n, f], data: (0..n * f).map(|_| rng.value()).collect() };
+    let x = T {
+        shape: vec![n, f],
+        data: (0..n * f).map(|_| rng.value()).collect(),
+    };
     let mut vals = vec![x.clone()];
     let mut ops = Vec::new();
     let mut params = HashMap::new();
@@ -185,7 +196,13 @@ fn random_case(seed: u64) -> Case {
         let w = width(&vals, i);
         let mut param = |rng: &mut Rng, name: String, shape: Vec<usize>| -> String {
             let len: usize = shape.iter().product();
-            params.insert(name.clone(), T { shape, data: (0..len).map(|_| rng.value()).collect() });
+            params.insert(
+                name.clone(),
+                T {
+                    shape,
+                    data: (0..len).map(|_| rng.value()).collect(),
+                },
+            );
             name
         };
         let same_width = |rng: &mut Rng, vals: &[T]| -> Option<usize> {
@@ -205,13 +222,23 @@ fn random_case(seed: u64) -> Case {
             3 => Op::MulParam(i, param(&mut rng, format!("k{s}"), vec![w])),
             4 => Op::Relu(i),
             5 => Op::Sigmoid(i),
-            6 => Op::BatchNorm(i, param(&mut rng, format!("bn{s}.g"), vec![w]), param(&mut rng, format!("bn{s}.b"), vec![w])),
-            7 => Op::LayerNorm(i, param(&mut rng, format!("ln{s}.g"), vec![w]), param(&mut rng, format!("ln{s}.b"), vec![w])),
+            6 => Op::BatchNorm(
+                i,
+                param(&mut rng, format!("bn{s}.g"), vec![w]),
+                param(&mut rng, format!("bn{s}.b"), vec![w]),
+            ),
+            7 => Op::LayerNorm(
+                i,
+                param(&mut rng, format!("ln{s}.g"), vec![w]),
+                param(&mut rng, format!("ln{s}.b"), vec![w]),
+            ),
             8 => Op::DecomposedLn(i),
             9 => Op::Rms(i),
             10 => Op::Concat(i, vals.len() - 1),
             11 => {
-                let j = (0..vals.len()).rev().find(|&j| j != i && width(&vals, j) == w);
+                let j = (0..vals.len())
+                    .rev()
+                    .find(|&j| j != i && width(&vals, j) == w);
                 match j {
                     Some(j) => Op::Add(i, j),
                     None => Op::TransposeTwice(i),
@@ -233,8 +260,16 @@ fn eval_op(op: &Op, v: &[T], p: &HashMap<String, T>) -> T {
         Op::MulParam(i, k) => binary(&v[*i], &p[k], |x, y| x * y),
         Op::Relu(i) => unary(&v[*i], |x| x.max(0.0)),
         Op::Sigmoid(i) => unary(&v[*i], |x| 1.0 / (1.0 + (-x).exp())),
-        Op::BatchNorm(i, g, b) => binary(&binary(&normalize(&v[*i], 0), &p[g], |x, y| x * y), &p[b], |x, y| x + y),
-        Op::LayerNorm(i, g, b) => binary(&binary(&normalize(&v[*i], 1), &p[g], |x, y| x * y), &p[b], |x, y| x + y),
+        Op::BatchNorm(i, g, b) => binary(
+            &binary(&normalize(&v[*i], 0), &p[g], |x, y| x * y),
+            &p[b],
+            |x, y| x + y,
+        ),
+        Op::LayerNorm(i, g, b) => binary(
+            &binary(&normalize(&v[*i], 1), &p[g], |x, y| x * y),
+            &p[b],
+            |x, y| x + y,
+        ),
         Op::DecomposedLn(i) => normalize(&v[*i], 1),
         Op::Rms(i) => {
             let ms = mean(&unary(&v[*i], |x| x * x), 1);
@@ -272,7 +307,11 @@ fn to_onnx(case: &Case) -> Vec<u8> {
     b.input("v0", &[-1, case.x.shape[1] as i64]);
     let f32s = |t: &T| TensorData::F32(t.data.iter().map(|&x| x as f32).collect());
     for (name, t) in &case.params {
-        b.initializer(name, &t.shape.iter().map(|&d| d as i64).collect::<Vec<_>>(), f32s(t));
+        b.initializer(
+            name,
+            &t.shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+            f32s(t),
+        );
     }
     b.initializer("two", &[], TensorData::F32(vec![2.0]));
     b.initializer("eps", &[], TensorData::F32(vec![1e-30]));
@@ -305,11 +344,19 @@ fn to_onnx(case: &Case) -> Vec<u8> {
                     "BatchNormalization",
                     &[&v(i), g, bb, &t("m"), &t("v")],
                     &[&out, &t("rm"), &t("rv")],
-                    &[("training_mode", Attr::Int(1)), ("epsilon", Attr::Float(1e-30))],
+                    &[
+                        ("training_mode", Attr::Int(1)),
+                        ("epsilon", Attr::Float(1e-30)),
+                    ],
                 );
             }
             Op::LayerNorm(i, g, bb) => {
-                b.node("LayerNormalization", &[&v(i), g, bb], &[&out], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-30))]);
+                b.node(
+                    "LayerNormalization",
+                    &[&v(i), g, bb],
+                    &[&out],
+                    &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-30))],
+                );
             }
             Op::DecomposedLn(i) | Op::Rms(i) => {
                 let centered = if matches!(op, Op::DecomposedLn(_)) {
@@ -326,14 +373,29 @@ fn to_onnx(case: &Case) -> Vec<u8> {
                 b.node("Div", &[&centered, &t("sd")], &[&out], &[]);
             }
             Op::Concat(i, j) => {
-                b.node("Concat", &[&v(i), &v(j)], &[&out], &[("axis", Attr::Int(1))]);
+                b.node(
+                    "Concat",
+                    &[&v(i), &v(j)],
+                    &[&out],
+                    &[("axis", Attr::Int(1))],
+                );
             }
             Op::Add(i, j) => {
                 b.node("Add", &[&v(i), &v(j)], &[&out], &[]);
             }
             Op::TransposeTwice(i) => {
-                b.node("Transpose", &[&v(i)], &[&t("tr")], &[("perm", Attr::Ints(vec![1, 0]))]);
-                b.node("Transpose", &[&t("tr")], &[&out], &[("perm", Attr::Ints(vec![1, 0]))]);
+                b.node(
+                    "Transpose",
+                    &[&v(i)],
+                    &[&t("tr")],
+                    &[("perm", Attr::Ints(vec![1, 0]))],
+                );
+                b.node(
+                    "Transpose",
+                    &[&t("tr")],
+                    &[&out],
+                    &[("perm", Attr::Ints(vec![1, 0]))],
+                );
             }
             Op::Sub(i, j) | Op::Mul(i, j) | Op::Div(i, j) => {
                 let name = match op {
@@ -362,56 +424,28 @@ fn to_onnx(case: &Case) -> Vec<u8> {
     b.to_bytes()
 }
 
-fn rel_change(a: &T, b: &T) -> f64 {
-    let scale = b.data.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-300);
-    a.data.iter().zip(&b.data).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
 #[test]
 fn every_claim_holds_on_random_graphs() {
-    let mut claims = 0;
-    let mut checked_graphs = 0;
+    let (mut graphs, mut claims) = (0, 0);
     for seed in 1..=600u64 {
         let case = random_case(seed);
-        let analysis = adamp_graph::analyze_bytes(to_onnx(&case)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        DEGENERATE.with(|d| d.set(false));
-        let base = eval(&case, &case.params);
-        if base.data.iter().any(|x| !x.is_finite()) || DEGENERATE.with(|d| d.get()) {
-            continue;
-        }
-        checked_graphs += 1;
-        let mut rng = Rng(seed + 12345);
-        for p in &analysis.parameters {
-            let mut params = case.params.clone();
-            let t = params.get_mut(&p.name).expect("param");
-            match &p.class {
-                ScaleClass::Channel { axis } => {
-                    let dims = t.shape.clone();
-                    let inner: usize = dims[axis + 1..].iter().product();
-                    let factors: Vec<f64> = (0..dims[*axis]).map(|_| rng.positive()).collect();
-                    for (k, x) in t.data.iter_mut().enumerate() {
-                        *x *= factors[(k / inner) % dims[*axis]];
-                    }
-                }
-                ScaleClass::Layer => t.data.iter_mut().for_each(|x| *x *= 1.7),
-                ScaleClass::Dead => t.data.iter_mut().for_each(|x| *x += rng.value()),
-                ScaleClass::Joint { group } => {
-                    for name in group {
-                        params.get_mut(name).expect("group member").data.iter_mut().for_each(|x| *x *= 1.9);
-                    }
-                }
-                ScaleClass::None | ScaleClass::Unknown => continue,
-            }
-            let changed = eval(&case, &params);
-            if DEGENERATE.with(|d| d.replace(false)) {
-                continue;
-            }
-            claims += 1;
-            let change = rel_change(&changed, &base);
-            assert!(change < 1e-6, "seed {seed}: '{}' claimed {:?} but the output changes by {change:e}\nops: {:?}", p.name, p.class, case.ops);
+        let analysis = adamp_graph::analyze_bytes(to_onnx(&case))
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        if let Some(n) = random::check_claims(
+            seed,
+            &analysis,
+            &case.params,
+            |p| eval(&case, p),
+            || format!("ops: {:?}", case.ops),
+        ) {
+            graphs += 1;
+            claims += n;
         }
     }
-    assert!(checked_graphs > 450, "only {checked_graphs} random graphs evaluated");
-    assert!(claims > 200, "only {claims} claims checked: the generator is too weak");
-    eprintln!("{checked_graphs} random graphs, {claims} invariance claims verified numerically");
+    assert!(graphs > 450, "only {graphs} random graphs evaluated");
+    assert!(
+        claims > 200,
+        "only {claims} claims checked: the generator is too weak"
+    );
+    eprintln!("{graphs} random graphs, {claims} invariance claims verified numerically");
 }

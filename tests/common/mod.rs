@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod random;
+
 use std::path::{Path, PathBuf};
 
 /// The repository's fixtures folder.
