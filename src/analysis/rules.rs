@@ -673,6 +673,16 @@ fn product_scale(a: Option<&Scale>, b: Option<&Scale>, sign: f64, a_rank: Option
     })
 }
 
+/// Folds a linear layer's weight factor into the data side's factor. `out` is the
+/// weight factor's mask in output axes, or `None` when it varies along an axis
+/// the layer sums over (then `why` is the verdict); `keep` is false where output
+/// entries come from the weight's entries in another order.
+fn times_weight(c: &mut Ctx, data: Option<Scale>, w: &Scale, out: Option<Mask>, keep: bool, rank: usize, why: &str) -> Result<Option<Scale>, Flow> {
+    let Some(m) = out else { return Err(variant(why)) };
+    let token = if keep || w.mask == 0 { w.token } else { c.fresh() };
+    product_scale(data.as_ref(), Some(&Scale { mask: m, token, exp: w.exp }), 1.0, Some(rank), Some(rank), Some(rank))
+}
+
 fn mul(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     one(mul_div(c, n, e, 1.0))
 }
@@ -760,11 +770,9 @@ fn conv(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
             return one(variant("Conv weight changes additively"));
         }
         if let Some(s) = &w.scale {
-            if s.mask & !mask::bit(0) != 0 {
-                return one(variant("Conv weight scale varies along input channels or space"));
-            }
-            let ws = Scale { mask: if s.mask != 0 { mask::bit(1) } else { 0 }, ..s.clone() };
-            scale = match product_scale(scale.as_ref(), Some(&ws), 1.0, Some(r), Some(r), Some(r)) {
+            // weight [C_out, C_in/group, k...]: axis 0 is the output channel
+            let out = (s.mask & !mask::bit(0) == 0).then(|| if s.mask != 0 { mask::bit(1) } else { 0 });
+            scale = match times_weight(c, scale, s, out, true, r, "Conv weight scale varies along input channels or space") {
                 Ok(s) => s,
                 Err(f) => return one(f),
             };
@@ -847,11 +855,9 @@ fn conv_transpose(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         }
         if let Some(s) = &w.scale {
             // weight [C_in, C_out/group, k...]: axis 1 is the output channel
-            if s.mask & !mask::bit(1) != 0 {
-                return one(variant("ConvTranspose weight scale varies along input channels or space"));
-            }
-            let ws = Scale { mask: s.mask, token: if group == 1 || s.mask == 0 { s.token } else { c.fresh() }, exp: s.exp };
-            scale = match product_scale(scale.as_ref(), Some(&ws), 1.0, Some(r), Some(r), Some(r)) {
+            let out = (s.mask & !mask::bit(1) == 0).then_some(s.mask);
+            let why = "ConvTranspose weight scale varies along input channels or space";
+            scale = match times_weight(c, scale, s, out, group == 1, r, why) {
                 Ok(s) => s,
                 Err(f) => return one(f),
             };
@@ -887,11 +893,8 @@ fn gemm(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
             return one(variant("Gemm weight changes additively"));
         }
         if let Some(s) = &b.scale {
-            if s.mask & mask::bit(k_axis_b) != 0 {
-                return one(variant("Gemm weight scale varies along the contracted axis"));
-            }
-            let bs = Scale { mask: if s.mask & mask::bit(n_axis) != 0 { mask::bit(1) } else { 0 }, ..s.clone() };
-            scale = match product_scale(scale.as_ref(), Some(&bs), 1.0, Some(2), Some(2), Some(2)) {
+            let out = (s.mask & mask::bit(k_axis_b) == 0).then(|| if s.mask & mask::bit(n_axis) != 0 { mask::bit(1) } else { 0 });
+            scale = match times_weight(c, scale, s, out, true, 2, "Gemm weight scale varies along the contracted axis") {
                 Ok(s) => s,
                 Err(f) => return one(f),
             };
@@ -964,9 +967,7 @@ fn matmul(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
             shift = merge_shifts(c, shift, Some(extra));
         }
         if let Some(s) = &b.scale {
-            let Some(m) = remap(s.mask, &map_b) else { return one(variant("MatMul weight scale varies along the contracted axis")) };
-            let bs = Scale { mask: m, ..s.clone() };
-            scale = match product_scale(scale.as_ref(), Some(&bs), 1.0, Some(ro), Some(ro), Some(ro)) {
+            scale = match times_weight(c, scale, s, remap(s.mask, &map_b), true, ro, "MatMul weight scale varies along the contracted axis") {
                 Ok(s) => s,
                 Err(f) => return one(f),
             };
