@@ -40,16 +40,8 @@ const T_ROWS: u32 = 2u;       // rows
 const T_ROW_LEN: u32 = 3u;    // elements per row (runtime: along axis 0)
 const T_NUMEL: u32 = 4u;      // elements
 
-// job table: JOB_WORDS u32 per job (read through load_job; the names document the layout)
+// job table: JOB_WORDS u32 per job, laid out as `struct Job` below
 const JOB_WORDS: u32 = 8u;
-const J_TENSOR: u32 = 0u;
-const J_ROW: u32 = 1u;        // global row index
-const J_ADDR: u32 = 2u;       // page offset of the first element (fused strided: of the tensor)
-const J_LEN: u32 = 3u;        // elements (per row for multi-row fused jobs)
-const J_FUSED: u32 = 4u;      // rows held by a fused job (whole rows, one pass); 0: split job
-const J_INNER: u32 = 5u;      // strided fused rows: contiguous block length (0: contiguous)
-const J_DIM: u32 = 6u;        // strided fused rows: size of the projection axis
-const J_LOCAL_ROW: u32 = 7u;  // strided fused rows: index along the projection axis
 
 // row table: ROW_WORDS u32 per row (start into the row-job list, job count),
 // then the row-job list (job ids, grouped by row)
@@ -106,11 +98,6 @@ fn tensor_word(t: u32, w: u32) -> u32 {
     return tables[t * TENSOR_WORDS + w];
 }
 
-fn job_word(j: u32, w: u32) -> u32 {
-    let jobs_at = P.tensor_count * TENSOR_WORDS;
-    return tables[jobs_at + j * JOB_WORDS + w];
-}
-
 fn is_adam() -> bool {
     return P.algo == ADAMP || P.algo == ADAM || P.algo == ADAMW;
 }
@@ -122,13 +109,13 @@ fn is_projecting() -> bool {
 // A job's table entry, read once per workgroup.
 struct Job {
     tensor: u32,
-    row: u32,
-    addr: u32,
-    len: u32,
-    fused: u32,
-    inner: u32,
-    dim: u32,
-    local_row: u32,
+    row: u32,       // global row index (of the first row, for multi-row fused jobs)
+    addr: u32,      // page offset of the first element (strided fused rows: of the tensor)
+    len: u32,       // elements per row
+    fused: u32,     // whole rows held (one pass); 0 for a split job (a piece of a row)
+    inner: u32,     // strided fused rows: contiguous block length (0: contiguous)
+    dim: u32,       // strided fused rows: size of the projection axis
+    local_row: u32, // strided fused rows: index along the projection axis
 }
 
 fn load_job(j: u32) -> Job {
@@ -585,7 +572,7 @@ fn runtime_fused(t: u32) -> bool {
         return false;
     }
     let first_job = tables[row_jobs_at + tables[rows_at + tensor_word(t, T_FIRST_ROW) * ROW_WORDS]];
-    return job_word(first_job, J_FUSED) != 0u;
+    return load_job(first_job).fused != 0u;
 }
 
 // One workgroup per tensor: row and tensor sums from job sums; the cosine test.
@@ -606,7 +593,7 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     // Tensors with split jobs, and runtime-tested fused ones, need this pass.
     let fused = runtime_fused(t);
     let first_job = tables[row_jobs_at + tables[rows_at + first_row * ROW_WORDS]];
-    if (job_word(first_job, J_FUSED) != 0u && !fused) {
+    if (load_job(first_job).fused != 0u && !fused) {
         return;
     }
     var acc = vec4<f32>(0.0);

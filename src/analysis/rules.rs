@@ -538,13 +538,13 @@ fn combine_sum(c: &mut Ctx, out_rank: Option<usize>, terms: &[Term]) -> Flow {
     if terms.iter().all(|t| t.effect.is_none()) {
         return Flow::Same;
     }
-    let align = |_: &Ctx, t: &Term, m: Mask| -> Option<Mask> { Some(mask::align(m, t.rank?, out_rank?)) };
+    let align = |t: &Term, m: Mask| -> Option<Mask> { Some(mask::align(m, t.rank?, out_rank?)) };
     // The scale of the data-dependent terms.
     let mut common: Option<Option<Scale>> = None;
     for t in terms.iter().filter(|t| !c.is_const(t.value)) {
         let s = match t.effect.and_then(|e| e.scale.as_ref()) {
             None => None,
-            Some(s) => match align(c, t, s.mask) {
+            Some(s) => match align(t, s.mask) {
                 Some(m) => Some(Scale { mask: m, ..s.clone() }),
                 None if s.mask == 0 => Some(s.clone()),
                 None => return Flow::Unknown("rank unknown at a sum".into()),
@@ -564,9 +564,9 @@ fn combine_sum(c: &mut Ctx, out_rank: Option<usize>, terms: &[Term]) -> Flow {
     for t in terms {
         let v = t.value;
         let is_const = c.is_const(v);
-        let tscale = t.effect.and_then(|e| e.scale.as_ref()).map(|s| Scale { mask: align(c, t, s.mask).unwrap_or(s.mask), ..s.clone() });
+        let tscale = t.effect.and_then(|e| e.scale.as_ref()).map(|s| Scale { mask: align(t, s.mask).unwrap_or(s.mask), ..s.clone() });
         if let Some(sh) = t.effect.and_then(|e| e.shift.as_ref()) {
-            let m = align(c, t, sh.mask).unwrap_or(mask::below(out_rank));
+            let m = align(t, sh.mask).unwrap_or(mask::below(out_rank));
             shifts.push((m, sh.token, sh.sources.clone(), t.negate));
         }
         if !is_const || tscale == common {

@@ -89,8 +89,8 @@ pub fn broadcast(shapes: &[Vec<Dim>]) -> Option<Vec<Dim>> {
             *o = match (*o, *d) {
                 (Dim::Known(1), x) => x,
                 (x, Dim::Known(1)) => x,
-                (Dim::Known(a), Dim::Known(b)) if a == b => x_known(a),
-                (Dim::Known(a), Dim::Known(_)) => x_known(a), // invalid model; keep one
+                // unequal known sizes make an invalid model; keep the first
+                (Dim::Known(a), Dim::Known(_)) => Dim::Known(a),
                 (Dim::Sym(a), Dim::Sym(b)) if a == b => Dim::Sym(a),
                 (Dim::Known(a), _) | (_, Dim::Known(a)) => Dim::Known(a),
                 _ => Dim::Unknown,
@@ -98,10 +98,6 @@ pub fn broadcast(shapes: &[Vec<Dim>]) -> Option<Vec<Dim>> {
         }
     }
     Some(out)
-}
-
-fn x_known(a: i64) -> Dim {
-    Dim::Known(a)
 }
 
 fn first_dtype(g: &Graph, n: &Node) -> Option<DType> {

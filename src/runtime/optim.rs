@@ -258,6 +258,8 @@ pub struct DeviceOptimizer<'g> {
     segments: Vec<Vec<Segment>>,
     pages: Vec<Page>,
     status: wgpu::Buffer,
+    /// Zeros the size of `status`, written at the start of every step.
+    status_zeros: Vec<u8>,
     has_split: bool,
     has_runtime_fused: bool,
     total_jobs: u32,
@@ -561,9 +563,17 @@ impl<'g> DeviceOptimizer<'g> {
 
         let mut pages = Vec::new();
         let mut job_cursor = 0u32;
+        let mut fused_per_page = vec![0u32; page_sizes.len()];
+        let mut split_per_page = vec![0u32; page_sizes.len()];
+        for j in &jobs_sorted {
+            if j.fused() {
+                fused_per_page[j.page] += 1;
+            } else {
+                split_per_page[j.page] += 1;
+            }
+        }
         for (p, &size) in page_sizes.iter().enumerate() {
-            let count = jobs_sorted.iter().filter(|j| j.page == p && j.fused()).count() as u32;
-            let split_count = jobs_sorted.iter().filter(|j| j.page == p && !j.fused()).count() as u32;
+            let (count, split_count) = (fused_per_page[p], split_per_page[p]);
             let bytes = 4 * size.max(1) as u64;
             let mk = |label: &str| dev.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: storage, mapped_at_creation: false });
             let page = Page {
@@ -587,6 +597,7 @@ impl<'g> DeviceOptimizer<'g> {
             job_cursor += count + split_count;
             pages.push(page);
         }
+        let specs_len = specs.len().max(1);
         let mut me = DeviceOptimizer {
             gpu,
             algo,
@@ -596,6 +607,7 @@ impl<'g> DeviceOptimizer<'g> {
             segments,
             pages,
             status,
+            status_zeros: vec![0u8; 8 * specs_len],
             has_split,
             has_runtime_fused,
             total_jobs,
@@ -752,7 +764,7 @@ impl<'g> DeviceOptimizer<'g> {
         for page in &self.pages {
             self.gpu.queue.write_buffer(&page.uniform, 0, &self.uniforms(page));
         }
-        self.gpu.queue.write_buffer(&self.status, 0, &vec![0u8; 8 * self.specs.len().max(1)]);
+        self.gpu.queue.write_buffer(&self.status, 0, &self.status_zeros);
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
