@@ -109,6 +109,7 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
             outputs,
             implicit_inputs: Vec::new(),
             attrs,
+            source: i,
         });
     }
     for (i, n) in g.node.iter().enumerate() {
@@ -201,7 +202,7 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
 }
 
 /// Names a subgraph reads from outer scopes (recursively through nested subgraphs).
-fn outer_reads(g: &pb::GraphProto, defined: &mut HashSet<String>, out: &mut HashSet<String>) {
+pub(crate) fn outer_reads(g: &pb::GraphProto, defined: &mut HashSet<String>, out: &mut HashSet<String>) {
     let mut local: HashSet<String> = defined.clone();
     local.extend(g.input.iter().map(|i| i.name.clone()));
     local.extend(g.initializer.iter().map(|i| i.name.clone()));

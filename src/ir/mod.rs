@@ -6,6 +6,7 @@ mod build;
 mod shape;
 
 pub use build::{from_model, IrError};
+pub(crate) use build::outer_reads;
 pub use shape::{broadcast, norm_axis, product, reduce_axes};
 
 use bytes::Bytes;
@@ -151,6 +152,7 @@ impl Tensor {
             DType::F64 if b.len() == 8 => Some(f64::from_le_bytes(b.try_into().ok()?)),
             DType::I64 if b.len() == 8 => Some(i64::from_le_bytes(b.try_into().ok()?) as f64),
             DType::I32 if b.len() == 4 => Some(i32::from_le_bytes(b.try_into().ok()?) as f64),
+            DType::Bool if b.len() == 1 => Some(b[0] as f64),
             _ => None,
         }
     }
@@ -194,6 +196,8 @@ pub struct Node {
     pub implicit_inputs: Vec<ValueId>,
     /// Attributes by name.
     pub attrs: HashMap<String, AttrValue>,
+    /// Index of the node in the model file's node list.
+    pub source: usize,
 }
 
 impl Node {

@@ -459,6 +459,8 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
             vec![(s, None, None, first_dtype(g, n))]
         }
         "Range" => vec![(Some(vec![Dim::Unknown]), None, None, first_dtype(g, n))],
+        "GatherElements" => vec![(shape_of(g, n, 1), None, None, first_dtype(g, n))],
+        "ScatterElements" | "ScatterND" => vec![(shape_of(g, n, 0), None, None, first_dtype(g, n))],
         "Tile" => {
             let s = match (shape_of(g, n, 0), ints_of(g, n, 1)) {
                 (Some(s), Some(r)) if r.len() == s.len() => Some(s.iter().zip(&r).map(|(d, &k)| arith(*d, Dim::Known(k), "Mul")).collect()),
@@ -675,21 +677,26 @@ fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
     for i in 0..spatial {
         let d = match (x.get(2 + i).and_then(|d| d.known()), w.get(2 + i).and_then(|d| d.known())) {
             (Some(xi), Some(k)) if strides.len() == spatial && dil.len() == spatial && pads.len() == 2 * spatial && strides[i] > 0 => {
-                let ek = dil[i] * (k - 1) + 1;
-                if transpose {
-                    let op = n.attr_ints("output_padding").and_then(|p| p.get(i).copied()).unwrap_or(0);
-                    if auto_pad == "NOTSET" {
-                        Dim::Known(strides[i] * (xi - 1) + op + ek - pads[i] - pads[i + spatial])
+                // Checked: hostile attributes give an unknown dim, never an overflow.
+                let (s, p0, p1) = (strides[i], pads[i], pads[i + spatial]);
+                let ek = dil[i].checked_mul(k - 1).and_then(|v| v.checked_add(1));
+                let size = ek.and_then(|ek| {
+                    if transpose {
+                        let op = n.attr_ints("output_padding").and_then(|p| p.get(i).copied()).unwrap_or(0);
+                        if auto_pad == "NOTSET" {
+                            s.checked_mul(xi - 1)?.checked_add(op)?.checked_add(ek)?.checked_sub(p0)?.checked_sub(p1)
+                        } else {
+                            xi.checked_mul(s)
+                        }
+                    } else if auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" {
+                        Some(xi.checked_add(s - 1)? / s)
+                    } else if auto_pad == "VALID" {
+                        Some(xi.checked_sub(ek)? / s + 1)
                     } else {
-                        Dim::Known(xi * strides[i])
+                        Some(xi.checked_add(p0)?.checked_add(p1)?.checked_sub(ek)? / s + 1)
                     }
-                } else if auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" {
-                    Dim::Known((xi + strides[i] - 1) / strides[i])
-                } else if auto_pad == "VALID" {
-                    Dim::Known((xi - ek) / strides[i] + 1)
-                } else {
-                    Dim::Known((xi + pads[i] + pads[i + spatial] - ek) / strides[i] + 1)
-                }
+                });
+                size.filter(|&v| v >= 0).map_or(Dim::Unknown, Dim::Known)
             }
             _ => Dim::Unknown,
         };
@@ -711,17 +718,20 @@ fn pool_shape(g: &Graph, n: &Node) -> Vec<Out> {
     for i in 0..spatial {
         let d = match x.get(2 + i).and_then(|d| d.known()) {
             Some(xi) if kernel.len() == spatial && strides.len() == spatial && pads.len() == 2 * spatial && dil.len() == spatial && strides[i] > 0 => {
-                let ek = dil[i] * (kernel[i] - 1) + 1;
-                if auto_pad.starts_with("SAME") {
-                    Dim::Known((xi + strides[i] - 1) / strides[i])
-                } else {
-                    let num = xi + pads[i] + pads[i + spatial] - ek;
-                    let mut o = if ceil { (num + strides[i] - 1).div_euclid(strides[i]) + 1 } else { num.div_euclid(strides[i]) + 1 };
-                    if ceil && (o - 1) * strides[i] >= xi + pads[i] {
+                let st = strides[i];
+                let size = (|| {
+                    if auto_pad.starts_with("SAME") {
+                        return Some(xi.checked_add(st - 1)? / st);
+                    }
+                    let ek = dil[i].checked_mul(kernel[i] - 1)?.checked_add(1)?;
+                    let num = xi.checked_add(pads[i])?.checked_add(pads[i + spatial])?.checked_sub(ek)?;
+                    let mut o = if ceil { num.checked_add(st - 1)?.div_euclid(st) + 1 } else { num.div_euclid(st) + 1 };
+                    if ceil && (o - 1).checked_mul(st)? >= xi.checked_add(pads[i])? {
                         o -= 1;
                     }
-                    Dim::Known(o)
-                }
+                    Some(o)
+                })();
+                size.filter(|&v| v >= 0).map_or(Dim::Unknown, Dim::Known)
             }
             _ => Dim::Unknown,
         };
