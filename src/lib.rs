@@ -4,7 +4,8 @@
 //! The pipeline follows the data:
 //! [`onnx`] (decode, external data) → [`ir`] (graph, shapes) →
 //! [`analysis`] (scale-invariance classes with evidence) → [`plan`]
-//! (optimizer-state plan) → [`runtime`] (wgpu device, WGSL kernels) → [`cli`].
+//! (optimizer-state plan) → [`runtime`] (wgpu device, WGSL kernels) and
+//! [`rewrite`] (the ONNX training-step graph) → [`cli`].
 #![deny(missing_docs)]
 
 pub mod analysis;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod ir;
 pub mod onnx;
 pub mod plan;
+pub mod rewrite;
 pub mod runtime;
 
 use std::path::Path;

@@ -1,9 +1,10 @@
-//! Command-line interface: `analyze`, `plan`.
+//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`.
 mod table;
 
 use crate::analysis::Analysis;
 use crate::plan::{Hyperparameters, Optimizer, Plan};
-use crate::runtime::{Algorithm, Detect};
+use crate::rewrite::{Loss, Options};
+use crate::runtime::{Algorithm, Detect, Hyper};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,6 +140,62 @@ impl HyperArgs {
     }
 }
 
+impl HyperArgs {
+    /// Resolves against an optimizer's reference defaults (torch.optim for
+    /// Adam, AdamW and SGD) and validates the combination.
+    pub fn resolve_for(&self, algo: Algorithm) -> anyhow::Result<Hyper> {
+        let mut hp = Hyper::defaults(algo);
+        let adam = algo.is_adam_family();
+        if adam && (self.momentum.is_some() || self.dampening.is_some()) {
+            anyhow::bail!("--momentum and --dampening are SGD-family options; {} takes --betas", algo.name());
+        }
+        if !adam && self.betas.is_some() {
+            anyhow::bail!("--betas is an Adam-family option; {} takes --momentum and --dampening", algo.name());
+        }
+        if !algo.projects() && (self.delta.is_some() || self.wd_ratio.is_some()) {
+            anyhow::bail!("--delta and --wd-ratio apply to adamp and sgdp only");
+        }
+        if self.nesterov && matches!(algo, Algorithm::Adam | Algorithm::Adamw) {
+            anyhow::bail!("--nesterov is not an option of torch.optim.{}", if algo == Algorithm::Adam { "Adam" } else { "AdamW" });
+        }
+        let set = |dst: &mut f64, v: Option<f64>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut hp.lr, self.lr);
+        set(&mut hp.eps, self.eps);
+        set(&mut hp.weight_decay, self.weight_decay);
+        set(&mut hp.delta, self.delta);
+        set(&mut hp.wd_ratio, self.wd_ratio);
+        set(&mut hp.momentum, self.momentum);
+        set(&mut hp.dampening, self.dampening);
+        if let Some((b1, b2)) = self.betas {
+            (hp.beta1, hp.beta2) = (b1, b2);
+        }
+        hp.nesterov = self.nesterov;
+        let check = |name: &str, v: f64, ok: bool| -> anyhow::Result<()> {
+            if !v.is_finite() || !ok {
+                anyhow::bail!("invalid {name}: {v}");
+            }
+            Ok(())
+        };
+        check("--lr", hp.lr, hp.lr >= 0.0)?;
+        check("--eps", hp.eps, hp.eps >= 0.0)?;
+        check("--weight-decay", hp.weight_decay, hp.weight_decay >= 0.0)?;
+        check("--delta", hp.delta, hp.delta >= 0.0)?;
+        check("--wd-ratio", hp.wd_ratio, hp.wd_ratio >= 0.0)?;
+        check("beta1", hp.beta1, (0.0..1.0).contains(&hp.beta1))?;
+        check("beta2", hp.beta2, (0.0..1.0).contains(&hp.beta2))?;
+        check("--momentum", hp.momentum, (0.0..1.0).contains(&hp.momentum))?;
+        check("--dampening", hp.dampening, (0.0..=1.0).contains(&hp.dampening))?;
+        if self.nesterov && !adam && (hp.momentum <= 0.0 || hp.dampening != 0.0) {
+            anyhow::bail!("nesterov needs a momentum > 0 and zero dampening");
+        }
+        Ok(hp)
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -193,6 +250,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Writes one ONNX training step: forward, loss, gradients and the optimizer update.
+    Rewrite {
+        /// The ONNX model (exported in training mode to keep BatchNormalization).
+        model: PathBuf,
+        /// Loss on the model's first output.
+        #[arg(long, value_enum)]
+        loss: Loss,
+        /// Optimizer.
+        #[arg(long, value_enum, default_value_t = Algorithm::Adamp)]
+        optimizer: Algorithm,
+        /// Which tensors are projected: the plan (static), the in-graph cosine test (runtime), or both (auto).
+        #[arg(long, value_enum, default_value_t = Detect::Auto)]
+        detect: Detect,
+        /// A plan file (`adamp-graph plan -o`) instead of analysing the model.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Also output `<param>.grad` for every parameter.
+        #[arg(long)]
+        gradients: bool,
+        /// The step graph to write (atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Hyperparameters (`--lr` is the default of the `lr` input).
+        #[command(flatten)]
+        hyper: HyperArgs,
+    },
 }
 
 /// Entry point of the binary.
@@ -237,8 +320,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => print!("{}", table::bench_table(&report)),
             }
         }
+        Command::Rewrite { model, loss, optimizer, detect, plan, gradients, output, hyper } => {
+            let hyper = hyper.resolve_for(optimizer)?;
+            if output.exists() && std::fs::canonicalize(&output).ok() == std::fs::canonicalize(&model).ok() {
+                anyhow::bail!("{}: the output would overwrite the input model", output.display());
+            }
+            let plan = plan.map(|p| crate::plan::read(&p)).transpose()?;
+            let loaded = crate::onnx::load_model(&model)?;
+            let opts = Options { loss, algorithm: optimizer, detect, hyper, plan, gradients };
+            let step = crate::rewrite::rewrite(&loaded, &opts)?;
+            step.save(&output)?;
+            println!(
+                "{}: {} parameters, {} state tensors, {} buffers; {} {} detection",
+                output.display(),
+                step.params.len(),
+                step.state.len(),
+                step.buffers.len(),
+                optimizer.name(),
+                detect_name(detect)
+            );
+        }
     }
     Ok(())
+}
+
+fn detect_name(d: Detect) -> &'static str {
+    match d {
+        Detect::Runtime => "runtime",
+        Detect::Static => "static",
+        Detect::Auto => "auto",
+    }
 }
 
 /// Renders a plan in a format (what `plan` prints).

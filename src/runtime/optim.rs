@@ -278,13 +278,14 @@ pub struct DeviceOptimizer<'g> {
     bytes_per_step: u64,
 }
 
-const PROJ_NONE: u32 = 0;
-const PROJ_CHANNEL: u32 = 1;
-const PROJ_LAYER: u32 = 2;
-const PROJ_RUNTIME: u32 = 3;
+pub(crate) const PROJ_NONE: u32 = 0;
+pub(crate) const PROJ_CHANNEL: u32 = 1;
+pub(crate) const PROJ_LAYER: u32 = 2;
+pub(crate) const PROJ_RUNTIME: u32 = 3;
 
-/// The projection the kernels apply, by detection mode.
-fn effective(algo: Algorithm, detect: Detect, spec: &TensorSpec) -> (u32, Option<usize>) {
+/// The projection the kernels (and the training-graph rewrite) apply, by
+/// detection mode: a `PROJ_*` code and the row axis.
+pub(crate) fn effective(algo: Algorithm, detect: Detect, spec: &TensorSpec) -> (u32, Option<usize>) {
     if !algo.projects() || spec.numel() == 0 {
         return (PROJ_NONE, None);
     }

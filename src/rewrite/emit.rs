@@ -1,0 +1,208 @@
+//! Emitting ONNX nodes: fresh names, constants, and the op forms that change
+//! between opsets (axes as attributes or as inputs).
+use crate::onnx::pb;
+
+/// `TensorProto.DataType` codes the rewrite emits.
+pub(crate) const FLOAT: i32 = 1;
+pub(crate) const INT64: i32 = 7;
+pub(crate) const BOOL: i32 = 9;
+pub(crate) const DOUBLE: i32 = 11;
+
+/// An INT attribute.
+pub(crate) fn a_int(name: &str, v: i64) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    pb::AttributeProto { name: name.into(), i: v, r#type: T::Int as i32, ..Default::default() }
+}
+
+/// A FLOAT attribute.
+pub(crate) fn a_float(name: &str, v: f32) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    pb::AttributeProto { name: name.into(), f: v, r#type: T::Float as i32, ..Default::default() }
+}
+
+/// An INTS attribute.
+pub(crate) fn a_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    pb::AttributeProto { name: name.into(), ints: v.to_vec(), r#type: T::Ints as i32, ..Default::default() }
+}
+
+/// A STRING attribute.
+pub(crate) fn a_str(name: &str, v: &str) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    pb::AttributeProto { name: name.into(), s: v.as_bytes().to_vec().into(), r#type: T::String as i32, ..Default::default() }
+}
+
+/// A tensor of `elem` type holding `values` (converted), with `dims`.
+pub(crate) fn tensor_f(name: &str, elem: i32, dims: &[i64], values: &[f64]) -> pb::TensorProto {
+    let raw: Vec<u8> = match elem {
+        DOUBLE => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        INT64 => values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+        BOOL => values.iter().map(|&v| (v != 0.0) as u8).collect(),
+        _ => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+    };
+    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem, raw_data: raw.into(), ..Default::default() }
+}
+
+/// Appends nodes with unique names to a node list.
+pub(crate) struct Emitter {
+    /// The emitted nodes, in order.
+    pub nodes: Vec<pb::NodeProto>,
+    /// Prefix of every name this emitter invents (checked unused by the model).
+    prefix: String,
+    next: usize,
+    /// Default-domain opset of the output model.
+    pub opset: i64,
+    /// Element type of the model's floating-point values.
+    pub float: i32,
+}
+
+impl Emitter {
+    pub(crate) fn new(prefix: String, opset: i64, float: i32) -> Self {
+        Emitter { nodes: Vec::new(), prefix, next: 0, opset, float }
+    }
+
+    /// A fresh value name.
+    pub(crate) fn fresh(&mut self, hint: &str) -> String {
+        self.next += 1;
+        format!("{}{}_{}", self.prefix, hint, self.next)
+    }
+
+    /// Adds a node with the given outputs.
+    pub(crate) fn node(&mut self, op: &str, inputs: &[&str], outputs: &[String], attribute: Vec<pb::AttributeProto>) {
+        let name = self.fresh(&format!("{op}_node"));
+        self.nodes.push(pb::NodeProto {
+            name,
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.to_vec(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    /// Adds a one-output node and returns its output's name.
+    pub(crate) fn op(&mut self, op: &str, inputs: &[&str], attribute: Vec<pb::AttributeProto>) -> String {
+        let out = self.fresh(op);
+        self.node(op, inputs, std::slice::from_ref(&out), attribute);
+        out
+    }
+
+    /// A `Constant` node.
+    pub(crate) fn constant(&mut self, t: pb::TensorProto) -> String {
+        use pb::attribute_proto::AttributeType as T;
+        let attr = pb::AttributeProto { name: "value".into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() };
+        self.op("Constant", &[], vec![attr])
+    }
+
+    /// A rank-0 constant of the model's float type.
+    pub(crate) fn scalar(&mut self, v: f64) -> String {
+        self.constant(tensor_f("", self.float, &[], &[v]))
+    }
+
+    /// A rank-0 constant of a given type.
+    pub(crate) fn scalar_of(&mut self, v: f64, elem: i32) -> String {
+        self.constant(tensor_f("", elem, &[], &[v]))
+    }
+
+    /// A 1-D int64 constant.
+    pub(crate) fn ints(&mut self, v: &[i64]) -> String {
+        let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.constant(pb::TensorProto { dims: vec![v.len() as i64], data_type: INT64, raw_data: raw.into(), ..Default::default() })
+    }
+
+    /// A reduction; `axes: None` reduces every axis. Emits the axes as an
+    /// input where the opset wants one (ReduceSum from 13, the rest from 18).
+    pub(crate) fn reduce(&mut self, op: &str, x: &str, axes: Option<&[i64]>, keepdims: bool) -> String {
+        let input_form = if op == "ReduceSum" { self.opset >= 13 } else { self.opset >= 18 };
+        let keep = a_int("keepdims", keepdims as i64);
+        match axes {
+            None => self.op(op, &[x], vec![keep]),
+            Some(a) if input_form => {
+                let ax = self.ints(a);
+                self.op(op, &[x, &ax], vec![keep])
+            }
+            Some(a) => self.op(op, &[x], vec![keep, a_ints("axes", a)]),
+        }
+    }
+
+    /// ReduceSum over axes given as a runtime int64 tensor; no reduction when it is empty.
+    pub(crate) fn reduce_sum_dyn(&mut self, x: &str, axes: &str) -> String {
+        self.op("ReduceSum", &[x, axes], vec![a_int("keepdims", 1), a_int("noop_with_empty_axes", 1)])
+    }
+
+    pub(crate) fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
+        let a = self.ints(axes);
+        self.op("Unsqueeze", &[x, &a], vec![])
+    }
+
+    pub(crate) fn shape(&mut self, x: &str) -> String {
+        self.op("Shape", &[x], vec![])
+    }
+
+    pub(crate) fn reshape(&mut self, x: &str, shape: &str) -> String {
+        self.op("Reshape", &[x, shape], vec![])
+    }
+
+    pub(crate) fn reshape_like(&mut self, x: &str, like: &str) -> String {
+        let s = self.shape(like);
+        self.reshape(x, &s)
+    }
+
+    pub(crate) fn cast(&mut self, x: &str, to: i32) -> String {
+        self.op("Cast", &[x], vec![a_int("to", to as i64)])
+    }
+
+    pub(crate) fn add(&mut self, a: &str, b: &str) -> String {
+        self.op("Add", &[a, b], vec![])
+    }
+
+    pub(crate) fn sub(&mut self, a: &str, b: &str) -> String {
+        self.op("Sub", &[a, b], vec![])
+    }
+
+    pub(crate) fn mul(&mut self, a: &str, b: &str) -> String {
+        self.op("Mul", &[a, b], vec![])
+    }
+
+    pub(crate) fn div(&mut self, a: &str, b: &str) -> String {
+        self.op("Div", &[a, b], vec![])
+    }
+
+    pub(crate) fn neg(&mut self, a: &str) -> String {
+        self.op("Neg", &[a], vec![])
+    }
+
+    pub(crate) fn mul_scalar(&mut self, a: &str, v: f64) -> String {
+        let c = self.scalar(v);
+        self.mul(a, &c)
+    }
+
+    pub(crate) fn where_(&mut self, c: &str, a: &str, b: &str) -> String {
+        self.op("Where", &[c, a, b], vec![])
+    }
+
+    /// Zeros of the model's float type with the shape of `like`.
+    pub(crate) fn zeros_like(&mut self, like: &str) -> String {
+        let s = self.shape(like);
+        self.zeros_of_shape(&s)
+    }
+
+    /// Zeros of the model's float type with a runtime shape.
+    pub(crate) fn zeros_of_shape(&mut self, shape: &str) -> String {
+        use pb::attribute_proto::AttributeType as T;
+        let t = tensor_f("", self.float, &[1], &[0.0]);
+        let attr = pb::AttributeProto { name: "value".into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() };
+        self.op("ConstantOfShape", &[shape], vec![attr])
+    }
+
+    /// Sum of several values (one is passed through).
+    pub(crate) fn sum(&mut self, xs: &[String]) -> String {
+        match xs {
+            [one] => one.clone(),
+            _ => {
+                let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
+                self.op("Sum", &refs, vec![])
+            }
+        }
+    }
+}

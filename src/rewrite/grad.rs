@@ -1,0 +1,1250 @@
+//! Reverse-mode differentiation as a graph rewrite: one table of gradient
+//! rules, grouped by op family, each written in standard ONNX ops.
+//!
+//! A rule gets the node, the gradient of each output (`None` where no
+//! gradient reaches it) and which inputs need a gradient, and returns one
+//! gradient per input, with that input's shape. Gradients of a value with
+//! several consumers are summed by the driver ([`backward`]).
+use super::emit::{a_int, a_ints, a_str, Emitter, BOOL, INT64};
+use super::RewriteError;
+use crate::ir::{Dim, Graph, Node, ValueId};
+use std::collections::HashMap;
+
+/// Lowers a node into primitive ops during the forward pass (its gradient is then theirs).
+pub(crate) type ExpandFn = fn(&Graph, &Node, &mut Emitter, &mut Vec<(String, String)>) -> Result<(), RewriteError>;
+/// Emits the input gradients of a node.
+pub(crate) type GradFn = fn(&mut Ad, &Node, &[Option<String>], &[bool]) -> Result<Vec<Option<String>>, RewriteError>;
+
+/// How an op is differentiated.
+#[derive(Clone, Copy)]
+pub(crate) enum Rule {
+    /// A gradient rule.
+    Grad(GradFn),
+    /// Written out in primitive ops by the forward lowering.
+    Expand(ExpandFn),
+    /// Piecewise constant, or no floating-point inputs: contributes no gradient.
+    Zero,
+}
+
+use super::lower::{batch_norm, gelu, group_norm, instance_norm, layer_norm, lp_norm, rms_norm};
+use Rule::{Expand as E, Grad as G, Zero as Z};
+
+/// Every supported op, by family.
+const RULES: &[(&str, &[(&str, Rule)])] = &[
+    ("linear algebra", &[("Conv", G(conv)), ("Gemm", G(gemm)), ("MatMul", G(matmul))]),
+    (
+        "normalization",
+        &[
+            ("BatchNormalization", E(batch_norm)),
+            ("LayerNormalization", E(layer_norm)),
+            ("InstanceNormalization", E(instance_norm)),
+            ("GroupNormalization", E(group_norm)),
+            ("RMSNormalization", E(rms_norm)),
+            ("LpNormalization", E(lp_norm)),
+        ],
+    ),
+    (
+        "activation",
+        &[
+            ("Relu", G(relu)),
+            ("LeakyRelu", G(leaky_relu)),
+            ("PRelu", G(prelu)),
+            ("Clip", G(clip)),
+            ("Sigmoid", G(sigmoid)),
+            ("HardSigmoid", G(hard_sigmoid)),
+            ("HardSwish", G(hard_swish)),
+            ("Tanh", G(tanh)),
+            ("Gelu", E(gelu)),
+            ("Erf", G(erf)),
+            ("Softmax", G(softmax)),
+            ("LogSoftmax", G(log_softmax)),
+        ],
+    ),
+    ("pooling", &[("MaxPool", G(max_pool)), ("AveragePool", G(average_pool)), ("GlobalAveragePool", G(global_average_pool))]),
+    (
+        "elementwise",
+        &[
+            ("Add", G(add)),
+            ("Sub", G(sub)),
+            ("Mul", G(mul)),
+            ("Div", G(div)),
+            ("Pow", G(pow)),
+            ("Sqrt", G(sqrt)),
+            ("Exp", G(exp)),
+            ("Log", G(log)),
+            ("Neg", G(neg)),
+            ("Abs", G(abs)),
+            ("Reciprocal", G(reciprocal)),
+            ("Sum", G(sum)),
+            ("Max", G(max_min)),
+            ("Min", G(max_min)),
+            ("Where", G(where_)),
+        ],
+    ),
+    (
+        "layout",
+        &[
+            ("Reshape", G(reshape)),
+            ("Flatten", G(reshape)),
+            ("Squeeze", G(reshape)),
+            ("Unsqueeze", G(reshape)),
+            ("Transpose", G(transpose)),
+            ("Concat", G(concat)),
+            ("Split", G(split)),
+            ("Slice", G(slice)),
+            ("Pad", G(pad)),
+            ("Expand", G(expand)),
+            ("Gather", G(gather)),
+            ("GatherElements", G(gather_elements)),
+        ],
+    ),
+    (
+        "reduction",
+        &[
+            ("ReduceMean", G(reduce)),
+            ("ReduceSum", G(reduce)),
+            ("ReduceL2", G(reduce)),
+            ("ReduceL1", G(reduce)),
+            ("ReduceSumSquare", G(reduce)),
+        ],
+    ),
+    ("identity", &[("Identity", G(identity)), ("Cast", G(cast)), ("Dropout", G(dropout))]),
+    (
+        "constant",
+        &[
+            ("Constant", Z),
+            ("ConstantOfShape", Z),
+            ("Shape", Z),
+            ("Size", Z),
+            ("Range", Z),
+            ("Sign", Z),
+            ("Floor", Z),
+            ("Ceil", Z),
+            ("Round", Z),
+            ("Equal", Z),
+            ("Less", Z),
+            ("Greater", Z),
+            ("LessOrEqual", Z),
+            ("GreaterOrEqual", Z),
+            ("Not", Z),
+            ("And", Z),
+            ("Or", Z),
+            ("ArgMax", Z),
+            ("ArgMin", Z),
+            ("NonZero", Z),
+        ],
+    ),
+];
+
+/// The rule for a default-domain op.
+pub(crate) fn rule(op: &str) -> Option<Rule> {
+    RULES.iter().flat_map(|(_, ops)| ops.iter()).find(|(o, _)| *o == op).map(|(_, r)| *r)
+}
+
+/// The supported ops, for error messages.
+pub(crate) fn supported() -> String {
+    RULES
+        .iter()
+        .map(|(family, ops)| format!("{family}: {}", ops.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Differentiation state: the forward graph and the emitter of backward nodes.
+pub(crate) struct Ad<'g> {
+    pub g: &'g Graph,
+    pub em: &'g mut Emitter,
+}
+
+/// Emits the gradients of `loss` with respect to `wrt`; `None` where the loss
+/// does not depend on a value.
+pub(crate) fn backward(g: &Graph, em: &mut Emitter, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Values that depend on a parameter through floating-point data.
+    let mut requires = vec![false; g.values.len()];
+    for &p in wrt {
+        requires[p] = true;
+    }
+    for n in &g.nodes {
+        // Subgraph reads count: an If or Loop body computing from a parameter
+        // must not pass for a constant.
+        if n.inputs.iter().flatten().chain(&n.implicit_inputs).any(|&v| requires[v]) {
+            for &o in n.outputs.iter().flatten() {
+                requires[o] = g.values[o].dtype.is_none_or(|d| d.is_float());
+            }
+        }
+    }
+    // Values the loss depends on.
+    let mut reaches = vec![false; g.values.len()];
+    reaches[loss] = true;
+    for n in g.nodes.iter().rev() {
+        if n.outputs.iter().flatten().any(|&o| reaches[o]) {
+            for &i in n.inputs.iter().flatten().chain(&n.implicit_inputs) {
+                reaches[i] = true;
+            }
+        }
+    }
+    let mut ad = Ad { g, em };
+    let mut pending: HashMap<ValueId, Vec<String>> = HashMap::new();
+    let seed = ad.em.scalar(1.0);
+    pending.insert(loss, vec![seed]);
+    for n in g.nodes.iter().rev() {
+        if !n.outputs.iter().flatten().any(|&o| requires[o] && reaches[o]) {
+            continue;
+        }
+        let dy: Vec<Option<String>> =
+            n.outputs.iter().map(|o| o.and_then(|o| pending.remove(&o)).map(|gs| ad.em.sum(&gs))).collect();
+        if dy.iter().all(Option::is_none) {
+            continue;
+        }
+        let need: Vec<bool> = n.inputs.iter().map(|i| i.is_some_and(|v| requires[v] && reaches[v])).collect();
+        let f = match (n.is_default_domain(), rule(&n.op_type)) {
+            (true, Some(Rule::Grad(f))) => f,
+            (true, Some(Rule::Zero)) => continue,
+            _ => return Err(RewriteError::Unsupported { node: n.name.clone(), op: n.op_type.clone(), supported: supported() }),
+        };
+        let grads = f(&mut ad, n, &dy, &need)?;
+        for (k, gr) in grads.into_iter().enumerate() {
+            if let (Some(gr), Some(v), true) = (gr, n.input(k), need.get(k).copied().unwrap_or(false)) {
+                pending.entry(v).or_default().push(gr);
+            }
+        }
+    }
+    Ok(wrt.iter().map(|p| pending.remove(p).map(|gs| ad.em.sum(&gs))).collect())
+}
+
+impl Ad<'_> {
+    fn name(&self, n: &Node, i: usize) -> String {
+        n.input(i).map(|v| self.g.values[v].name.clone()).unwrap_or_default()
+    }
+
+    fn out(&self, n: &Node, i: usize) -> String {
+        n.output(i).map(|v| self.g.values[v].name.clone()).unwrap_or_default()
+    }
+
+    fn dims(&self, v: Option<ValueId>) -> Option<Vec<Dim>> {
+        v.and_then(|v| self.g.values[v].shape.clone())
+    }
+
+    fn err(n: &Node, detail: impl Into<String>) -> RewriteError {
+        RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail: detail.into() }
+    }
+
+    fn rank(&self, n: &Node, i: usize) -> Result<usize, RewriteError> {
+        n.input(i).and_then(|v| self.g.values[v].rank()).ok_or_else(|| Self::err(n, format!("the rank of input {i} is unknown")))
+    }
+
+    /// Static dims of input `i` (all known), or an error naming what is missing.
+    fn static_dims(&self, n: &Node, i: usize) -> Result<Vec<i64>, RewriteError> {
+        self.dims(n.input(i))
+            .and_then(|d| d.iter().map(|d| d.known()).collect::<Option<Vec<i64>>>())
+            .ok_or_else(|| Self::err(n, format!("input {i} needs a static shape here (it is {})", self.shape_str(n.input(i)))))
+    }
+
+    fn shape_str(&self, v: Option<ValueId>) -> String {
+        v.map(|v| self.g.shape_string(v)).unwrap_or_else(|| "absent".into())
+    }
+
+    fn ints_input(&self, n: &Node, i: usize) -> Option<Vec<i64>> {
+        n.input(i).and_then(|v| self.g.values[v].ints.as_ref()).and_then(|d| d.iter().map(|d| d.known()).collect())
+    }
+
+    /// Sums `dy` (shaped like the broadcast result, dims `ydims`) down to the
+    /// shape of `x` (dims `xdims`): static reduction axes where the dims tell,
+    /// else computed from the runtime shapes.
+    fn unbroadcast(&mut self, n: &Node, dy: &str, ydims: Option<Vec<Dim>>, x: &str, xdims: Option<Vec<Dim>>) -> Result<String, RewriteError> {
+        let (yd, xd) = match (ydims, xdims) {
+            (Some(y), Some(x)) if x.len() > y.len() => return Err(Self::err(n, "an operand has a higher rank than the result")),
+            (Some(y), Some(x)) => (y, x),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let ranks_known = !(yd.is_empty() && xd.is_empty());
+        let lead = yd.len() - xd.len();
+        let mut axes: Vec<i64> = (0..lead as i64).collect();
+        let mut dynamic = !ranks_known;
+        for (i, &xdim) in xd.iter().enumerate() {
+            let ydim = yd[i + lead];
+            match (xdim, ydim) {
+                (Dim::Known(1), Dim::Known(1)) => {}
+                (Dim::Known(1), _) => axes.push((i + lead) as i64),
+                (a, b) if a == b && a != Dim::Unknown => {}
+                (Dim::Known(_), _) => {}
+                _ => dynamic = true,
+            }
+        }
+        if dynamic {
+            // Reduce where x's (left-padded) dim is 1 and the gradient's is not.
+            let sx = self.em.shape(x);
+            let sy = self.em.shape(dy);
+            let padded = if !ranks_known {
+                // Ranks only known at run time: pad with (rank(dy) - rank(x)) ones.
+                let ry = self.em.op("Size", &[&sy], vec![]);
+                let rx = self.em.op("Size", &[&sx], vec![]);
+                let d = self.em.sub(&ry, &rx);
+                let flat = self.em.ints(&[1]);
+                let d1 = self.em.reshape(&d, &flat);
+                let one = super::emit::tensor_f("", INT64, &[1], &[1.0]);
+                use crate::onnx::pb::attribute_proto::AttributeType as T;
+                let value = crate::onnx::pb::AttributeProto { name: "value".into(), t: Some(one), r#type: T::Tensor as i32, ..Default::default() };
+                let ones = self.em.op("ConstantOfShape", &[&d1], vec![value]);
+                self.em.op("Concat", &[&ones, &sx], vec![a_int("axis", 0)])
+            } else if lead > 0 {
+                let ones = self.em.ints(&vec![1; lead]);
+                self.em.op("Concat", &[&ones, &sx], vec![a_int("axis", 0)])
+            } else {
+                sx
+            };
+            let one = self.em.ints(&[1]);
+            let x1 = self.em.op("Equal", &[&padded, &one], vec![]);
+            let y1 = self.em.op("Equal", &[&sy, &one], vec![]);
+            let yn = self.em.op("Not", &[&y1], vec![]);
+            let mask = self.em.op("And", &[&x1, &yn], vec![]);
+            let nz = self.em.op("NonZero", &[&mask], vec![]);
+            let flat = self.em.ints(&[-1]);
+            let ax = self.em.reshape(&nz, &flat);
+            let r = self.em.reduce_sum_dyn(dy, &ax);
+            return Ok(self.em.reshape_like(&r, x));
+        }
+        if axes.is_empty() {
+            return Ok(dy.to_string());
+        }
+        let r = self.em.reduce("ReduceSum", dy, Some(&axes), true);
+        if lead == 0 {
+            return Ok(r);
+        }
+        Ok(self.em.reshape_like(&r, x))
+    }
+
+    /// `unbroadcast` for input `i` of node `n`, whose output 0 had gradient `dy`.
+    fn unb(&mut self, n: &Node, i: usize, dy: &str) -> Result<String, RewriteError> {
+        let x = self.name(n, i);
+        let (yd, xd) = (self.dims(n.output(0)), self.dims(n.input(i)));
+        self.unbroadcast(n, dy, yd, &x, xd)
+    }
+
+    fn zero(&mut self) -> String {
+        self.em.scalar(0.0)
+    }
+
+    /// `x` cast to the model's float type when it has another type.
+    fn as_float(&mut self, n: &Node, i: usize) -> String {
+        let x = self.name(n, i);
+        let is_model_float = n.input(i).and_then(|v| self.g.values[v].dtype).is_some_and(|d| d.is_float());
+        if is_model_float {
+            x
+        } else {
+            self.em.cast(&x, self.em.float)
+        }
+    }
+}
+
+fn first(dy: &[Option<String>]) -> Option<String> {
+    dy.first().cloned().flatten()
+}
+
+/// Returns all-`None` when output 0 has no gradient.
+macro_rules! dy0 {
+    ($n:expr, $dy:expr) => {
+        match first($dy) {
+            Some(d) => d,
+            None => return Ok(vec![None; $n.inputs.len()]),
+        }
+    };
+}
+
+fn grads(n: &Node, list: Vec<(usize, String)>) -> Vec<Option<String>> {
+    let mut out = vec![None; n.inputs.len()];
+    for (i, g) in list {
+        if i < out.len() {
+            out[i] = Some(g);
+        }
+    }
+    out
+}
+
+// ---- linear algebra ----
+
+fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, i64), RewriteError> {
+    let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let group = n.attr_int("group", 1);
+    let auto_pad = n.attr_str("auto_pad").unwrap_or("NOTSET");
+    let pads = match auto_pad {
+        "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
+        "VALID" => vec![0; 2 * sp],
+        other => {
+            // SAME_UPPER / SAME_LOWER: explicit pads from the static input size.
+            let x = ad.static_dims(n, 0)?;
+            let w = ad.static_dims(n, 1)?;
+            let mut pads = vec![0; 2 * sp];
+            for i in 0..sp {
+                let (h, k, s, d) = (x[2 + i], w[2 + i], strides[i], dil[i]);
+                let out = (h + s - 1) / s;
+                let total = ((out - 1) * s + (k - 1) * d + 1 - h).max(0);
+                let (b, e) = if other == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
+                pads[i] = b;
+                pads[sp + i] = e;
+            }
+            pads
+        }
+    };
+    if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp || group <= 0 {
+        return Err(Ad::err(n, "inconsistent strides, dilations, pads or group"));
+    }
+    Ok((strides, dil, pads, group))
+}
+
+/// Output paddings that make a transposed convolution give back `x`'s spatial size.
+fn output_padding(n: &Node, x: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Result<Vec<i64>, RewriteError> {
+    let sp = k.len();
+    let overflow = || Ad::err(n, "dimension arithmetic overflows");
+    (0..sp)
+        .map(|i| {
+            let padded = x[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[sp + i])).ok_or_else(overflow)?;
+            let span = (k[i] - 1).checked_mul(dil[i]).and_then(|v| v.checked_add(1)).ok_or_else(overflow)?;
+            if padded < span || strides[i] <= 0 {
+                return Err(Ad::err(n, "the kernel is larger than the padded input"));
+            }
+            let out = (padded - span) / strides[i] + 1;
+            let covered = (out - 1).checked_mul(strides[i]).and_then(|v| v.checked_add(span)).ok_or_else(overflow)?;
+            Ok(padded - covered)
+        })
+        .collect()
+}
+
+fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    if r < 3 {
+        return Err(Ad::err(n, "input of rank < 3"));
+    }
+    let sp = r - 2;
+    let (strides, dil, pads, group) = conv_attrs(ad, n, sp)?;
+    let w_dims = ad.static_dims(n, 1)?;
+    let k = &w_dims[2..];
+    let mut out = Vec::new();
+    if need.get(2).copied().unwrap_or(false) {
+        let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
+        out.push((2, ad.em.reduce("ReduceSum", &dy, Some(&axes), false)));
+    }
+    let x_dims = ad.dims(n.input(0)).ok_or_else(|| Ad::err(n, "input shape unknown"))?;
+    let x_sp: Vec<i64> = x_dims[2..]
+        .iter()
+        .map(|d| d.known())
+        .collect::<Option<_>>()
+        .ok_or_else(|| Ad::err(n, format!("the gradient needs static spatial dims (input is {})", ad.shape_str(n.input(0)))))?;
+    let opad = output_padding(n, &x_sp, k, &strides, &dil, &pads)?;
+    let (x, w) = (ad.name(n, 0), ad.name(n, 1));
+    if need[0] {
+        let attrs = vec![
+            a_ints("strides", &strides),
+            a_ints("dilations", &dil),
+            a_ints("pads", &pads),
+            a_int("group", group),
+            a_ints("output_padding", &opad),
+            a_ints("kernel_shape", k),
+        ];
+        out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
+    }
+    if need[1] {
+        // dW[m, c, k] = Σ_n Σ_o dy[n, m, o] · x_pad[n, c, o·s + k·d]: a grouped
+        // convolution with the batch as channels and stride and dilation swapped.
+        let (m, cg) = (w_dims[0], w_dims[1]);
+        let mg = m / group;
+        let perm_rest: Vec<i64> = (3..r as i64 + 1).collect();
+        let xs: Vec<i64> = [0, group, cg].into_iter().chain(x_sp.iter().copied()).collect();
+        let xs = ad.em.ints(&xs);
+        let xr = ad.em.reshape(&x, &xs);
+        let perm: Vec<i64> = [2, 1, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+        let xt = ad.em.op("Transpose", &[&xr], vec![a_ints("perm", &perm)]);
+        let xs2: Vec<i64> = [cg, -1].into_iter().chain(x_sp.iter().copied()).collect();
+        let xs2 = ad.em.ints(&xs2);
+        let xin = ad.em.reshape(&xt, &xs2);
+        let y_sp: Vec<i64> = {
+            let mut v = Vec::new();
+            for i in 0..sp {
+                let padded = x_sp[i] + pads[i] + pads[sp + i];
+                v.push((padded - (k[i] - 1) * dil[i] - 1) / strides[i] + 1);
+            }
+            v
+        };
+        let ys: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
+        let ys = ad.em.ints(&ys);
+        let yr = ad.em.reshape(&dy, &ys);
+        let perm: Vec<i64> = [1, 2, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+        let yt = ad.em.op("Transpose", &[&yr], vec![a_ints("perm", &perm)]);
+        let ys2: Vec<i64> = [m, -1].into_iter().chain(y_sp.iter().copied()).collect();
+        let ys2 = ad.em.ints(&ys2);
+        let win = ad.em.reshape(&yt, &ys2);
+        let attrs = vec![a_ints("strides", &dil), a_ints("dilations", &strides), a_ints("pads", &pads), a_int("group", group)];
+        let full = ad.em.op("Conv", &[&xin, &win], attrs);
+        let starts = ad.em.ints(&vec![0; sp]);
+        let ends = ad.em.ints(k);
+        let axes: Vec<i64> = (2..r as i64).collect();
+        let axes = ad.em.ints(&axes);
+        let cut = ad.em.op("Slice", &[&full, &starts, &ends, &axes], vec![]);
+        let perm: Vec<i64> = [1, 0].into_iter().chain(2..r as i64).collect();
+        out.push((1, ad.em.op("Transpose", &[&cut], vec![a_ints("perm", &perm)])));
+    }
+    Ok(grads(n, out))
+}
+
+fn gemm(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let alpha = n.attr_float("alpha", 1.0);
+    let beta = n.attr_float("beta", 1.0);
+    let (ta, tb) = (n.attr_int("transA", 0) != 0, n.attr_int("transB", 0) != 0);
+    let (a, b) = (ad.name(n, 0), ad.name(n, 1));
+    let gm = |em: &mut Emitter, x: &str, y: &str, t1: bool, t2: bool| {
+        em.op("Gemm", &[x, y], vec![super::emit::a_float("alpha", alpha), a_int("transA", t1 as i64), a_int("transB", t2 as i64)])
+    };
+    let mut out = Vec::new();
+    if need[0] {
+        let g = if ta { gm(ad.em, &b, &dy, tb, true) } else { gm(ad.em, &dy, &b, false, !tb) };
+        out.push((0, g));
+    }
+    if need[1] {
+        let g = if tb { gm(ad.em, &dy, &a, true, ta) } else { gm(ad.em, &a, &dy, !ta, false) };
+        out.push((1, g));
+    }
+    if need.get(2).copied().unwrap_or(false) {
+        let scaled = if beta == 1.0 { dy.clone() } else { ad.em.mul_scalar(&dy, beta as f64) };
+        out.push((2, ad.unb(n, 2, &scaled)?));
+    }
+    Ok(grads(n, out))
+}
+
+fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (ra, rb) = (ad.rank(n, 0)?, ad.rank(n, 1)?);
+    let (mut a, mut b) = (ad.name(n, 0), ad.name(n, 1));
+    let (mut ad_dims, mut bd_dims) = (ad.dims(n.input(0)).unwrap_or_default(), ad.dims(n.input(1)).unwrap_or_default());
+    let mut g = dy;
+    let mut gd = ad.dims(n.output(0)).ok_or_else(|| Ad::err(n, "output shape unknown"))?;
+    // Vectors become matrices; the gradient gets the dims the product dropped.
+    if ra == 1 {
+        a = ad.em.unsqueeze(&a, &[0]);
+        ad_dims.insert(0, Dim::Known(1));
+        let at = gd.len().saturating_sub(if rb == 1 { 0 } else { 1 });
+        g = ad.em.unsqueeze(&g, &[at as i64]);
+        gd.insert(at, Dim::Known(1));
+    }
+    if rb == 1 {
+        b = ad.em.unsqueeze(&b, &[1]);
+        bd_dims.push(Dim::Known(1));
+        g = ad.em.unsqueeze(&g, &[gd.len() as i64]);
+        gd.push(Dim::Known(1));
+    }
+    let t_last = |em: &mut Emitter, x: &str, r: usize| {
+        let mut perm: Vec<i64> = (0..r as i64).collect();
+        perm.swap(r - 2, r - 1);
+        em.op("Transpose", &[x], vec![a_ints("perm", &perm)])
+    };
+    let mut out = Vec::new();
+    let batch = &gd[..gd.len() - 2];
+    if need[0] {
+        let bt = t_last(ad.em, &b, bd_dims.len());
+        let ga = ad.em.op("MatMul", &[&g, &bt], vec![]);
+        let gdims: Vec<Dim> = batch.iter().copied().chain(ad_dims[ad_dims.len() - 2..].iter().copied()).collect();
+        let r = ad.unbroadcast(n, &ga, Some(gdims), &a, Some(ad_dims.clone()))?;
+        let orig = ad.name(n, 0);
+        out.push((0, if ra == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
+    }
+    if need[1] {
+        let at = t_last(ad.em, &a, ad_dims.len());
+        let gb = ad.em.op("MatMul", &[&at, &g], vec![]);
+        let gdims: Vec<Dim> = batch.iter().copied().chain(bd_dims[bd_dims.len() - 2..].iter().copied()).collect();
+        let r = ad.unbroadcast(n, &gb, Some(gdims), &b, Some(bd_dims.clone()))?;
+        let orig = ad.name(n, 1);
+        out.push((1, if rb == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
+    }
+    Ok(grads(n, out))
+}
+
+// ---- activations ----
+
+fn relu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let z = ad.zero();
+    let pos = ad.em.op("Greater", &[&x, &z], vec![]);
+    Ok(grads(n, vec![(0, ad.em.where_(&pos, &dy, &z))]))
+}
+
+fn leaky_relu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let z = ad.zero();
+    let pos = ad.em.op("Greater", &[&x, &z], vec![]);
+    let neg = ad.em.mul_scalar(&dy, n.attr_float("alpha", 0.01) as f64);
+    Ok(grads(n, vec![(0, ad.em.where_(&pos, &dy, &neg))]))
+}
+
+fn prelu(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (x, slope) = (ad.name(n, 0), ad.name(n, 1));
+    let z = ad.zero();
+    let pos = ad.em.op("Greater", &[&x, &z], vec![]);
+    let mut out = Vec::new();
+    if need[0] {
+        let neg = ad.em.mul(&dy, &slope);
+        out.push((0, ad.em.where_(&pos, &dy, &neg)));
+    }
+    if need[1] {
+        let gx = ad.em.mul(&dy, &x);
+        let gs = ad.em.where_(&pos, &z, &gx);
+        out.push((1, ad.unb(n, 1, &gs)?));
+    }
+    Ok(grads(n, out))
+}
+
+fn clip(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(Ad::err(n, "the gradient with respect to the clip bounds is not supported"));
+    }
+    let x = ad.name(n, 0);
+    let mut mask: Option<String> = None;
+    // Opset 11+: bounds are inputs; before, attributes.
+    let bounds = [(1, "GreaterOrEqual", "min"), (2, "LessOrEqual", "max")];
+    for (i, cmp, attr) in bounds {
+        let bound = match n.input(i) {
+            Some(_) => Some(ad.name(n, i)),
+            None => n.attrs.get(attr).map(|_| ad.em.scalar(n.attr_float(attr, 0.0) as f64)),
+        };
+        if let Some(b) = bound {
+            let c = ad.em.op(cmp, &[&x, &b], vec![]);
+            mask = Some(match mask {
+                Some(m) => ad.em.op("And", &[&m, &c], vec![]),
+                None => c,
+            });
+        }
+    }
+    let g = match mask {
+        Some(m) => {
+            let z = ad.zero();
+            ad.em.where_(&m, &dy, &z)
+        }
+        None => dy,
+    };
+    Ok(grads(n, vec![(0, g)]))
+}
+
+fn sigmoid(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let one = ad.em.scalar(1.0);
+    let om = ad.em.sub(&one, &y);
+    let d = ad.em.mul(&y, &om);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+fn hard_sigmoid(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (alpha, beta) = (n.attr_float("alpha", 0.2) as f64, n.attr_float("beta", 0.5) as f64);
+    let x = ad.name(n, 0);
+    let ax = ad.em.mul_scalar(&x, alpha);
+    let b = ad.em.scalar(beta);
+    let z = ad.em.add(&ax, &b);
+    let (zero, one) = (ad.zero(), ad.em.scalar(1.0));
+    let above = ad.em.op("Greater", &[&z, &zero], vec![]);
+    let below = ad.em.op("Less", &[&z, &one], vec![]);
+    let inside = ad.em.op("And", &[&above, &below], vec![]);
+    let scaled = ad.em.mul_scalar(&dy, alpha);
+    Ok(grads(n, vec![(0, ad.em.where_(&inside, &scaled, &zero))]))
+}
+
+fn hard_swish(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = x·clip(x/6 + 1/2, 0, 1): 0 below -3, 1 above 3, x/3 + 1/2 between.
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let (m3, p3) = (ad.em.scalar(-3.0), ad.em.scalar(3.0));
+    let lo = ad.em.op("Less", &[&x, &m3], vec![]);
+    let hi = ad.em.op("Greater", &[&x, &p3], vec![]);
+    let x3 = ad.em.mul_scalar(&x, 1.0 / 3.0);
+    let half = ad.em.scalar(0.5);
+    let mid = ad.em.add(&x3, &half);
+    let one = ad.em.scalar(1.0);
+    let zero = ad.zero();
+    let upper = ad.em.where_(&hi, &one, &mid);
+    let d = ad.em.where_(&lo, &zero, &upper);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+fn tanh(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let y2 = ad.em.mul(&y, &y);
+    let one = ad.em.scalar(1.0);
+    let d = ad.em.sub(&one, &y2);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+fn erf(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let x2 = ad.em.mul(&x, &x);
+    let nx2 = ad.em.neg(&x2);
+    let e = ad.em.op("Exp", &[&nx2], vec![]);
+    let d = ad.em.mul_scalar(&e, 2.0 / std::f64::consts::PI.sqrt());
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+fn softmax_axis(ad: &Ad, n: &Node) -> Result<i64, RewriteError> {
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    Ok(axis as i64)
+}
+
+fn softmax(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let axis = softmax_axis(ad, n)?;
+    let y = ad.out(n, 0);
+    let gy = ad.em.mul(&dy, &y);
+    let s = ad.em.reduce("ReduceSum", &gy, Some(&[axis]), true);
+    let d = ad.em.sub(&dy, &s);
+    Ok(grads(n, vec![(0, ad.em.mul(&y, &d))]))
+}
+
+fn log_softmax(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let axis = softmax_axis(ad, n)?;
+    let y = ad.out(n, 0);
+    let p = ad.em.op("Exp", &[&y], vec![]);
+    let s = ad.em.reduce("ReduceSum", &dy, Some(&[axis]), true);
+    let ps = ad.em.mul(&p, &s);
+    Ok(grads(n, vec![(0, ad.em.sub(&dy, &ps))]))
+}
+
+// ---- pooling ----
+
+fn max_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    if n.attr_int("storage_order", 0) != 0 {
+        return Err(Ad::err(n, "storage_order = 1 is not supported"));
+    }
+    let Some(idx) = n.output(1).map(|v| ad.g.values[v].name.clone()) else {
+        return Err(Ad::err(n, "the Indices output is missing"));
+    };
+    // Indices address the flattened input; scatter-add the gradient there.
+    let x = ad.name(n, 0);
+    Ok(grads(n, vec![(0, scatter_flat(ad, &x, &idx, &dy, 0))]))
+}
+
+/// A tensor shaped like `x` (plus `extra` trailing slots) that receives `upd`
+/// at the flat positions `idx` (both flattened), with addition.
+fn scatter_flat(ad: &mut Ad, x: &str, idx: &str, upd: &str, extra: i64) -> String {
+    let size = ad.em.op("Size", &[x], vec![]);
+    let flat = ad.em.ints(&[-1]);
+    let len = ad.em.reshape(&size, &flat);
+    let len = if extra > 0 {
+        let e = ad.em.ints(&[extra]);
+        ad.em.add(&len, &e)
+    } else {
+        len
+    };
+    let zeros = ad.em.zeros_of_shape(&len);
+    let fi = ad.em.reshape(idx, &flat);
+    let fu = ad.em.reshape(upd, &flat);
+    let sc = ad.em.op("ScatterElements", &[&zeros, &fi, &fu], vec![a_int("axis", 0), a_str("reduction", "add")]);
+    if extra > 0 {
+        let start = ad.em.ints(&[extra]);
+        let end = ad.em.ints(&[i64::MAX]);
+        let cut = ad.em.op("Slice", &[&sc, &start, &end], vec![]);
+        return ad.em.reshape_like(&cut, x);
+    }
+    ad.em.reshape_like(&sc, x)
+}
+
+/// The flat index of every element of `x`, shaped like `x`, plus `offset`.
+fn index_map(ad: &mut Ad, x: &str, offset: i64) -> String {
+    let size = ad.em.op("Size", &[x], vec![]);
+    let start = ad.em.scalar_of(offset as f64, INT64);
+    let end = ad.em.add(&size, &start);
+    let one = ad.em.scalar_of(1.0, INT64);
+    let r = ad.em.op("Range", &[&start, &end, &one], vec![]);
+    ad.em.reshape_like(&r, x)
+}
+
+fn average_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let xd = ad.dims(n.input(0)).ok_or_else(|| Ad::err(n, "input shape unknown"))?;
+    let r = xd.len();
+    if r < 3 {
+        return Err(Ad::err(n, "input of rank < 3"));
+    }
+    let sp = r - 2;
+    let k = n.attr_ints("kernel_shape").map(<[i64]>::to_vec).ok_or_else(|| Ad::err(n, "kernel_shape missing"))?;
+    if k.len() != sp {
+        return Err(Ad::err(n, "kernel_shape does not match the input rank"));
+    }
+    if n.attr_ints("dilations").is_some_and(|d| d.iter().any(|&d| d != 1)) {
+        return Err(Ad::err(n, "dilations other than 1 are not supported"));
+    }
+    let c = xd[1].known().ok_or_else(|| Ad::err(n, "the gradient needs a static channel count"))?;
+    let x_sp: Vec<i64> = xd[2..]
+        .iter()
+        .map(|d| d.known())
+        .collect::<Option<_>>()
+        .ok_or_else(|| Ad::err(n, "the gradient needs static spatial dims"))?;
+    let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
+        "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
+        "VALID" => vec![0; 2 * sp],
+        other => return Err(Ad::err(n, format!("auto_pad = {other} is not supported"))),
+    };
+    let ones = vec![1; sp];
+    let opad = output_padding(n, &x_sp, &k, &strides, &ones, &pads)?;
+    if n.attr_int("ceil_mode", 0) != 0 {
+        let floor_out: Vec<i64> = (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - k[i]) / strides[i] + 1).collect();
+        let actual = ad.dims(n.output(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>());
+        if actual.as_deref() != Some(&floor_out[..]) {
+            return Err(Ad::err(n, "ceil_mode = 1 with a partial last window is not supported"));
+        }
+    }
+    let area = k.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).ok_or_else(|| Ad::err(n, "kernel size overflows"))?;
+    let wdims: Vec<i64> = [c, 1].into_iter().chain(k.iter().copied()).collect();
+    let count = wdims.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).filter(|&v| v <= 1 << 24).ok_or_else(|| Ad::err(n, "kernel too large"))?;
+    let w = ad.em.constant(super::emit::tensor_f("", ad.em.float, &wdims, &vec![1.0; count as usize]));
+    let conv_attrs = |with_opad: bool| {
+        let mut a = vec![a_ints("strides", &strides), a_ints("pads", &pads), a_int("group", c), a_ints("kernel_shape", &k)];
+        if with_opad {
+            a.push(a_ints("output_padding", &opad));
+        }
+        a
+    };
+    let x = ad.name(n, 0);
+    let padded = pads.iter().any(|&p| p != 0);
+    let scaled = if n.attr_int("count_include_pad", 0) != 0 || !padded {
+        ad.em.mul_scalar(&dy, 1.0 / area as f64)
+    } else {
+        // The divisor is the number of real (unpadded) elements under each window.
+        let s = ad.em.shape(&x);
+        let zeros = ad.em.zeros_of_shape(&s);
+        let one = ad.em.scalar(1.0);
+        let ones_x = ad.em.add(&zeros, &one);
+        let cnt = ad.em.op("Conv", &[&ones_x, &w], conv_attrs(false));
+        ad.em.div(&dy, &cnt)
+    };
+    Ok(grads(n, vec![(0, ad.em.op("ConvTranspose", &[&scaled, &w], conv_attrs(true)))]))
+}
+
+fn global_average_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (x, y) = (ad.name(n, 0), ad.out(n, 0));
+    let s = ad.em.shape(&x);
+    let e = ad.em.op("Expand", &[&dy, &s], vec![]);
+    let count = size_ratio(ad, &x, &y);
+    Ok(grads(n, vec![(0, ad.em.div(&e, &count))]))
+}
+
+/// `size(x) / size(y)` in the float type: elements reduced into each output.
+fn size_ratio(ad: &mut Ad, x: &str, y: &str) -> String {
+    let sx = ad.em.op("Size", &[x], vec![]);
+    let sy = ad.em.op("Size", &[y], vec![]);
+    let q = ad.em.div(&sx, &sy);
+    ad.em.cast(&q, ad.em.float)
+}
+
+// ---- elementwise ----
+
+fn add(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let mut out = Vec::new();
+    for i in 0..2 {
+        if need[i] {
+            out.push((i, ad.unb(n, i, &dy)?));
+        }
+    }
+    Ok(grads(n, out))
+}
+
+fn sum(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let mut out = Vec::new();
+    for (i, &nd) in need.iter().enumerate() {
+        if nd {
+            out.push((i, ad.unb(n, i, &dy)?));
+        }
+    }
+    Ok(grads(n, out))
+}
+
+fn sub(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let mut out = Vec::new();
+    if need[0] {
+        out.push((0, ad.unb(n, 0, &dy)?));
+    }
+    if need[1] {
+        let ng = ad.em.neg(&dy);
+        out.push((1, ad.unb(n, 1, &ng)?));
+    }
+    Ok(grads(n, out))
+}
+
+fn mul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let mut out = Vec::new();
+    for (i, other) in [(0, 1), (1, 0)] {
+        if need[i] {
+            let o = ad.as_float(n, other);
+            let g = ad.em.mul(&dy, &o);
+            out.push((i, ad.unb(n, i, &g)?));
+        }
+    }
+    Ok(grads(n, out))
+}
+
+fn div(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let b = ad.as_float(n, 1);
+    let mut out = Vec::new();
+    if need[0] {
+        let g = ad.em.div(&dy, &b);
+        out.push((0, ad.unb(n, 0, &g)?));
+    }
+    if need[1] {
+        let y = ad.out(n, 0);
+        let gy = ad.em.mul(&dy, &y);
+        let q = ad.em.div(&gy, &b);
+        let g = ad.em.neg(&q);
+        out.push((1, ad.unb(n, 1, &g)?));
+    }
+    Ok(grads(n, out))
+}
+
+fn pow(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let e = ad.as_float(n, 1);
+    let mut out = Vec::new();
+    if need[0] {
+        let one = ad.em.scalar(1.0);
+        let em1 = ad.em.sub(&e, &one);
+        let p = ad.em.op("Pow", &[&x, &em1], vec![]);
+        let d = ad.em.mul(&p, &e);
+        let g = ad.em.mul(&dy, &d);
+        out.push((0, ad.unb(n, 0, &g)?));
+    }
+    if need[1] {
+        let y = ad.out(n, 0);
+        let l = ad.em.op("Log", &[&x], vec![]);
+        let yl = ad.em.mul(&y, &l);
+        let g = ad.em.mul(&dy, &yl);
+        out.push((1, ad.unb(n, 1, &g)?));
+    }
+    Ok(grads(n, out))
+}
+
+fn sqrt(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let y2 = ad.em.mul_scalar(&y, 2.0);
+    Ok(grads(n, vec![(0, ad.em.div(&dy, &y2))]))
+}
+
+fn exp(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &y))]))
+}
+
+fn log(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    Ok(grads(n, vec![(0, ad.em.div(&dy, &x))]))
+}
+
+fn neg(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    Ok(grads(n, vec![(0, ad.em.neg(&dy))]))
+}
+
+fn abs(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let s = ad.em.op("Sign", &[&x], vec![]);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &s))]))
+}
+
+fn reciprocal(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let y2 = ad.em.mul(&y, &y);
+    let g = ad.em.mul(&dy, &y2);
+    Ok(grads(n, vec![(0, ad.em.neg(&g))]))
+}
+
+fn max_min(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // The gradient goes to every input equal to the result.
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let mut out = Vec::new();
+    for (i, &nd) in need.iter().enumerate() {
+        if nd {
+            let x = ad.name(n, i);
+            let eq = ad.em.op("Equal", &[&x, &y], vec![]);
+            let z = ad.zero();
+            let g = ad.em.where_(&eq, &dy, &z);
+            out.push((i, ad.unb(n, i, &g)?));
+        }
+    }
+    Ok(grads(n, out))
+}
+
+fn where_(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let c = ad.name(n, 0);
+    let z = ad.zero();
+    let mut out = Vec::new();
+    if need.get(1).copied().unwrap_or(false) {
+        let g = ad.em.where_(&c, &dy, &z);
+        out.push((1, ad.unb(n, 1, &g)?));
+    }
+    if need.get(2).copied().unwrap_or(false) {
+        let g = ad.em.where_(&c, &z, &dy);
+        out.push((2, ad.unb(n, 2, &g)?));
+    }
+    Ok(grads(n, out))
+}
+
+// ---- layout ----
+
+fn reshape(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    Ok(grads(n, vec![(0, ad.em.reshape_like(&dy, &x))]))
+}
+
+fn transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let perm: Vec<i64> = n.attr_ints("perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..r as i64).rev().collect());
+    let mut inv = vec![0i64; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        let p = usize::try_from(p).ok().filter(|&p| p < inv.len()).ok_or_else(|| Ad::err(n, "perm out of range"))?;
+        inv[p] = i as i64;
+    }
+    Ok(grads(n, vec![(0, ad.em.op("Transpose", &[&dy], vec![a_ints("perm", &inv)]))]))
+}
+
+fn concat(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    // Split sizes from the inputs' runtime shapes.
+    let mut sizes = Vec::new();
+    for i in 0..n.inputs.len() {
+        let x = ad.name(n, i);
+        sizes.push(ad.em.op("Shape", &[&x], vec![a_int("start", axis), a_int("end", axis + 1)]));
+    }
+    let refs: Vec<&str> = sizes.iter().map(String::as_str).collect();
+    let split = ad.em.op("Concat", &refs, vec![a_int("axis", 0)]);
+    let outs: Vec<String> = (0..n.inputs.len()).map(|_| ad.em.fresh("concat_grad")).collect();
+    ad.em.node("Split", &[&dy, &split], &outs, vec![a_int("axis", axis)]);
+    Ok(outs.into_iter().enumerate().map(|(i, o)| need[i].then_some(o)).collect())
+}
+
+fn split(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let mut parts = Vec::new();
+    for (k, d) in dy.iter().enumerate() {
+        parts.push(match d {
+            Some(d) => d.clone(),
+            None => {
+                let y = ad.out(n, k);
+                if y.is_empty() {
+                    return Err(Ad::err(n, "an omitted output of Split would need a zero gradient"));
+                }
+                ad.em.zeros_like(&y)
+            }
+        });
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Ok(grads(n, vec![(0, ad.em.op("Concat", &refs, vec![a_int("axis", axis)]))]))
+}
+
+fn slice(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Slice the input's index map the same way; scatter the gradient there.
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let idx = index_map(ad, &x, 0);
+    let mut ins: Vec<String> = vec![idx];
+    for i in 1..n.inputs.len() {
+        ins.push(ad.name(n, i));
+    }
+    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let picked = ad.em.op("Slice", &refs, vec![]);
+    Ok(grads(n, vec![(0, scatter_flat(ad, &x, &picked, &dy, 0))]))
+}
+
+fn pad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Pad the input's index map (shifted by one; constant padding reads slot 0)
+    // with the same mode; scatter-add the gradient through it.
+    let dy = dy0!(n, dy);
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(Ad::err(n, "the gradient with respect to the pad value is not supported"));
+    }
+    let x = ad.name(n, 0);
+    let idx = index_map(ad, &x, 1);
+    let zero = ad.em.scalar_of(0.0, INT64);
+    let mut ins = vec![idx, ad.name(n, 1), zero];
+    if n.inputs.len() > 3 && n.input(3).is_some() {
+        ins.push(ad.name(n, 3));
+    }
+    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let mode = n.attr_str("mode").unwrap_or("constant").to_string();
+    let padded = ad.em.op("Pad", &refs, vec![a_str("mode", &mode)]);
+    Ok(grads(n, vec![(0, scatter_flat(ad, &x, &padded, &dy, 1))]))
+}
+
+fn expand(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    Ok(grads(n, vec![(0, ad.unb(n, 0, &dy)?)]))
+}
+
+/// Indices as int64 with negative entries wrapped by the size of `data`'s `axis`.
+fn wrapped_indices(ad: &mut Ad, n: &Node, data: &str, axis: i64) -> String {
+    let idx = ad.name(n, 1);
+    let is_i64 = n.input(1).and_then(|v| ad.g.values[v].dtype) == Some(crate::ir::DType::I64);
+    let idx = if is_i64 { idx } else { ad.em.cast(&idx, INT64) };
+    let dim = ad.em.op("Shape", &[data], vec![a_int("start", axis), a_int("end", axis + 1)]);
+    let zero = ad.em.scalar_of(0.0, INT64);
+    let neg = ad.em.op("Less", &[&idx, &zero], vec![]);
+    let shifted = ad.em.add(&idx, &dim);
+    ad.em.where_(&neg, &shifted, &idx)
+}
+
+fn gather(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    if axis != 0 {
+        return Err(Ad::err(n, "the gradient supports axis = 0 only"));
+    }
+    let data = ad.name(n, 0);
+    let idx = wrapped_indices(ad, n, &data, 0);
+    let idx = ad.em.unsqueeze(&idx, &[-1]);
+    let zeros = ad.em.zeros_like(&data);
+    let g = ad.em.op("ScatterND", &[&zeros, &idx, &dy], vec![a_str("reduction", "add")]);
+    Ok(grads(n, vec![(0, g)]))
+}
+
+fn gather_elements(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let data = ad.name(n, 0);
+    let idx = wrapped_indices(ad, n, &data, axis);
+    let zeros = ad.em.zeros_like(&data);
+    let g = ad.em.op("ScatterElements", &[&zeros, &idx, &dy], vec![a_int("axis", axis), a_str("reduction", "add")]);
+    Ok(grads(n, vec![(0, g)]))
+}
+
+// ---- reductions ----
+
+fn reduce(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let axes_given = n.attrs.contains_key("axes") || n.input(1).is_some();
+    if !axes_given && n.attr_int("noop_with_empty_axes", 0) != 0 {
+        return Ok(grads(n, vec![(0, dy)]));
+    }
+    // Reducing every axis: the gradient (a scalar, or all ones dims) broadcasts
+    // back without knowing the rank.
+    let r = if axes_given { ad.rank(n, 0)? } else { 0 };
+    let axes: Vec<i64> = if !axes_given {
+        Vec::new()
+    } else {
+        let raw = match n.attr_ints("axes") {
+            Some(a) => a.to_vec(),
+            None => ad.ints_input(n, 1).ok_or_else(|| Ad::err(n, "axes must be constant"))?,
+        };
+        if raw.is_empty() && n.attr_int("noop_with_empty_axes", 0) != 0 {
+            return Ok(grads(n, vec![(0, dy)]));
+        }
+        if raw.is_empty() {
+            (0..r as i64).collect()
+        } else {
+            let mut a: Vec<i64> =
+                raw.iter().map(|&a| crate::ir::norm_axis(a, r).map(|a| a as i64)).collect::<Option<_>>().ok_or_else(|| Ad::err(n, "axis out of range"))?;
+            a.sort_unstable();
+            a.dedup();
+            a
+        }
+    };
+    let keep = n.attr_int("keepdims", 1) != 0;
+    let (x, y) = (ad.name(n, 0), ad.out(n, 0));
+    let keep = keep || !axes_given;
+    let dk = if keep { dy } else { ad.em.unsqueeze(&dy, &axes) };
+    let s = ad.em.shape(&x);
+    let e = ad.em.op("Expand", &[&dk, &s], vec![]);
+    let g = match n.op_type.as_str() {
+        "ReduceSum" => e,
+        "ReduceMean" => {
+            let c = size_ratio(ad, &x, &y);
+            ad.em.div(&e, &c)
+        }
+        "ReduceL2" => {
+            let yk = if keep { y } else { ad.em.unsqueeze(&y, &axes) };
+            let q = ad.em.div(&x, &yk);
+            let z = ad.zero();
+            let is0 = ad.em.op("Equal", &[&yk, &z], vec![]);
+            let safe = ad.em.where_(&is0, &z, &q);
+            ad.em.mul(&e, &safe)
+        }
+        "ReduceL1" => {
+            let s = ad.em.op("Sign", &[&x], vec![]);
+            ad.em.mul(&e, &s)
+        }
+        _ => {
+            let x2 = ad.em.mul_scalar(&x, 2.0);
+            ad.em.mul(&e, &x2)
+        }
+    };
+    Ok(grads(n, vec![(0, g)]))
+}
+
+// ---- identity-like ----
+
+fn identity(_: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    Ok(grads(n, vec![(0, dy)]))
+}
+
+fn cast(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let from = n.input(0).and_then(|v| ad.g.values[v].dtype).ok_or_else(|| Ad::err(n, "input type unknown"))?;
+    if !from.is_float() {
+        return Ok(vec![None; n.inputs.len()]);
+    }
+    let to = n.output(0).and_then(|v| ad.g.values[v].dtype);
+    let g = if to == Some(from) { dy } else { ad.em.cast(&dy, onnx_code(from)) };
+    Ok(grads(n, vec![(0, g)]))
+}
+
+fn onnx_code(d: crate::ir::DType) -> i32 {
+    use crate::ir::DType;
+    match d {
+        DType::F32 => 1,
+        DType::F64 => 11,
+        DType::F16 => 10,
+        DType::BF16 => 16,
+        DType::I64 => 7,
+        DType::I32 => 6,
+        DType::Bool => BOOL,
+        DType::Other(c) => c,
+    }
+}
+
+fn dropout(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    if !super::lower::dropout_training(ad.g, n)? {
+        return Ok(grads(n, vec![(0, dy)]));
+    }
+    let ratio = super::lower::dropout_ratio(ad.g, n)?;
+    let mask = n.output(1).map(|v| ad.g.values[v].name.clone()).ok_or_else(|| Ad::err(n, "the mask output is missing"))?;
+    let m = ad.em.cast(&mask, ad.em.float);
+    let g = ad.em.mul(&dy, &m);
+    Ok(grads(n, vec![(0, ad.em.mul_scalar(&g, 1.0 / (1.0 - ratio)))]))
+}

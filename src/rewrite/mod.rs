@@ -1,0 +1,428 @@
+//! The training-graph rewrite: model + loss + reverse-mode gradients + the
+//! optimizer update (driven by the static plan) as one standard ONNX graph.
+//!
+//! I/O contract of the step graph:
+//! - inputs: the model's inputs (same names), `labels`, `step` (int64 scalar,
+//!   1-based), `lr` (float32 scalar), every trainable parameter, the optimizer
+//!   state (`<p>.exp_avg`, `<p>.exp_avg_sq` for the Adam family, `<p>.momentum`
+//!   for the SGD family), and every buffer the forward pass updates
+//!   (BatchNormalization running mean and variance);
+//! - each parameter, state and buffer input (and `lr`) also has an initializer
+//!   of the same name holding its initial value, so the graph runs stand-alone;
+//! - outputs: `loss` (float32 scalar, this forward pass's loss) and
+//!   `<name>.new` for every parameter, state and buffer input (and
+//!   `<p>.grad` per parameter when asked). Feeding each `<name>.new` back as
+//!   `<name>` runs the next step.
+//!
+//! Pipeline: [`lower`] copies the forward nodes (normalizations written out in
+//! primitive ops) and attaches the loss; the IR of that graph is
+//! differentiated by [`grad::backward`] (one rule table); [`update`] emits the
+//! optimizer step; unused nodes are pruned.
+mod emit;
+mod grad;
+mod lower;
+mod update;
+
+use crate::ir::{self, DType};
+use crate::onnx::{pb, LoadedModel, OnnxError};
+use crate::plan::Plan;
+use crate::runtime::bench::PlanMismatch;
+use crate::runtime::{Algorithm, Detect, Hyper};
+use emit::{tensor_f, Emitter, DOUBLE, FLOAT, INT64};
+use std::collections::HashSet;
+
+/// The loss attached to the model's first output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Loss {
+    /// Mean over the batch of `-log softmax(output)[label]`; labels are int64 `[N]`.
+    CrossEntropy,
+    /// Mean squared error over all elements; labels are float, shaped like the output.
+    Mse,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The loss.
+    pub loss: Loss,
+    /// The optimizer.
+    pub algorithm: Algorithm,
+    /// How projected tensors are chosen.
+    pub detect: Detect,
+    /// Hyperparameters (`lr` is the default of the `lr` input).
+    pub hyper: Hyper,
+    /// A plan to follow instead of analysing the model.
+    pub plan: Option<Plan>,
+    /// Also output `<p>.grad` for every parameter.
+    pub gradients: bool,
+}
+
+/// Errors of the rewrite; each names the file and the node or tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// An op on the gradient path without a gradient rule.
+    #[error("node '{node}' ({op}) has no gradient rule. Supported ops: {supported}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op: String,
+        /// Every supported op, by family.
+        supported: String,
+    },
+    /// A node the rewrite cannot handle as given.
+    #[error("node '{node}' ({op}): {detail}")]
+    Node {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A model-level problem (opset, outputs, names).
+    #[error("{detail}")]
+    Model {
+        /// What is wrong.
+        detail: String,
+    },
+    /// Any of the above, with the model file.
+    #[error("{path}: {inner}")]
+    In {
+        /// The model file.
+        path: String,
+        /// The error.
+        inner: Box<RewriteError>,
+    },
+    /// Reading the model.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// Building the IR.
+    #[error(transparent)]
+    Ir(#[from] ir::IrError),
+    /// A plan for another model.
+    #[error(transparent)]
+    Plan(#[from] PlanMismatch),
+}
+
+/// The step graph.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The model (encode or save it).
+    pub model: LoadedModel,
+    /// Trainable parameters, in input order.
+    pub params: Vec<String>,
+    /// Optimizer state inputs, in input order.
+    pub state: Vec<String>,
+    /// Buffers the forward pass updates, in input order.
+    pub buffers: Vec<String>,
+}
+
+impl Rewritten {
+    /// Encodes the model.
+    pub fn encode(&self) -> Result<Vec<u8>, OnnxError> {
+        self.model.encode()
+    }
+
+    /// Writes the model atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), OnnxError> {
+        self.model.save(path)
+    }
+
+    fn graph(&self) -> Option<&pb::GraphProto> {
+        self.model.proto.graph.as_ref()
+    }
+
+    /// The graph's inputs, in order, with their shapes (`None`: a symbolic or
+    /// unknown dim; an absent shape gives an empty list).
+    pub fn inputs(&self) -> Vec<(String, Vec<Option<i64>>)> {
+        self.graph().map(|g| g.input.iter().map(|i| (i.name.clone(), dims_of(i))).collect()).unwrap_or_default()
+    }
+
+    /// The graph's outputs, in order.
+    pub fn outputs(&self) -> Vec<String> {
+        self.graph().map(|g| g.output.iter().map(|o| o.name.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The initializers' names, in order.
+    pub fn initializers(&self) -> Vec<String> {
+        self.graph().map(|g| g.initializer.iter().map(|t| t.name.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The op types of the nodes, in order.
+    pub fn ops(&self) -> Vec<String> {
+        self.graph().map(|g| g.node.iter().map(|n| n.op_type.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The default-domain opset of the step graph.
+    pub fn opset(&self) -> i64 {
+        self.model.opset()
+    }
+}
+
+fn dims_of(v: &pb::ValueInfoProto) -> Vec<Option<i64>> {
+    use pb::tensor_shape_proto::dimension::Value;
+    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| s.dim.iter().map(|d| match d.value { Some(Value::DimValue(k)) => Some(k), _ => None }).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Lowest and highest model opsets the rewrite reads.
+pub const OPSETS: (i64, i64) = (13, 23);
+
+/// Builds the training-step graph of a model.
+pub fn rewrite(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
+    build(model, opts).map_err(|e| match e {
+        e @ (RewriteError::Onnx(_) | RewriteError::Ir(_) | RewriteError::Plan(_) | RewriteError::In { .. }) => e,
+        e => RewriteError::In { path: model.path.display().to_string(), inner: Box::new(e) },
+    })
+}
+
+fn model_err(detail: impl Into<String>) -> RewriteError {
+    RewriteError::Model { detail: detail.into() }
+}
+
+fn value_info(name: &str, elem: i32, dims: Option<&[i64]>) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let shape = dims.map(|d| pb::TensorShapeProto {
+        dim: d.iter().map(|&v| Dimension { value: Some(Value::DimValue(v)), denotation: String::new() }).collect(),
+    });
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: elem, shape })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
+    let g0 = ir::from_model(model)?;
+    if !(OPSETS.0..=OPSETS.1).contains(&g0.opset) {
+        return Err(model_err(format!(
+            "opset {} is not supported by the rewrite (it reads opsets {} to {}; re-export the model)",
+            g0.opset, OPSETS.0, OPSETS.1
+        )));
+    }
+    let out0 = *g0.outputs.first().ok_or_else(|| model_err("the model has no outputs"))?;
+    let (float, dtype) = match g0.values[out0].dtype {
+        Some(DType::F32) => (FLOAT, DType::F32),
+        Some(DType::F64) => (DOUBLE, DType::F64),
+        other => {
+            return Err(model_err(format!(
+                "the first output '{}' is {}; the rewrite trains float32 and float64 models",
+                g0.values[out0].name,
+                other.map(|d| d.name()).unwrap_or_else(|| "of unknown type".into())
+            )))
+        }
+    };
+    let analysis = crate::analysis::analyze(&g0);
+    let specs = match &opts.plan {
+        Some(p) => crate::runtime::bench::specs_from_plan(&analysis, p)?,
+        None => crate::runtime::bench::specs_from_analysis(&analysis),
+    };
+    for s in &specs {
+        let v = g0.value_by_name(&s.name).ok_or_else(|| model_err(format!("parameter '{}' is not in the model", s.name)))?;
+        if g0.values[v].dtype != Some(dtype) {
+            return Err(model_err(format!(
+                "parameter '{}' is {} but the model computes in {}; mixed precision is not supported",
+                s.name,
+                g0.values[v].dtype.map(|d| d.name()).unwrap_or_default(),
+                dtype.name()
+            )));
+        }
+    }
+    let state_names: &[&str] = if opts.algorithm.is_adam_family() { &["exp_avg", "exp_avg_sq"] } else { &["momentum"] };
+
+    // Names the contract reserves must be free.
+    let taken: HashSet<&str> = g0.values.iter().map(|v| v.name.as_str()).collect();
+    let mut reserved: Vec<String> = ["loss", "labels", "step", "lr"].iter().map(|s| s.to_string()).collect();
+    for s in &specs {
+        reserved.push(format!("{}.new", s.name));
+        reserved.push(format!("{}.grad", s.name));
+        for st in state_names {
+            reserved.push(format!("{}.{st}", s.name));
+            reserved.push(format!("{}.{st}.new", s.name));
+        }
+    }
+    if let Some(r) = reserved.iter().find(|r| taken.contains(r.as_str())) {
+        return Err(model_err(format!("the model already has a value named '{r}', which the step graph's I/O contract reserves")));
+    }
+    let prefix = (0..)
+        .map(|k| if k == 0 { "adamp_graph/".to_string() } else { format!("adamp_graph{k}/") })
+        .find(|p| !g0.values.iter().any(|v| v.name.starts_with(p.as_str())))
+        .unwrap_or_default();
+
+    let opset = g0.opset.max(17);
+    let mut em = Emitter::new(prefix, opset, float);
+    let empty = pb::GraphProto::default();
+    let src = model.proto.graph.as_ref().unwrap_or(&empty);
+    let buffers = lower::forward(&g0, &src.node, &mut em)?;
+    for (b, _) in &buffers {
+        if taken.contains(format!("{b}.new").as_str()) {
+            return Err(model_err(format!("the model already has a value named '{b}.new'")));
+        }
+    }
+    let (loss_t, labels) = lower::loss(&g0, out0, opts.loss, &mut em)?;
+
+    // The forward graph with the loss as its output, for differentiation.
+    let init_names: HashSet<&str> = src.initializer.iter().map(|t| t.name.as_str()).collect();
+    let model_inputs: Vec<pb::ValueInfoProto> = src.input.iter().filter(|i| !init_names.contains(i.name.as_str())).cloned().collect();
+    let mut opset_import = model.proto.opset_import.clone();
+    match opset_import.iter_mut().find(|o| o.domain.is_empty() || o.domain == "ai.onnx") {
+        Some(o) => o.version = opset,
+        None => opset_import.push(pb::OperatorSetIdProto { domain: String::new(), version: opset }),
+    }
+    let forward = pb::GraphProto {
+        name: src.name.clone(),
+        node: std::mem::take(&mut em.nodes),
+        initializer: src.initializer.clone(),
+        input: model_inputs.iter().cloned().chain(std::iter::once(labels.clone())).collect(),
+        output: vec![value_info(&loss_t, float, Some(&[]))],
+        value_info: src.value_info.clone(),
+        ..Default::default()
+    };
+    let mut proto = pb::ModelProto {
+        ir_version: model.proto.ir_version.max(8),
+        opset_import,
+        producer_name: "adamp-graph".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(forward),
+        ..Default::default()
+    };
+    let lowered = LoadedModel { path: model.path.clone(), proto };
+    let g1 = ir::from_model(&lowered)?;
+    proto = lowered.proto;
+    let loss_id = g1.value_by_name(&loss_t).ok_or_else(|| model_err("internal: the loss value is missing"))?;
+    let param_ids: Vec<usize> = specs.iter().filter_map(|s| g1.value_by_name(&s.name)).collect();
+    if param_ids.len() != specs.len() {
+        return Err(model_err("internal: a parameter vanished in lowering"));
+    }
+    let grads = grad::backward(&g1, &mut em, loss_id, &param_ids)?;
+
+    // The update, and the outputs.
+    let mut outputs = vec![value_info("loss", FLOAT, Some(&[]))];
+    let mut inputs = model_inputs;
+    inputs.push(labels);
+    inputs.push(value_info("step", INT64, Some(&[])));
+    inputs.push(value_info("lr", FLOAT, Some(&[])));
+    let mut initializers = src.initializer.clone();
+    initializers.push(tensor_f("lr", FLOAT, &[], &[opts.hyper.lr]));
+    let bind = |em: &mut Emitter, from: &str, to: &str| em.node("Identity", &[from], &[to.to_string()], vec![]);
+    if float == FLOAT {
+        bind(&mut em, &loss_t, "loss");
+    } else {
+        em.node("Cast", &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
+    }
+    let shared = update::shared(&mut em);
+    let mut state_inputs = Vec::new();
+    let mut state_outputs = Vec::new();
+    let mut grad_outputs = Vec::new();
+    for (spec, grad) in specs.iter().zip(&grads) {
+        let dims: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
+        let numel: u64 = spec.shape.iter().map(|&d| d as u64).product();
+        let state: Vec<String> = state_names.iter().map(|s| format!("{}.{s}", spec.name)).collect();
+        for s in &state {
+            state_inputs.push(value_info(s, float, Some(&dims)));
+            initializers.push(zeros(s, float, &dims, numel)?);
+        }
+        inputs.push(value_info(&spec.name, float, Some(&dims)));
+        outputs.push(value_info(&format!("{}.new", spec.name), float, Some(&dims)));
+        match grad {
+            Some(gr) if numel > 0 => {
+                let slot = update::Slot { param: &spec.name, grad: gr, state: &state, dims: &dims };
+                let (p, st) = update::emit(&mut em, &shared, opts.algorithm, opts.detect, &opts.hyper, spec, &slot);
+                bind(&mut em, &p, &format!("{}.new", spec.name));
+                for (s, new) in state.iter().zip(st) {
+                    bind(&mut em, &new, &format!("{s}.new"));
+                }
+            }
+            _ => {
+                // The loss does not depend on it: the reference skips it (no decay either).
+                bind(&mut em, &spec.name, &format!("{}.new", spec.name));
+                for s in &state {
+                    bind(&mut em, s, &format!("{s}.new"));
+                }
+            }
+        }
+        for s in &state {
+            state_outputs.push(value_info(&format!("{s}.new"), float, Some(&dims)));
+        }
+        if opts.gradients {
+            let out = format!("{}.grad", spec.name);
+            match grad {
+                Some(gr) => bind(&mut em, gr, &out),
+                None => {
+                    let z = em.zeros_like(&spec.name);
+                    bind(&mut em, &z, &out);
+                }
+            }
+            grad_outputs.push(value_info(&out, float, Some(&dims)));
+        }
+    }
+    inputs.extend(state_inputs);
+    outputs.extend(state_outputs);
+    let mut buffer_names = Vec::new();
+    for (b, new) in &buffers {
+        let t = src.initializer.iter().find(|t| &t.name == b).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
+        inputs.push(value_info(b, t.data_type, Some(&t.dims)));
+        outputs.push(value_info(&format!("{b}.new"), t.data_type, Some(&t.dims)));
+        bind(&mut em, new, &format!("{b}.new"));
+        buffer_names.push(b.clone());
+    }
+    outputs.extend(grad_outputs);
+
+    let mut graph = proto.graph.take().unwrap_or_default();
+    graph.node.append(&mut em.nodes);
+    graph.input = inputs;
+    graph.output = outputs;
+    graph.initializer = initializers;
+    prune(&mut graph);
+    proto.graph = Some(graph);
+    Ok(Rewritten {
+        model: LoadedModel { path: model.path.clone(), proto },
+        params: specs.iter().map(|s| s.name.clone()).collect(),
+        state: specs.iter().flat_map(|s| state_names.iter().map(move |st| format!("{}.{st}", s.name))).collect(),
+        buffers: buffer_names,
+    })
+}
+
+/// A zero initializer (bounded: it is materialized in the file).
+fn zeros(name: &str, elem: i32, dims: &[i64], numel: u64) -> Result<pb::TensorProto, RewriteError> {
+    let bytes = numel.checked_mul(if elem == DOUBLE { 8 } else { 4 }).filter(|&b| b < (1u64 << 31));
+    let bytes = bytes.ok_or_else(|| model_err(format!("state '{name}' would need more than 2 GiB")))?;
+    Ok(pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem, raw_data: vec![0u8; bytes as usize].into(), ..Default::default() })
+}
+
+/// Removes nodes whose outputs nothing reads, and declarations of values that
+/// no longer exist.
+fn prune(graph: &mut pb::GraphProto) {
+    let mut needed: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let mut keep = vec![false; graph.node.len()];
+    for (i, n) in graph.node.iter().enumerate().rev() {
+        if n.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+            let mut outer = HashSet::new();
+            for a in &n.attribute {
+                for sub in a.g.iter().chain(a.graphs.iter()) {
+                    ir::outer_reads(sub, &mut HashSet::new(), &mut outer);
+                }
+            }
+            needed.extend(outer);
+        }
+    }
+    let mut k = keep.into_iter();
+    graph.node.retain(|_| k.next().unwrap_or(false));
+    let produced: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    let vi: Vec<pb::ValueInfoProto> = graph.value_info.iter().filter(|v| produced.contains(v.name.as_str())).cloned().collect();
+    graph.value_info = vi;
+    let inputs: HashSet<String> = graph.input.iter().map(|i| i.name.clone()).collect();
+    graph.initializer.retain(|t| needed.contains(&t.name) || inputs.contains(&t.name));
+}
