@@ -27,6 +27,25 @@ if ! have_vulkan_icd || ! have_vulkan_loader; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
+# The training-graph tests (tests/rewrite_ort.rs) run the step graph in
+# onnxruntime: a venv with numpy, onnx and onnxruntime, unless
+# $ADAMP_GRAPH_PYTHON already names a Python that has them.
+if [ -z "${ADAMP_GRAPH_PYTHON:-}" ]; then
+    PYENV="target/test-python"
+    if ! "$PYENV/bin/python" -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
+        echo "test.sh: installing numpy, onnx and onnxruntime into $PYENV"
+        if ! python3 -m venv "$PYENV" >/dev/null 2>&1; then
+            SUDO=""
+            [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+            $SUDO apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+            rm -rf "$PYENV"
+            python3 -m venv "$PYENV"
+        fi
+        "$PYENV/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
+    fi
+    export ADAMP_GRAPH_PYTHON="$PWD/$PYENV/bin/python"
+fi
 # The Vulkan loader complains without it; harmless, but noisy.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --locked --all-targets

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Runs a step graph written by `adamp-graph rewrite` in onnxruntime for the
+Rust tests (tests/rewrite_ort.rs), and prints one JSON object of raw numbers;
+the Rust side applies the tolerances.
+
+  rewrite_check.py check STEP.onnx
+      onnx.checker with full_check; prints {"ok": true}.
+  rewrite_check.py grads CASE.json STEP.onnx
+      The check above, then one run with the case's batch: the loss and every `<p>.grad` against the
+      recorded PyTorch values, and central finite differences of the loss for a
+      few elements of every parameter.
+  rewrite_check.py train CASE.json STEP.onnx
+      The check above, then K steps, feeding each `<name>.new` back as `<name>`; per step the loss and
+      the parameters against the recorded PyTorch run.
+
+Needs numpy, onnx and onnxruntime (scripts/test.sh installs them in a venv).
+"""
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+
+def load_arr(d):
+    return np.asarray(d["data"], dtype=d["dtype"]).reshape(d["shape"])
+
+
+def session(path):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def initializers(path):
+    m = onnx.load(path)
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, m
+
+
+def check(step_path):
+    onnx.checker.check_model(onnx.load(step_path), full_check=True)
+    return {"ok": True}
+
+
+def grads(case_path, step_path):
+    check(step_path)
+    case = json.load(open(case_path))
+    s = session(step_path)
+    inits, m = initializers(step_path)
+    out_names = [o.name for o in s.get_outputs()]
+    params = [o[:-5] for o in out_names if o.endswith(".grad")]
+    feeds = {k: load_arr(v) for k, v in case["inputs"].items()}
+    feeds["labels"] = load_arr(case["labels"])
+    feeds["step"] = np.array(1, dtype=np.int64)
+    for p in params:
+        feeds[p] = inits[p]
+    res = dict(zip(out_names, s.run(None, feeds)))
+    report = {"loss": float(res["loss"]), "torch_loss": case["torch_loss"], "params": {}}
+    f64 = case["dtype"] == "float64"
+
+    # The `loss` output is float32 by contract; differences of a float64
+    # model's loss read the value before that cast.
+    fd_session, fd_output = s, "loss"
+    if f64:
+        src = next(n for n in m.graph.node if "loss" in n.output)
+        fd_output = src.input[0]
+        m.graph.output.append(onnx.helper.make_tensor_value_info(fd_output, onnx.TensorProto.DOUBLE, []))
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        fd_session = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def loss_at(p, flat_index, delta):
+        f = dict(feeds)
+        v = inits[p].copy().reshape(-1)
+        v[flat_index] += delta
+        f[p] = v.reshape(inits[p].shape)
+        return float(fd_session.run([fd_output], f)[0])
+
+    rng = np.random.default_rng(0)
+    for p in params:
+        g = res[p + ".grad"]
+        ref = load_arr(case["grads"][p])
+        entry = {
+            "max_abs_err": float(np.max(np.abs(g - ref))) if g.size else 0.0,
+            "max_abs_ref": float(np.max(np.abs(ref))) if ref.size else 0.0,
+            "fd": [],
+        }
+        n = g.size
+        for i in rng.choice(n, size=min(n, 5), replace=False):
+            x = float(inits[p].reshape(-1)[i])
+            h = (1e-6 if f64 else 1e-3) * max(1.0, abs(x))
+            fd = (loss_at(p, i, h) - loss_at(p, i, -h)) / (2 * h)
+            entry["fd"].append([float(g.reshape(-1)[i]), fd])
+        report["params"][p] = entry
+    return report
+
+
+def train(case_path, step_path):
+    check(step_path)
+    case = json.load(open(case_path))
+    s = session(step_path)
+    inits, m = initializers(step_path)
+    in_names = [i.name for i in s.get_inputs()]
+    out_names = [o.name for o in s.get_outputs()]
+    carried = [o[:-4] for o in out_names if o.endswith(".new")]
+    state = {k: inits[k] for k in carried}
+    model_input = [n for n in in_names if n not in inits and n not in ("labels", "step", "lr")]
+    report = {"steps": []}
+    for t, st in enumerate(case["steps"]):
+        feeds = dict(state)
+        feeds[model_input[0]] = load_arr(st["x"])
+        feeds["labels"] = load_arr(st["labels"])
+        feeds["step"] = np.array(t + 1, dtype=np.int64)
+        res = dict(zip(out_names, s.run(None, feeds)))
+        state = {k: res[k + ".new"] for k in carried}
+        entry = {"loss": float(res["loss"]), "torch_loss": st["loss"], "params": {}, "buffers": {}}
+        for k, v in st["params"].items():
+            ref = load_arr(v)
+            entry["params"][k] = [float(np.max(np.abs(state[k] - ref))), float(np.max(np.abs(ref)))]
+        for k, v in st.get("buffers", {}).items():
+            ref = load_arr(v)
+            entry["buffers"][k] = [float(np.max(np.abs(state[k] - ref))), float(np.max(np.abs(ref)))]
+        report["steps"].append(entry)
+    return report
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "check":
+        out = check(sys.argv[2])
+    elif mode == "grads":
+        out = grads(sys.argv[2], sys.argv[3])
+    else:
+        out = train(sys.argv[2], sys.argv[3])
+    print(json.dumps(out))

@@ -1,0 +1,222 @@
+//! The training-step graph, executed by a peer runtime (onnxruntime, through
+//! tests/py/rewrite_check.py) and checked against PyTorch.
+//!
+//! - `op_gradients`: every case in fixtures/rewrite/ops (any `*.json` dropped
+//!   there is picked up): the step graph passes `onnx.checker` with full check,
+//!   its loss and `<p>.grad` outputs match the PyTorch autograd values the
+//!   generator recorded, and central finite differences of its loss.
+//! - `training_matches_reference`: every case in fixtures/rewrite/train: K steps
+//!   in onnxruntime, feeding `<name>.new` back, against K steps of the official
+//!   adamp 0.3.0 / torch.optim: the losses and the parameters after each step.
+//!
+//! Python with numpy, onnx and onnxruntime is required: `$ADAMP_GRAPH_PYTHON`,
+//! else `python3` (scripts/test.sh makes a venv with them). A missing module
+//! fails the tests; they never skip.
+//!
+//! Tolerances (stated once here):
+//! - PyTorch gradients: relative to the parameter's largest gradient (floored
+//!   at 1e-3 of the case's largest, so a gradient that is zero in exact math,
+//!   like a bias before BatchNorm, compares on the case's scale): 1e-6 for
+//!   float64 cases (ONNX stores epsilons as float32 attributes, torch uses
+//!   float64: a 1e-9 relative difference), 1e-4 for float32.
+//! - Finite differences: float64, h = 1e-6·max(1, |x|): every sample within
+//!   1e-6 of the case's gradient scale plus 1e-5 relative. float32,
+//!   h = 1e-3·max(1, |x|): the loss rounds to ~1e-7, so a difference carries
+//!   ~1e-4 of noise; 90% of the samples within 3e-4 + 2%, since a step of h
+//!   can cross a ReLU or max-pool kink (the autograd comparison covers them).
+//! - Training (float32): loss within 1e-5 relative per step; parameters within
+//!   1e-6 + 1e-5·max|p| of the reference after each step.
+use adamp_graph::rewrite::{self, Loss, Options};
+use adamp_graph::runtime::{Algorithm, Detect, Hyper};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> String {
+    std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs the checker script; panics with its stderr on failure.
+fn run_py(args: &[&str]) -> Value {
+    let script = root().join("tests/py/rewrite_check.py");
+    let out = Command::new(python()).arg(&script).args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run {} ({e}); set ADAMP_GRAPH_PYTHON to a Python with numpy, onnx and onnxruntime (scripts/test.sh makes one)", python())
+    });
+    assert!(
+        out.status.success(),
+        "{} {}: {}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)",
+        python(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("checker output is JSON")
+}
+
+fn cases(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no cases in {dir}");
+    v
+}
+
+fn loss_of(case: &Value) -> Loss {
+    match case["loss"].as_str() {
+        Some("cross-entropy") => Loss::CrossEntropy,
+        Some("mse") => Loss::Mse,
+        other => panic!("unknown loss {other:?}"),
+    }
+}
+
+fn write_step(model: &Path, opts: &Options, dir: &Path, name: &str) -> PathBuf {
+    let loaded = adamp_graph::onnx::load_model(model).expect("model loads");
+    let step = rewrite::rewrite(&loaded, opts).unwrap_or_else(|e| panic!("{name}: rewrite failed: {e}"));
+    let path = dir.join(format!("{name}.step.onnx"));
+    step.save(&path).expect("save");
+    path
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().expect("number")
+}
+
+#[test]
+fn op_gradients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case_path in cases("fixtures/rewrite/ops") {
+        let case: Value = serde_json::from_slice(&std::fs::read(&case_path).expect("read")).expect("json");
+        let name = case["name"].as_str().expect("name").to_string();
+        let model = case_path.with_extension("onnx");
+        let opts = Options {
+            loss: loss_of(&case),
+            algorithm: Algorithm::Adamp,
+            detect: Detect::Auto,
+            hyper: Hyper::defaults(Algorithm::Adamp),
+            plan: None,
+            gradients: true,
+        };
+        let step = write_step(&model, &opts, dir.path(), &name);
+        let r = run_py(&["grads", case_path.to_str().expect("utf8"), step.to_str().expect("utf8")]);
+        let f64_case = case["dtype"] == "float64";
+        let (loss, tl) = (f(&r["loss"]), f(&r["torch_loss"]));
+        if (loss - tl).abs() > 1e-5 * tl.abs().max(1.0) {
+            failures.push(format!("{name}: loss {loss} vs torch {tl}"));
+        }
+        let params = r["params"].as_object().expect("params");
+        assert!(!params.is_empty(), "{name}: no gradients");
+        let scale = params.values().map(|e| f(&e["max_abs_ref"])).fold(0.0, f64::max);
+        let rtol = if f64_case { 1e-6 } else { 1e-4 };
+        let (mut fd_total, mut fd_ok) = (0, 0);
+        for (p, e) in params {
+            let err = f(&e["max_abs_err"]);
+            let bound = rtol * f(&e["max_abs_ref"]).max(1e-3 * scale);
+            if err > bound {
+                failures.push(format!("{name}: {p}: gradient off by {err:.3e} from PyTorch's (bound {bound:.3e})"));
+            }
+            for pair in e["fd"].as_array().expect("fd") {
+                let (a, b) = (f(&pair[0]), f(&pair[1]));
+                fd_total += 1;
+                let ok = if f64_case { (a - b).abs() <= 1e-6 * scale + 1e-5 * b.abs() } else { (a - b).abs() <= 3e-4 + 2e-2 * b.abs() };
+                if ok {
+                    fd_ok += 1;
+                } else if f64_case {
+                    failures.push(format!("{name}: {p}: gradient {a} vs finite difference {b}"));
+                }
+            }
+        }
+        if !f64_case && (fd_ok as f64) < 0.9 * fd_total as f64 {
+            failures.push(format!("{name}: only {fd_ok}/{fd_total} finite differences agree"));
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{} of the gradient checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= 20, "only {checked} op cases");
+}
+
+fn hyper_of(case: &Value, algo: Algorithm) -> Hyper {
+    let mut hp = Hyper::defaults(algo);
+    let h = &case["hyperparameters"];
+    let get = |k: &str| h.get(k).and_then(Value::as_f64);
+    hp.lr = get("lr").expect("lr");
+    if let Some(v) = get("weight_decay") {
+        hp.weight_decay = v;
+    }
+    if let Some(v) = get("momentum") {
+        hp.momentum = v;
+    }
+    if let Some(v) = get("dampening") {
+        hp.dampening = v;
+    }
+    if let Some(v) = get("delta") {
+        hp.delta = v;
+    }
+    if let Some(v) = get("wd_ratio") {
+        hp.wd_ratio = v;
+    }
+    if let Some(b) = h.get("betas").and_then(Value::as_array) {
+        hp.beta1 = f(&b[0]);
+        hp.beta2 = f(&b[1]);
+    }
+    hp.nesterov = h.get("nesterov").and_then(Value::as_bool).unwrap_or(false);
+    hp
+}
+
+#[test]
+fn training_matches_reference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    let mut detects = std::collections::BTreeSet::new();
+    let mut algos = std::collections::BTreeSet::new();
+    for case_path in cases("fixtures/rewrite/train") {
+        let case: Value = serde_json::from_slice(&std::fs::read(&case_path).expect("read")).expect("json");
+        let name = case["name"].as_str().expect("name").to_string();
+        let algo = match case["optimizer"].as_str().expect("optimizer") {
+            "adamp" => Algorithm::Adamp,
+            "sgdp" => Algorithm::Sgdp,
+            "adam" => Algorithm::Adam,
+            "adamw" => Algorithm::Adamw,
+            "sgd" => Algorithm::Sgd,
+            o => panic!("{name}: unknown optimizer {o}"),
+        };
+        let detect = match case["detect"].as_str().expect("detect") {
+            "runtime" => Detect::Runtime,
+            "static" => Detect::Static,
+            "auto" => Detect::Auto,
+            d => panic!("{name}: unknown detect {d}"),
+        };
+        detects.insert(format!("{detect:?}"));
+        algos.insert(algo.name());
+        let opts = Options { loss: loss_of(&case), algorithm: algo, detect, hyper: hyper_of(&case, algo), plan: None, gradients: false };
+        let model = case_path.with_file_name(case["model"].as_str().expect("model"));
+        let step = write_step(&model, &opts, dir.path(), &name);
+        let r = run_py(&["train", case_path.to_str().expect("utf8"), step.to_str().expect("utf8")]);
+        let steps = r["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), case["steps"].as_array().expect("steps").len());
+        for (t, s) in steps.iter().enumerate() {
+            let (l, tl) = (f(&s["loss"]), f(&s["torch_loss"]));
+            if (l - tl).abs() > 1e-5 * tl.abs().max(1.0) {
+                failures.push(format!("{name} step {}: loss {l} vs {tl}", t + 1));
+            }
+            for (kind, map) in [("param", &s["params"]), ("buffer", &s["buffers"])] {
+                for (p, e) in map.as_object().expect("map") {
+                    let (err, max) = (f(&e[0]), f(&e[1]));
+                    if err > 1e-6 + 1e-5 * max {
+                        failures.push(format!("{name} step {}: {kind} {p} off by {err:.3e} (max |value| {max:.3})", t + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(detects.len(), 3, "every detection mode is covered: {detects:?}");
+    assert_eq!(algos.len(), 5, "every optimizer is covered: {algos:?}");
+}
