@@ -92,8 +92,8 @@ def op_cases():
     rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
     cases = []
 
-    def add(name, model, x, loss="mse", dtype=torch.float64, note=""):
-        cases.append((name, model, x, loss, dtype, note))
+    def add(name, model, x, loss="mse", dtype=torch.float64, opset=17):
+        cases.append((name, model, x, loss, dtype, opset))
 
     add("gemm_relu", nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), rn(4, 5))
     add("gemm_trans_beta", Lambda(lambda s, x: torch.addmm(s.c, x, s.w.t(), beta=0.5, alpha=2.0), w=rn(3, 5), c=rn(3)), rn(4, 5))
@@ -127,6 +127,10 @@ def op_cases():
         F.pad((x @ s.w).reshape(4, 6), (1, 2), value=0.5)[:, 2:8],
         F.pad((x @ s.w).reshape(1, 4, 6), (2, 1), mode="reflect").reshape(4, 9)[:, 1:7]], 0), w=rn(3, 6)), rn(4, 3))
     add("reductions", Lambda(lambda s, x: torch.stack([(x * s.a).mean(dim=(1, 2)), (x * s.b).sum(dim=1).mean(1), torch.linalg.vector_norm(x * s.c, dim=2).sum(1), (x * s.a).pow(3).sum((1, 2)), torch.sqrt((x * s.b) ** 2 + 1).mean((1, 2))], 1), a=rn(3, 4), b=rn(3, 4), c=rn(3, 4)), rn(2, 3, 4))
+    add("conv_transpose", nn.Sequential(nn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2), nn.ReLU(),
+                                        nn.ConvTranspose2d(4, 3, (2, 3), dilation=(2, 1)), nn.Flatten(), nn.Linear(3 * 12 * 10, 3)), rn(2, 2, 5, 4), "mse", torch.float32)
+    add("gather_axes", Lambda(lambda s, x: torch.cat([(x @ s.w)[:, 0], (x @ s.w)[:, -1], torch.index_select(x @ s.w, 2, torch.tensor([2, 0, 2]))[:, 1], (x @ s.w).transpose(0, 1)[1]], 1), w=rn(4, 5)), rn(3, 2, 4))
+    add("opset11_layout", Lambda(lambda s, x: torch.cat([t.squeeze(1) for t in (x @ s.w).unsqueeze(1).chunk(2, dim=2)], 1).sum(1, keepdim=True) * F.softmax(x @ s.w, dim=1)[:, :1], w=rn(4, 6)), rn(3, 4), "mse", torch.float64, 11)
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 
@@ -164,6 +168,9 @@ def helper_cases():
          {"w": rn(4, 5)}, rn(3, 4), lambda p, x: F.gelu(x @ p["w"]) + F.gelu(x @ p["w"], approximate="tanh"), torch.float32)
     case("native_layer_norm_axis1", 17, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("LayerNormalization", ["h", "s", "b"], ["y"], axis=1, epsilon=1e-5)],
          {"w": rn(4, 5), "s": rn(3, 5), "b": rn(3, 5)}, rn(2, 3, 4), lambda p, x: F.layer_norm(x @ p["w"], (3, 5), p["s"], p["b"], 1e-5), torch.float64)
+    # Opset 11 Softmax normalizes the input flattened to 2-D at its axis.
+    case("native_softmax_op11", 11, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Softmax", ["h"], ["y"], axis=1)],
+         {"w": rn(4, 5)}, rn(2, 3, 4), lambda p, x: F.softmax((x @ p["w"]).reshape(x.shape[0], -1), dim=1).reshape(x.shape[0], 3, 5), torch.float64)
     # Einsum hides the shape from static inference: broadcasting gradients
     # must then find their reduction axes from the runtime shapes.
     case("dynamic_broadcast", 17, [helper.make_node("Einsum", ["x"], ["h"], equation="ij->ij"), helper.make_node("Mul", ["h", "w"], ["m"]),
@@ -192,14 +199,15 @@ def record_op(name, onnx_path, params, x, labels, loss_kind, loss, dtype, extra=
 def gen_ops():
     d = os.path.join(OUT, "ops")
     os.makedirs(d, exist_ok=True)
+    torch.manual_seed(0)  # module initializations
     gen = torch.Generator().manual_seed(7)
-    for name, model, x, loss_kind, dtype, _ in op_cases():
+    for name, model, x, loss_kind, dtype, opset in op_cases():
         if model is None:
             continue
         model = model.to(dtype)
         x = x.to(dtype)
         path = os.path.join(d, name + ".onnx")
-        proto = export(model, (x,), path)
+        proto = export(model, (x,), path, opset=opset)
         inits = {i.name for i in proto.graph.initializer}
         params = {k: p for k, p in model.named_parameters()}
         missing = [k for k in params if k not in inits]
@@ -233,7 +241,7 @@ def gen_ops():
         graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", ty, ["N"] + list(x.shape[1:]))],
                                   [helper.make_tensor_value_info("y", ty, ["N"] + y_shape[1:])], inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        m.ir_version = 11 if opset >= 23 else (10 if opset >= 21 else 8)
+        m.ir_version = 11 if opset >= 23 else (10 if opset >= 21 else (8 if opset >= 17 else 6))
         try:
             onnx.checker.check_model(m, full_check=True)
         except onnx.checker.ValidationError as e:

@@ -215,7 +215,7 @@ fn if_with_a_shape_decided_condition_is_inlined() {
 fn old_opsets_and_bad_outputs_are_refused() {
     let mut b = cnn();
     b = {
-        let mut c = GraphBuilder::new("old", 11);
+        let mut c = GraphBuilder::new("old", 10);
         c.input("x", &[-1, 4]);
         init(&mut c, "w", &[4, 4]);
         c.node("MatMul", &["x", "w"], &["y"], &[]);
@@ -223,8 +223,8 @@ fn old_opsets_and_bad_outputs_are_refused() {
         let _ = &mut b;
         c
     };
-    let err = run(&b, &opts(Algorithm::Adamp, Loss::Mse)).expect_err("opset 11").to_string();
-    assert!(err.contains("opset 11") && err.contains("13 to 23"), "{err}");
+    let err = run(&b, &opts(Algorithm::Adamp, Loss::Mse)).expect_err("opset 10").to_string();
+    assert!(err.contains("opset 10") && err.contains("11 to 23"), "{err}");
 
     // Cross-entropy needs [N, C] logits.
     let mut c = GraphBuilder::new("t", 17);

@@ -8,6 +8,9 @@
 //! - `training_matches_reference`: every case in fixtures/rewrite/train: K steps
 //!   in onnxruntime, feeding `<name>.new` back, against K steps of the official
 //!   adamp 0.3.0 / torch.optim: the losses and the parameters after each step.
+//! - `zoo_models_train_in_onnxruntime`: every zoo model rewrites, passes the
+//!   checker and trains two steps (batch 2, then 3 where it is symbolic) with
+//!   every output finite.
 //!
 //! Python with numpy, onnx and onnxruntime is required: `$ADAMP_GRAPH_PYTHON`,
 //! else `python3` (scripts/test.sh makes a venv with them). A missing module
@@ -53,7 +56,7 @@ fn run_py(args: &[&str]) -> Value {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("checker output is JSON")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("checker output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn cases(dir: &str) -> Vec<PathBuf> {
@@ -219,4 +222,58 @@ fn training_matches_reference() {
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(detects.len(), 3, "every detection mode is covered: {detects:?}");
     assert_eq!(algos.len(), 5, "every optimizer is covered: {algos:?}");
+}
+
+/// Every zoo model (fixtures/zoo: TorchScript, dynamo, onnxscript and
+/// onnx.helper exports, opsets 11 to 23) rewrites, passes the full checker,
+/// and trains two steps in onnxruntime with every output finite.
+#[test]
+fn zoo_models_train_in_onnxruntime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures/zoo"))
+        .expect("zoo")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".onnx") || p.to_string_lossy().ends_with(".onnx.gz"))
+        .collect();
+    models.sort();
+    assert!(models.len() >= 30, "zoo has {} models", models.len());
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(path) = models.get(i) else { break };
+                let name = path.file_name().expect("name").to_string_lossy().replace(".onnx.gz", "").replace(".onnx", "");
+                // onnxruntime reads plain files: inflate through our own loader.
+                let loaded = adamp_graph::onnx::load_model(path).expect("zoo model loads");
+                let plain = dir.path().join(format!("{name}.onnx"));
+                loaded.save(&plain).expect("save");
+                let opts = Options {
+                    loss: Loss::Mse,
+                    algorithm: Algorithm::Adamp,
+                    detect: Detect::Auto,
+                    hyper: Hyper::defaults(Algorithm::Adamp),
+                    plan: None,
+                    gradients: false,
+                };
+                let step = match rewrite::rewrite(&loaded, &opts) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failures.lock().expect("lock").push(format!("{name}: {e}"));
+                        continue;
+                    }
+                };
+                let step_path = dir.path().join(format!("{name}.step.onnx"));
+                step.save(&step_path).expect("save");
+                let r = run_py(&["smoke", plain.to_str().expect("utf8"), step_path.to_str().expect("utf8")]);
+                let losses: Vec<Option<f64>> = r["losses"].as_array().expect("losses").iter().map(Value::as_f64).collect();
+                if !r["nonfinite"].as_array().expect("list").is_empty() || losses.len() != 2 || !losses.iter().all(|l| l.is_some_and(f64::is_finite)) {
+                    failures.lock().expect("lock").push(format!("{name}: {r}"));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

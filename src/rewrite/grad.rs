@@ -31,7 +31,7 @@ use Rule::{Expand as E, Grad as G, Zero as Z};
 
 /// Every supported op, by family.
 const RULES: &[(&str, &[(&str, Rule)])] = &[
-    ("linear algebra", &[("Conv", G(conv)), ("Gemm", G(gemm)), ("MatMul", G(matmul))]),
+    ("linear algebra", &[("Conv", G(conv)), ("ConvTranspose", G(conv_transpose)), ("Gemm", G(gemm)), ("MatMul", G(matmul))]),
     (
         "normalization",
         &[
@@ -446,44 +446,108 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
     }
     if need[1] {
-        // dW[m, c, k] = Σ_n Σ_o dy[n, m, o] · x_pad[n, c, o·s + k·d]: a grouped
-        // convolution with the batch as channels and stride and dilation swapped.
-        let (m, cg) = (w_dims[0], w_dims[1]);
-        let mg = m / group;
-        let perm_rest: Vec<i64> = (3..r as i64 + 1).collect();
-        let xs: Vec<i64> = [0, group, cg].into_iter().chain(x_sp.iter().copied()).collect();
-        let xs = ad.em.ints(&xs);
-        let xr = ad.em.reshape(&x, &xs);
-        let perm: Vec<i64> = [2, 1, 0].into_iter().chain(perm_rest.iter().copied()).collect();
-        let xt = ad.em.op("Transpose", &[&xr], vec![a_ints("perm", &perm)]);
-        let xs2: Vec<i64> = [cg, -1].into_iter().chain(x_sp.iter().copied()).collect();
-        let xs2 = ad.em.ints(&xs2);
-        let xin = ad.em.reshape(&xt, &xs2);
-        let y_sp: Vec<i64> = {
-            let mut v = Vec::new();
-            for i in 0..sp {
-                let padded = x_sp[i] + pads[i] + pads[sp + i];
-                v.push((padded - (k[i] - 1) * dil[i] - 1) / strides[i] + 1);
-            }
-            v
-        };
-        let ys: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
-        let ys = ad.em.ints(&ys);
-        let yr = ad.em.reshape(&dy, &ys);
-        let perm: Vec<i64> = [1, 2, 0].into_iter().chain(perm_rest.iter().copied()).collect();
-        let yt = ad.em.op("Transpose", &[&yr], vec![a_ints("perm", &perm)]);
-        let ys2: Vec<i64> = [m, -1].into_iter().chain(y_sp.iter().copied()).collect();
-        let ys2 = ad.em.ints(&ys2);
-        let win = ad.em.reshape(&yt, &ys2);
-        let attrs = vec![a_ints("strides", &dil), a_ints("dilations", &strides), a_ints("pads", &pads), a_int("group", group)];
-        let full = ad.em.op("Conv", &[&xin, &win], attrs);
-        let starts = ad.em.ints(&vec![0; sp]);
-        let ends = ad.em.ints(k);
-        let axes: Vec<i64> = (2..r as i64).collect();
-        let axes = ad.em.ints(&axes);
-        let cut = ad.em.op("Slice", &[&full, &starts, &ends, &axes], vec![]);
-        let perm: Vec<i64> = [1, 0].into_iter().chain(2..r as i64).collect();
-        out.push((1, ad.em.op("Transpose", &[&cut], vec![a_ints("perm", &perm)])));
+        let y_sp = conv_out_dims(&x_sp, k, &strides, &dil, &pads);
+        let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
+        out.push((1, weight_grad(ad, &x, &x_sp, &dy, &y_sp, w_dims[0], w_dims[1], &g)));
+    }
+    Ok(grads(n, out))
+}
+
+/// Convolution geometry shared by the weight-gradient helper.
+struct ConvGeom<'a> {
+    strides: &'a [i64],
+    dil: &'a [i64],
+    pads: &'a [i64],
+    group: i64,
+    k: &'a [i64],
+}
+
+/// Output spatial dims of a convolution.
+fn conv_out_dims(x_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Vec<i64> {
+    let sp = k.len();
+    (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - (k[i] - 1) * dil[i] - 1) / strides[i] + 1).collect()
+}
+
+/// The weight gradient of `y = conv(x, W)` (W: `[m, cg, k...]`, `group` groups):
+/// `dW[m, c, k] = Σ_n Σ_o dy[n, m, o] · x_pad[n, c, o·s + k·d]`, a grouped
+/// convolution with the batch as channels and stride and dilation swapped,
+/// cut to the kernel size.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i64, cg: i64, c: &ConvGeom) -> String {
+    let (sp, group) = (c.k.len(), c.group);
+    let r = sp + 2;
+    let mg = m / group;
+    let perm_rest: Vec<i64> = (3..r as i64 + 1).collect();
+    let xs: Vec<i64> = [0, group, cg].into_iter().chain(x_sp.iter().copied()).collect();
+    let xs = ad.em.ints(&xs);
+    let xr = ad.em.reshape(x, &xs);
+    let perm: Vec<i64> = [2, 1, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+    let xt = ad.em.op("Transpose", &[&xr], vec![a_ints("perm", &perm)]);
+    let xs2: Vec<i64> = [cg, -1].into_iter().chain(x_sp.iter().copied()).collect();
+    let xs2 = ad.em.ints(&xs2);
+    let xin = ad.em.reshape(&xt, &xs2);
+    let ys: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
+    let ys = ad.em.ints(&ys);
+    let yr = ad.em.reshape(dy, &ys);
+    let perm: Vec<i64> = [1, 2, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+    let yt = ad.em.op("Transpose", &[&yr], vec![a_ints("perm", &perm)]);
+    let ys2: Vec<i64> = [m, -1].into_iter().chain(y_sp.iter().copied()).collect();
+    let ys2 = ad.em.ints(&ys2);
+    let win = ad.em.reshape(&yt, &ys2);
+    let attrs = vec![a_ints("strides", c.dil), a_ints("dilations", c.strides), a_ints("pads", c.pads), a_int("group", group)];
+    let full = ad.em.op("Conv", &[&xin, &win], attrs);
+    let starts = ad.em.ints(&vec![0; sp]);
+    let ends = ad.em.ints(c.k);
+    let axes: Vec<i64> = (2..r as i64).collect();
+    let axes = ad.em.ints(&axes);
+    let cut = ad.em.op("Slice", &[&full, &starts, &ends, &axes], vec![]);
+    let perm: Vec<i64> = [1, 0].into_iter().chain(2..r as i64).collect();
+    ad.em.op("Transpose", &[&cut], vec![a_ints("perm", &perm)])
+}
+
+fn conv_transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = convT(x, W) is the input gradient of a convolution: dx = conv(dy, W),
+    // and dW is a convolution's weight gradient with x and dy swapped.
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    if r < 3 {
+        return Err(Ad::err(n, "input of rank < 3"));
+    }
+    let sp = r - 2;
+    if n.attr_ints("output_shape").is_some() || !matches!(n.attr_str("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "VALID") {
+        return Err(Ad::err(n, "output_shape and SAME auto_pad are not supported; give explicit pads"));
+    }
+    let (strides, dil, pads, group) = conv_attrs(ad, n, sp)?;
+    let w_dims = ad.static_dims(n, 1)?;
+    let k = &w_dims[2..];
+    let x_sp: Vec<i64> = ad.static_dims(n, 0).map(|d| d[2..].to_vec()).or_else(|_| {
+        ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>()).ok_or_else(|| Ad::err(n, "the gradient needs static spatial dims"))
+    })?;
+    let opad = n.attr_ints("output_padding").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; sp]);
+    let overflow = || Ad::err(n, "dimension arithmetic overflows");
+    let y_sp: Vec<i64> = (0..sp)
+        .map(|i| {
+            strides[i]
+                .checked_mul(x_sp[i] - 1)
+                .and_then(|v| v.checked_add(opad.get(i).copied().unwrap_or(0)))
+                .and_then(|v| v.checked_add((k[i] - 1).checked_mul(dil[i])?.checked_add(1)?))
+                .and_then(|v| v.checked_sub(pads[i])?.checked_sub(pads[sp + i]))
+                .ok_or_else(overflow)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    if need.get(2).copied().unwrap_or(false) {
+        let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
+        out.push((2, ad.em.reduce("ReduceSum", &dy, Some(&axes), false)));
+    }
+    let (x, w) = (ad.name(n, 0), ad.name(n, 1));
+    if need[0] {
+        let attrs = vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", &pads), a_int("group", group), a_ints("kernel_shape", k)];
+        out.push((0, ad.em.op("Conv", &[&dy, &w], attrs)));
+    }
+    if need[1] {
+        let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
+        out.push((1, weight_grad(ad, &dy, &y_sp, &x, &x_sp, w_dims[0], w_dims[1], &g)));
     }
     Ok(grads(n, out))
 }
@@ -1110,6 +1174,9 @@ fn wrapped_indices(ad: &mut Ad, n: &Node, data: &str, axis: i64) -> String {
     let is_i64 = n.input(1).and_then(|v| ad.g.values[v].dtype) == Some(crate::ir::DType::I64);
     let idx = if is_i64 { idx } else { ad.em.cast(&idx, INT64) };
     let dim = ad.em.op("Shape", &[data], vec![a_int("start", axis), a_int("end", axis + 1)]);
+    // A scalar, so that scalar indices keep their rank.
+    let scalar = ad.em.ints(&[]);
+    let dim = ad.em.reshape(&dim, &scalar);
     let zero = ad.em.scalar_of(0.0, INT64);
     let neg = ad.em.op("Less", &[&idx, &zero], vec![]);
     let shifted = ad.em.add(&idx, &dim);
@@ -1117,18 +1184,33 @@ fn wrapped_indices(ad: &mut Ad, n: &Node, data: &str, axis: i64) -> String {
 }
 
 fn gather(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Move the gathered axis to the front, scatter-add the gradient rows
+    // there (ScatterND), and move it back.
     let dy = dy0!(n, dy);
     let r = ad.rank(n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
-    if axis != 0 {
-        return Err(Ad::err(n, "the gradient supports axis = 0 only"));
-    }
+    let rq = ad.rank(n, 1)?;
+    let a = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
     let data = ad.name(n, 0);
-    let idx = wrapped_indices(ad, n, &data, 0);
+    let idx = wrapped_indices(ad, n, &data, a as i64);
     let idx = ad.em.unsqueeze(&idx, &[-1]);
-    let zeros = ad.em.zeros_like(&data);
-    let g = ad.em.op("ScatterND", &[&zeros, &idx, &dy], vec![a_str("reduction", "add")]);
-    Ok(grads(n, vec![(0, g)]))
+    let front: Vec<i64> = std::iter::once(a).chain((0..r).filter(|&k| k != a)).map(|k| k as i64).collect();
+    let (data_t, dy_t) = if a == 0 {
+        (data.clone(), dy)
+    } else {
+        let dt = ad.em.op("Transpose", &[&data], vec![a_ints("perm", &front)]);
+        let dperm: Vec<i64> = (a..a + rq).chain(0..a).chain(a + rq..r - 1 + rq).map(|k| k as i64).collect();
+        (dt, ad.em.op("Transpose", &[&dy], vec![a_ints("perm", &dperm)]))
+    };
+    let zeros = ad.em.zeros_like(&data_t);
+    let g = ad.em.op("ScatterND", &[&zeros, &idx, &dy_t], vec![a_str("reduction", "add")]);
+    if a == 0 {
+        return Ok(grads(n, vec![(0, g)]));
+    }
+    let mut inv = vec![0i64; r];
+    for (i, &p) in front.iter().enumerate() {
+        inv[p as usize] = i as i64;
+    }
+    Ok(grads(n, vec![(0, ad.em.op("Transpose", &[&g], vec![a_ints("perm", &inv)]))]))
 }
 
 fn gather_elements(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {

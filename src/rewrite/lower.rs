@@ -23,12 +23,69 @@ pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Res
             Some(super::grad::Rule::Expand(f)) if n.is_default_domain() => f(g, n, em, &mut buffers)?,
             _ => {
                 let mut p = proto.clone();
+                if g.opset < 13 && n.is_default_domain() && !upgrade(g, n, &mut p, em)? {
+                    continue;
+                }
                 side_outputs(g, n, &mut p, em)?;
                 em.nodes.push(p);
             }
         }
     }
     Ok(buffers)
+}
+
+/// Rewrites a node of an opset 11–12 model into its opset 13+ form (the step
+/// graph imports opset 17 or later). Returns false when it emitted the
+/// replacement itself.
+fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitter) -> Result<bool, RewriteError> {
+    let take_attr = |p: &mut pb::NodeProto, name: &str| -> Option<Vec<i64>> {
+        let i = p.attribute.iter().position(|a| a.name == name)?;
+        Some(p.attribute.remove(i).ints)
+    };
+    match n.op_type.as_str() {
+        // Axes and split sizes became inputs in opset 13.
+        "Squeeze" | "Unsqueeze" | "ReduceSum" => {
+            if let Some(axes) = take_attr(p, "axes") {
+                let c = em.ints(&axes);
+                p.input.truncate(1);
+                p.input.push(c);
+            }
+        }
+        "Split" => {
+            if let Some(split) = take_attr(p, "split") {
+                let c = em.ints(&split);
+                p.input.truncate(1);
+                p.input.push(c);
+            }
+        }
+        // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
+        "Softmax" | "LogSoftmax" => {
+            let r = rank_of(g, n, 0)?;
+            let axis = crate::ir::norm_axis(n.attr_int("axis", 1), r).ok_or_else(|| RewriteError::Node {
+                node: n.name.clone(),
+                op: n.op_type.clone(),
+                detail: "axis out of range".into(),
+            })?;
+            p.attribute.retain(|a| a.name != "axis");
+            if axis + 1 == r {
+                p.attribute.push(a_int("axis", axis as i64));
+            } else {
+                let x = name(g, n, 0).unwrap_or_default();
+                let flat = em.op("Flatten", &[&x], vec![a_int("axis", axis as i64)]);
+                let y = em.op(&n.op_type, &[&flat], vec![a_int("axis", 1)]);
+                let s = em.shape(&x);
+                let out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("softmax_y"));
+                em.node("Reshape", &[&y, &s], &[out], vec![]);
+                return Ok(false);
+            }
+        }
+        // Dropout-10 is the identity at inference, the only mode it has.
+        "Dropout" => {
+            p.attribute.retain(|a| a.name != "ratio");
+        }
+        _ => {}
+    }
+    Ok(true)
 }
 
 /// The value of an If's condition when shape arithmetic fixes it (exporters

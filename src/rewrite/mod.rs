@@ -173,7 +173,7 @@ fn dims_of(v: &pb::ValueInfoProto) -> Vec<Option<i64>> {
 }
 
 /// Lowest and highest model opsets the rewrite reads.
-pub const OPSETS: (i64, i64) = (13, 23);
+pub const OPSETS: (i64, i64) = (11, 23);
 
 /// Builds the training-step graph of a model.
 pub fn rewrite(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {

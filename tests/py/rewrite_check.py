@@ -9,6 +9,8 @@ the Rust side applies the tolerances.
       The check above, then one run with the case's batch: the loss and every `<p>.grad` against the
       recorded PyTorch values, and central finite differences of the loss for a
       few elements of every parameter.
+  rewrite_check.py smoke MODEL.onnx STEP.onnx
+      The check above, then two steps on random data: every output finite.
   rewrite_check.py train CASE.json STEP.onnx
       The check above, then K steps, feeding each `<name>.new` back as `<name>`; per step the loss and
       the parameters against the recorded PyTorch run.
@@ -127,12 +129,71 @@ def train(case_path, step_path):
     return report
 
 
+def smoke(model_path, step_path, steps=2):
+    """Two steps on random data: every output finite. The zoo stores shapes,
+    not values, so every all-zero float tensor but the optimizer state gets
+    values first: He-scaled normals for weights of 2+ dims, U(0.5, 1.5) for
+    vectors (scales, biases, running statistics)."""
+    check(step_path)
+    rng = np.random.default_rng(0)
+    m = onnx.load(step_path)
+    state_suffixes = (".exp_avg", ".exp_avg_sq", ".momentum")
+    for t in m.graph.initializer:
+        v = numpy_helper.to_array(t)
+        if t.name.endswith(state_suffixes) or v.dtype.kind != "f" or not v.size or np.any(v):
+            continue
+        if v.ndim >= 2:
+            fan_in = int(np.prod(v.shape[1:]))
+            v = rng.standard_normal(v.shape) * np.sqrt(2.0 / max(fan_in, 1))
+        else:
+            v = rng.uniform(0.5, 1.5, v.shape)
+        t.CopyFrom(numpy_helper.from_array(v.astype(numpy_helper.to_array(t).dtype), t.name))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    out_names = [o.name for o in s.get_outputs()]
+    carried = [o[:-4] for o in out_names if o.endswith(".new")]
+
+    def concrete(shape, batch):
+        # A symbolic batch dim takes a different size each step.
+        return [d if isinstance(d, int) and d > 0 else (batch if k == 0 else 2) for k, d in enumerate(shape)]
+
+    orig = session(model_path)
+    state = {k: inits[k] for k in carried}
+    int_labels = next(i for i in s.get_inputs() if i.name == "labels").type == "tensor(int64)"
+    losses = []
+    for t in range(steps):
+        model_inputs = {}
+        for i in orig.get_inputs():
+            shape = concrete(i.shape, 2 + t)
+            if "int" in i.type:
+                model_inputs[i.name] = np.zeros(shape, dtype=np.int64 if "64" in i.type else np.int32)
+            else:
+                model_inputs[i.name] = rng.standard_normal(shape).astype(np.float64 if "double" in i.type else np.float32)
+        # The output's shape (values do not matter here).
+        y = orig.run(None, model_inputs)[0]
+        feeds = dict(state)
+        feeds.update(model_inputs)
+        feeds["labels"] = np.zeros([y.shape[0]], dtype=np.int64) if int_labels else rng.standard_normal(y.shape).astype(y.dtype)
+        feeds["step"] = np.array(t + 1, dtype=np.int64)
+        res = dict(zip(out_names, s.run(None, feeds)))
+        bad = [k for k, v in res.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+        losses.append(float(res["loss"]) if np.isfinite(res["loss"]) else str(res["loss"]))
+        if bad:
+            return {"losses": losses, "nonfinite": bad[:5]}
+        state = {k: res[k + ".new"] for k in carried}
+    return {"losses": losses, "nonfinite": [], "outputs": len(out_names)}
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "check":
         out = check(sys.argv[2])
     elif mode == "grads":
         out = grads(sys.argv[2], sys.argv[3])
+    elif mode == "smoke":
+        out = smoke(sys.argv[2], sys.argv[3])
     else:
         out = train(sys.argv[2], sys.argv[3])
     print(json.dumps(out))
