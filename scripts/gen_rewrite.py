@@ -152,8 +152,8 @@ def helper_cases():
     rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
     cases = []
 
-    def case(name, opset, nodes, params, x, torch_fn, dtype, loss="mse"):
-        cases.append((name, opset, nodes, params, x, torch_fn, dtype, loss))
+    def case(name, opset, nodes, params, x, torch_fn, dtype, loss="mse", consts=()):
+        cases.append((name, opset, nodes, params, x, torch_fn, dtype, loss, list(consts)))
 
     case("native_lp_norm", 17, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("LpNormalization", ["h"], ["n"], axis=1, p=2), helper.make_node("MatMul", ["n", "v"], ["y"])],
          {"w": rn(4, 5), "v": rn(5, 2)}, rn(3, 4), lambda p, x: F.normalize(x @ p["w"], dim=1, eps=0) @ p["v"], torch.float64)
@@ -171,6 +171,28 @@ def helper_cases():
     # Opset 11 Softmax normalizes the input flattened to 2-D at its axis.
     case("native_softmax_op11", 11, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Softmax", ["h"], ["y"], axis=1)],
          {"w": rn(4, 5)}, rn(2, 3, 4), lambda p, x: F.softmax((x @ p["w"]).reshape(x.shape[0], -1), dim=1).reshape(x.shape[0], 3, 5), torch.float64)
+    def misc(p, x):
+        h = x @ p["w"]
+        c = torch.minimum(F.prelu(h, p["slope"]), -h)
+        s1, s2 = h[:, :2], h[:, 2:]
+        e = s1 + (s2 ** 2).sum(1, keepdim=True) + s1
+        g = torch.gather(c, 1, torch.tensor([[0, 2], [5, 1], [3, 3]]))
+        return e + g + h.abs().sum(1, keepdim=True)
+    I = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    case("misc_elementwise", 17, [
+        helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("PRelu", ["h", "slope"], ["a"]), helper.make_node("Neg", ["h"], ["b"]),
+        helper.make_node("Min", ["a", "b"], ["c"]), helper.make_node("Split", ["h", "split"], ["s1", "s2"], axis=1),
+        helper.make_node("ReduceSumSquare", ["s2"], ["q"], axes=[1], keepdims=1), helper.make_node("Sum", ["s1", "q", "s1"], ["e"]),
+        helper.make_node("Identity", ["e"], ["ei"]), helper.make_node("GatherElements", ["c", "idx"], ["g"], axis=1),
+        helper.make_node("ReduceL1", ["h"], ["l1"], axes=[1], keepdims=1), helper.make_node("Add", ["ei", "g"], ["eg"]), helper.make_node("Add", ["eg", "l1"], ["y"])],
+        {"w": rn(4, 6), "slope": rn(6)}, rn(3, 4), misc, torch.float32, consts=[I("split", [2, 4]), I("idx", [[0, 2], [5, 1], [3, 3]])])
+    # Training-mode Dropout with a seed: onnxruntime draws the same mask in
+    # every new session, so finite differences (a session per evaluation)
+    # check the gradient through the mask. PyTorch cannot share the mask.
+    case("dropout_seeded", 17, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Dropout", ["h", "ratio", "train"], ["d"], seed=7),
+                                helper.make_node("MatMul", ["d", "v"], ["y"])],
+         {"w": rn(4, 6), "v": rn(6, 2)}, rn(5, 4), None, torch.float32,
+         consts=[numpy_helper.from_array(np.array(0.4, dtype=np.float32), "ratio"), numpy_helper.from_array(np.array(True), "train")])
     # Einsum hides the shape from static inference: broadcasting gradients
     # must then find their reduction axes from the runtime shapes.
     case("dynamic_broadcast", 17, [helper.make_node("Einsum", ["x"], ["h"], equation="ij->ij"), helper.make_node("Mul", ["h", "w"], ["m"]),
@@ -233,10 +255,26 @@ def gen_ops():
     loss.backward()
     record_op("embedding_gather", path, dict(model.named_parameters()), idx, labels, "cross-entropy", loss, torch.float64)
     print("embedding_gather", sorted({n.op_type for n in proto.graph.node}))
-    for name, opset, nodes, params, x, fn, dtype, loss_kind in helper_cases():
+    for name, opset, nodes, params, x, fn, dtype, loss_kind, consts in helper_cases():
         ty = TensorProto.DOUBLE if dtype == torch.float64 else TensorProto.FLOAT
         np_dt = np.float64 if dtype == torch.float64 else np.float32
-        inits = [numpy_helper.from_array(v.numpy().astype(np_dt), k) for k, v in params.items()]
+        inits = [numpy_helper.from_array(v.numpy().astype(np_dt), k) for k, v in params.items()] + consts
+        if fn is None:
+            # No PyTorch reference: the case is checked by finite differences alone.
+            m = helper.make_model(helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", ty, ["N"] + list(x.shape[1:]))],
+                                                    [helper.make_tensor_value_info("y", ty, [x.shape[0], 2])], inits),
+                                  opset_imports=[helper.make_opsetid("", opset)])
+            m.ir_version = 8
+            onnx.checker.check_model(m, full_check=True)
+            path = os.path.join(d, name + ".onnx")
+            onnx.save(m, path)
+            labels = torch.randn(x.shape[0], 2, generator=gen, dtype=dtype)
+            doc = {"name": name, "loss": loss_kind, "dtype": "float32" if dtype == torch.float32 else "float64",
+                   "inputs": {"x": arr(x.to(dtype))}, "labels": arr(labels), "torch_loss": None, "grads": None, "fresh_sessions": True}
+            with open(path[:-5] + ".json", "w") as f:
+                json.dump(doc, f)
+            print(name, opset, "(finite differences only)")
+            continue
         y_shape = list(fn(params, x).shape)
         graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", ty, ["N"] + list(x.shape[1:]))],
                                   [helper.make_tensor_value_info("y", ty, ["N"] + y_shape[1:])], inits)

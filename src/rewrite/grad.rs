@@ -141,6 +141,11 @@ pub(crate) fn rule(op: &str) -> Option<Rule> {
     RULES.iter().flat_map(|(_, ops)| ops.iter()).find(|(o, _)| *o == op).map(|(_, r)| *r)
 }
 
+/// The ops with a gradient rule or an expansion (not the zero-gradient ones).
+pub(crate) fn differentiable_ops() -> Vec<&'static str> {
+    RULES.iter().flat_map(|(_, ops)| ops.iter()).filter(|(_, r)| !matches!(r, Rule::Zero)).map(|(o, _)| *o).collect()
+}
+
 /// The supported ops, for error messages.
 pub(crate) fn supported() -> String {
     RULES

@@ -172,6 +172,11 @@ fn dims_of(v: &pb::ValueInfoProto) -> Vec<Option<i64>> {
     }
 }
 
+/// The ops with a gradient rule (or written out in ops that have one).
+pub fn differentiable_ops() -> Vec<&'static str> {
+    grad::differentiable_ops()
+}
+
 /// Lowest and highest model opsets the rewrite reads.
 pub const OPSETS: (i64, i64) = (11, 23);
 
