@@ -325,3 +325,50 @@ fn cli_writes_atomically_and_never_touches_the_input() {
     let o = run(&["rewrite", "missing.onnx", "--loss", "mse", "-o", out.to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.onnx"));
 }
+
+/// Every supported op (and a few others), with 0 to 4 inputs, odd attributes
+/// and unknown shapes: the rewrite answers Ok or an error, never a panic.
+#[test]
+fn malformed_nodes_never_panic() {
+    let mut ops: Vec<&str> = adamp_graph::rewrite::differentiable_ops();
+    ops.extend(["Cos", "If", "Loop", "Shape", "Sign", "Resize", "DepthToSpace", "SpaceToDepth", "Tile", "Einsum", "ReduceMax", "ReduceProd", "Mean", "ConstantOfShape", "Range", "Upsample", "MeanVarianceNormalization", "LpPool", "GlobalMaxPool"]);
+    let attr_sets: Vec<Vec<(&str, Attr)>> = vec![
+        vec![],
+        vec![("axis", Attr::Int(7)), ("axes", Attr::Ints(vec![-9, 40])), ("perm", Attr::Ints(vec![5, 5]))],
+        vec![("kernel_shape", Attr::Ints(vec![0, -1])), ("strides", Attr::Ints(vec![0])), ("pads", Attr::Ints(vec![-3])), ("group", Attr::Int(0))],
+        vec![("num_groups", Attr::Int(0)), ("p", Attr::Int(3)), ("approximate", Attr::Str("x".into())), ("training_mode", Attr::Int(1))],
+    ];
+    let mut outcomes = (0, 0);
+    for op in &ops {
+        for arity in 0..=4 {
+            for (k, attrs) in attr_sets.iter().enumerate() {
+                let mut b = GraphBuilder::new("t", 17);
+                b.input("x", &[-1, 4, 3, 3]);
+                init(&mut b, "w", &[4, 4, 1, 1]);
+                b.node("Conv", &["x", "w"], &["h"], &[]);
+                let mut ins = vec!["h".to_string()];
+                for j in 1..arity {
+                    let p = format!("p{j}");
+                    init(&mut b, &p, &[4]);
+                    ins.push(p);
+                }
+                let ins: Vec<&str> = ins.iter().take(arity).map(String::as_str).collect();
+                b.node(op, &ins, &["y"], attrs);
+                b.output("y");
+                for loss in [Loss::Mse, Loss::CrossEntropy] {
+                    let bytes = b.to_bytes();
+                    let r = std::panic::catch_unwind(|| {
+                        let m = load_model_bytes(bytes).expect("decodes");
+                        rewrite(&m, &opts(Algorithm::Adamp, loss)).map(|s| s.encode().map(|_| ()))
+                    });
+                    match r {
+                        Ok(Ok(_)) => outcomes.0 += 1,
+                        Ok(Err(_)) => outcomes.1 += 1,
+                        Err(_) => panic!("{op} with {arity} inputs and attribute set {k} panicked"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+}

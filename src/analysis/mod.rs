@@ -159,7 +159,10 @@ pub const NORMALIZERS: &[&str] = &[
 /// Most nodes one hypothesis may visit before it gives up with `unknown`.
 const VISIT_LIMIT: usize = 1 << 18;
 
-/// Analyses every trainable parameter of the graph.
+/// Input slots every rule may read (ops have at most this many fixed inputs).
+const MIN_SLOTS: usize = 8;
+
+/// Analyses a graph: a class with evidence for every trainable parameter.
 pub fn analyze(g: &Graph) -> Analysis {
     let params = trainable_params(g);
     let const_params = const_param_sources(g, &params);
@@ -373,9 +376,16 @@ impl Engine<'_> {
                 return out;
             }
             let node = &g.nodes[id];
-            let inputs: Vec<Option<Affine>> = node.inputs.iter().map(|v| v.and_then(|v| effects.get(&v).cloned())).collect();
+            let mut inputs: Vec<Option<Affine>> = node.inputs.iter().map(|v| v.and_then(|v| effects.get(&v).cloned())).collect();
+            // Rules index inputs by slot: a malformed node with fewer inputs
+            // reads absent (unchanged) ones instead of panicking.
+            if inputs.len() < MIN_SLOTS {
+                inputs.resize(MIN_SLOTS, None);
+            }
             let implicit_changed = node.implicit_inputs.iter().any(|v| effects.contains_key(v));
-            let flows = if implicit_changed {
+            let flows = if node.outputs.is_empty() {
+                Vec::new()
+            } else if implicit_changed {
                 vec![Flow::Unknown(format!("{} reads the change inside a subgraph", node.op_type)); node.outputs.len()]
             } else {
                 match rules::rule_for(&node.op_type).filter(|_| node.is_default_domain()) {

@@ -207,6 +207,14 @@ pub(crate) fn backward(g: &Graph, em: &mut Emitter, loss: ValueId, wrt: &[ValueI
             (true, Some(Rule::Zero)) => continue,
             _ => return Err(RewriteError::Unsupported { node: n.name.clone(), op: n.op_type.clone(), supported: supported() }),
         };
+        let present = n.inputs.iter().take_while(|i| i.is_some()).count();
+        if present < min_inputs(&n.op_type) || n.output(0).is_none() {
+            return Err(RewriteError::Node {
+                node: n.name.clone(),
+                op: n.op_type.clone(),
+                detail: format!("{present} leading inputs and {} outputs; the op needs at least {} inputs and its first output", n.outputs.len(), min_inputs(&n.op_type)),
+            });
+        }
         let grads = f(&mut ad, n, &dy, &need)?;
         for (k, gr) in grads.into_iter().enumerate() {
             if let (Some(gr), Some(v), true) = (gr, n.input(k), need.get(k).copied().unwrap_or(false)) {
@@ -342,6 +350,21 @@ impl Ad<'_> {
     }
 }
 
+/// Whether input `i` needs a gradient (false for absent inputs).
+fn nd(need: &[bool], i: usize) -> bool {
+    need.get(i).copied().unwrap_or(false)
+}
+
+/// Inputs a rule reads; fewer is a malformed node.
+fn min_inputs(op: &str) -> usize {
+    match op {
+        "Where" => 3,
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "MatMul" | "Gemm" | "Conv" | "ConvTranspose" | "PRelu" | "Gather" | "GatherElements"
+        | "Reshape" | "Expand" | "Pad" | "Slice" => 2,
+        _ => 1,
+    }
+}
+
 fn first(dy: &[Option<String>]) -> Option<String> {
     dy.first().cloned().flatten()
 }
@@ -395,12 +418,25 @@ fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i
     if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp || group <= 0 {
         return Err(Ad::err(n, "inconsistent strides, dilations, pads or group"));
     }
+    if strides.iter().chain(&dil).any(|&v| v <= 0) || pads.iter().any(|&p| p < 0) {
+        return Err(Ad::err(n, "strides and dilations must be positive and pads non-negative"));
+    }
+    let w = ad.static_dims(n, 1)?;
+    if w.len() != sp + 2 || w[0] % group != 0 || w[2..].iter().any(|&k| k <= 0) {
+        return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
+    }
     Ok((strides, dil, pads, group))
 }
 
 /// Output paddings that make a transposed convolution give back `x`'s spatial size.
 fn output_padding(n: &Node, x: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Result<Vec<i64>, RewriteError> {
     let sp = k.len();
+    if x.len() != sp || strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
+        return Err(Ad::err(n, "kernel, strides, dilations and pads do not match the input rank"));
+    }
+    if strides.iter().chain(dil).chain(k).any(|&v| v <= 0) || pads.iter().any(|&p| p < 0) {
+        return Err(Ad::err(n, "kernel, strides and dilations must be positive and pads non-negative"));
+    }
     let overflow = || Ad::err(n, "dimension arithmetic overflows");
     (0..sp)
         .map(|i| {
@@ -439,7 +475,7 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         .ok_or_else(|| Ad::err(n, format!("the gradient needs static spatial dims (input is {})", ad.shape_str(n.input(0)))))?;
     let opad = output_padding(n, &x_sp, k, &strides, &dil, &pads)?;
     let (x, w) = (ad.name(n, 0), ad.name(n, 1));
-    if need[0] {
+    if nd(need, 0) {
         let attrs = vec![
             a_ints("strides", &strides),
             a_ints("dilations", &dil),
@@ -450,7 +486,7 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         ];
         out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
     }
-    if need[1] {
+    if nd(need, 1) {
         let y_sp = conv_out_dims(&x_sp, k, &strides, &dil, &pads);
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
         out.push((1, weight_grad(ad, &x, &x_sp, &dy, &y_sp, w_dims[0], w_dims[1], &g)));
@@ -546,11 +582,11 @@ fn conv_transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -
         out.push((2, ad.em.reduce("ReduceSum", &dy, Some(&axes), false)));
     }
     let (x, w) = (ad.name(n, 0), ad.name(n, 1));
-    if need[0] {
+    if nd(need, 0) {
         let attrs = vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", &pads), a_int("group", group), a_ints("kernel_shape", k)];
         out.push((0, ad.em.op("Conv", &[&dy, &w], attrs)));
     }
-    if need[1] {
+    if nd(need, 1) {
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
         out.push((1, weight_grad(ad, &dy, &y_sp, &x, &x_sp, w_dims[0], w_dims[1], &g)));
     }
@@ -567,11 +603,11 @@ fn gemm(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         em.op("Gemm", &[x, y], vec![super::emit::a_float("alpha", alpha), a_int("transA", t1 as i64), a_int("transB", t2 as i64)])
     };
     let mut out = Vec::new();
-    if need[0] {
+    if nd(need, 0) {
         let g = if ta { gm(ad.em, &b, &dy, tb, true) } else { gm(ad.em, &dy, &b, false, !tb) };
         out.push((0, g));
     }
-    if need[1] {
+    if nd(need, 1) {
         let g = if tb { gm(ad.em, &dy, &a, true, ta) } else { gm(ad.em, &a, &dy, !ta, false) };
         out.push((1, g));
     }
@@ -610,7 +646,7 @@ fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result
     };
     let mut out = Vec::new();
     let batch = &gd[..gd.len() - 2];
-    if need[0] {
+    if nd(need, 0) {
         let bt = t_last(ad.em, &b, bd_dims.len());
         let ga = ad.em.op("MatMul", &[&g, &bt], vec![]);
         let gdims: Vec<Dim> = batch.iter().copied().chain(ad_dims[ad_dims.len() - 2..].iter().copied()).collect();
@@ -618,7 +654,7 @@ fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result
         let orig = ad.name(n, 0);
         out.push((0, if ra == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
     }
-    if need[1] {
+    if nd(need, 1) {
         let at = t_last(ad.em, &a, ad_dims.len());
         let gb = ad.em.op("MatMul", &[&at, &g], vec![]);
         let gdims: Vec<Dim> = batch.iter().copied().chain(bd_dims[bd_dims.len() - 2..].iter().copied()).collect();
@@ -654,11 +690,11 @@ fn prelu(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<
     let z = ad.zero();
     let pos = ad.em.op("Greater", &[&x, &z], vec![]);
     let mut out = Vec::new();
-    if need[0] {
+    if nd(need, 0) {
         let neg = ad.em.mul(&dy, &slope);
         out.push((0, ad.em.where_(&pos, &dy, &neg)));
     }
-    if need[1] {
+    if nd(need, 1) {
         let gx = ad.em.mul(&dy, &x);
         let gs = ad.em.where_(&pos, &z, &gx);
         out.push((1, ad.unb(n, 1, &gs)?));
@@ -920,7 +956,7 @@ fn add(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
     let dy = dy0!(n, dy);
     let mut out = Vec::new();
     for i in 0..2 {
-        if need[i] {
+        if nd(need, i) {
             out.push((i, ad.unb(n, i, &dy)?));
         }
     }
@@ -941,10 +977,10 @@ fn sum(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
 fn sub(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
     let mut out = Vec::new();
-    if need[0] {
+    if nd(need, 0) {
         out.push((0, ad.unb(n, 0, &dy)?));
     }
-    if need[1] {
+    if nd(need, 1) {
         let ng = ad.em.neg(&dy);
         out.push((1, ad.unb(n, 1, &ng)?));
     }
@@ -955,7 +991,7 @@ fn mul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
     let dy = dy0!(n, dy);
     let mut out = Vec::new();
     for (i, other) in [(0, 1), (1, 0)] {
-        if need[i] {
+        if nd(need, i) {
             let o = ad.as_float(n, other);
             let g = ad.em.mul(&dy, &o);
             out.push((i, ad.unb(n, i, &g)?));
@@ -968,11 +1004,11 @@ fn div(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
     let dy = dy0!(n, dy);
     let b = ad.as_float(n, 1);
     let mut out = Vec::new();
-    if need[0] {
+    if nd(need, 0) {
         let g = ad.em.div(&dy, &b);
         out.push((0, ad.unb(n, 0, &g)?));
     }
-    if need[1] {
+    if nd(need, 1) {
         let y = ad.out(n, 0);
         let gy = ad.em.mul(&dy, &y);
         let q = ad.em.div(&gy, &b);
@@ -987,7 +1023,7 @@ fn pow(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
     let x = ad.name(n, 0);
     let e = ad.as_float(n, 1);
     let mut out = Vec::new();
-    if need[0] {
+    if nd(need, 0) {
         let one = ad.em.scalar(1.0);
         let em1 = ad.em.sub(&e, &one);
         let p = ad.em.op("Pow", &[&x, &em1], vec![]);
@@ -995,7 +1031,7 @@ fn pow(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
         let g = ad.em.mul(&dy, &d);
         out.push((0, ad.unb(n, 0, &g)?));
     }
-    if need[1] {
+    if nd(need, 1) {
         let y = ad.out(n, 0);
         let l = ad.em.op("Log", &[&x], vec![]);
         let yl = ad.em.mul(&y, &l);
@@ -1111,7 +1147,7 @@ fn concat(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result
     let split = ad.em.op("Concat", &refs, vec![a_int("axis", 0)]);
     let outs: Vec<String> = (0..n.inputs.len()).map(|_| ad.em.fresh("concat_grad")).collect();
     ad.em.node("Split", &[&dy, &split], &outs, vec![a_int("axis", axis)]);
-    Ok(outs.into_iter().enumerate().map(|(i, o)| need[i].then_some(o)).collect())
+    Ok(outs.into_iter().enumerate().map(|(i, o)| nd(need, i).then_some(o)).collect())
 }
 
 fn split(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
