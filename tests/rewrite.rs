@@ -164,6 +164,18 @@ fn an_op_off_the_gradient_path_needs_no_rule() {
     run(&b, &opts(Algorithm::Adamp, Loss::Mse)).expect("Cos only touches the input");
 }
 
+/// `y = If(cond)`, each branch one node reading outer values.
+fn if_node(b: &mut GraphBuilder, then_op: (&str, &[&str]), else_op: (&str, &[&str])) {
+    let branch = |name: &str, (op, ins): (&str, &[&str])| {
+        let mut g = GraphBuilder::new(name, 17);
+        let out = format!("{name}_out");
+        g.node(op, ins, &[&out], &[]);
+        g.output(&out);
+        Attr::Graph(Box::new(g))
+    };
+    b.node("If", &["cond"], &["y"], &[("then_branch", branch("then", then_op)), ("else_branch", branch("else", else_op))]);
+}
+
 #[test]
 fn subgraph_reading_a_parameter_is_not_a_constant() {
     // An If whose condition is only known at run time, reading a weight in
@@ -174,13 +186,7 @@ fn subgraph_reading_a_parameter_is_not_a_constant() {
     init(&mut b, "w", &[4, 4]);
     b.node("MatMul", &["x", "w"], &["h"], &[]);
     b.node("Cast", &["flag"], &["cond"], &[("to", Attr::Int(9))]);
-    let mut then_b = GraphBuilder::new("then", 17);
-    then_b.node("Relu", &["h"], &["t_out"], &[]);
-    then_b.output("t_out");
-    let mut else_b = GraphBuilder::new("else", 17);
-    else_b.node("Neg", &["h"], &["e_out"], &[]);
-    else_b.output("e_out");
-    b.node("If", &["cond"], &["y"], &[("then_branch", Attr::Graph(Box::new(then_b))), ("else_branch", Attr::Graph(Box::new(else_b)))]);
+    if_node(&mut b, ("Relu", &["h"]), ("Neg", &["h"]));
     b.output("y");
     let err = run(&b, &opts(Algorithm::Adamp, Loss::Mse)).expect_err("If has no rule").to_string();
     assert!(err.contains("(If)"), "{err}");
@@ -198,13 +204,7 @@ fn if_with_a_shape_decided_condition_is_inlined() {
     b.node("Shape", &["h"], &["s"], &[]);
     b.node("Gather", &["s", "one"], &["d"], &[]);
     b.node("Equal", &["d", "one"], &["cond"], &[]);
-    let mut then_b = GraphBuilder::new("then", 17);
-    then_b.node("Squeeze", &["h", "ax"], &["t_out"], &[]);
-    then_b.output("t_out");
-    let mut else_b = GraphBuilder::new("else", 17);
-    else_b.node("Identity", &["h"], &["e_out"], &[]);
-    else_b.output("e_out");
-    b.node("If", &["cond"], &["y"], &[("then_branch", Attr::Graph(Box::new(then_b))), ("else_branch", Attr::Graph(Box::new(else_b)))]);
+    if_node(&mut b, ("Squeeze", &["h", "ax"]), ("Identity", &["h"]));
     b.output("y");
     let step = run(&b, &opts(Algorithm::Adamp, Loss::Mse)).expect("rewrite");
     assert!(!step.ops().contains(&"If".to_string()));

@@ -41,7 +41,7 @@ pub enum PlanFormat {
 /// Optimizer hyperparameters (defaults: the official adamp 0.3.0 package).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HyperArgs {
-    /// Learning rate [default: 1e-3 for adamp, 0.1 for sgdp].
+    /// Learning rate [default: 1e-3 for adamp, adam, adamw; 0.1 for sgdp, sgd].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Adam betas as B1,B2 [default: 0.9,0.999].
@@ -50,7 +50,7 @@ pub struct HyperArgs {
     /// Epsilon [default: 1e-8].
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Weight decay [default: 0].
+    /// Weight decay [default: 0; adamw 1e-2].
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// SGD momentum [default: 0].
@@ -79,64 +79,25 @@ fn parse_betas(s: &str) -> Result<(f64, f64), String> {
 }
 
 impl HyperArgs {
-    /// Resolves against the optimizer's defaults and validates ranges.
+    /// Resolves against the optimizer's defaults and validates ranges (the plan's form).
     pub fn resolve(&self, opt: Optimizer) -> anyhow::Result<Hyperparameters> {
-        let mut hp = Hyperparameters::defaults(opt);
-        if let Some(v) = self.lr {
-            hp.lr = v;
-        }
-        if let Some(v) = self.eps {
-            hp.eps = v;
-        }
-        if let Some(v) = self.weight_decay {
-            hp.weight_decay = v;
-        }
-        if let Some(v) = self.delta {
-            hp.delta = v;
-        }
-        if let Some(v) = self.wd_ratio {
-            hp.wd_ratio = v;
-        }
-        hp.nesterov = self.nesterov;
-        match opt {
-            Optimizer::Adamp => {
-                if self.momentum.is_some() || self.dampening.is_some() {
-                    anyhow::bail!("--momentum and --dampening are SGDP options; AdamP takes --betas");
-                }
-                if let Some(b) = self.betas {
-                    hp.betas = Some(b);
-                }
-            }
-            Optimizer::Sgdp => {
-                if self.betas.is_some() {
-                    anyhow::bail!("--betas is an AdamP option; SGDP takes --momentum and --dampening");
-                }
-                hp.momentum = Some(self.momentum.unwrap_or(0.0));
-                hp.dampening = Some(self.dampening.unwrap_or(0.0));
-            }
-        }
-        let check = |name: &str, v: f64, ok: bool| -> anyhow::Result<()> {
-            if !v.is_finite() || !ok {
-                anyhow::bail!("invalid {name}: {v}");
-            }
-            Ok(())
+        let algo = match opt {
+            Optimizer::Adamp => Algorithm::Adamp,
+            Optimizer::Sgdp => Algorithm::Sgdp,
         };
-        check("--lr", hp.lr, hp.lr >= 0.0)?;
-        check("--eps", hp.eps, hp.eps >= 0.0)?;
-        check("--weight-decay", hp.weight_decay, hp.weight_decay >= 0.0)?;
-        check("--delta", hp.delta, hp.delta >= 0.0)?;
-        check("--wd-ratio", hp.wd_ratio, hp.wd_ratio >= 0.0)?;
-        if let Some((b1, b2)) = hp.betas {
-            check("beta1", b1, (0.0..1.0).contains(&b1))?;
-            check("beta2", b2, (0.0..1.0).contains(&b2))?;
-        }
-        if let Some(m) = hp.momentum {
-            check("--momentum", m, (0.0..1.0).contains(&m))?;
-            if hp.nesterov && (m <= 0.0 || hp.dampening != Some(0.0)) {
-                anyhow::bail!("nesterov needs a momentum > 0 and zero dampening");
-            }
-        }
-        Ok(hp)
+        let h = self.resolve_for(algo)?;
+        let adam = opt == Optimizer::Adamp;
+        Ok(Hyperparameters {
+            lr: h.lr,
+            betas: adam.then_some((h.beta1, h.beta2)),
+            momentum: (!adam).then_some(h.momentum),
+            dampening: (!adam).then_some(h.dampening),
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            delta: h.delta,
+            wd_ratio: h.wd_ratio,
+            nesterov: h.nesterov,
+        })
     }
 }
 

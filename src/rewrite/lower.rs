@@ -77,11 +77,7 @@ fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitter) -> Resu
         // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
         "Softmax" | "LogSoftmax" => {
             let r = rank_of(g, n, 0)?;
-            let axis = crate::ir::norm_axis(n.attr_int("axis", 1), r).ok_or_else(|| RewriteError::Node {
-                node: n.name.clone(),
-                op: n.op_type.clone(),
-                detail: "axis out of range".into(),
-            })?;
+            let axis = axis_attr(n, 1, r)?;
             p.attribute.retain(|a| a.name != "axis");
             if axis + 1 == r {
                 p.attribute.push(a_int("axis", axis as i64));
@@ -194,6 +190,15 @@ fn rank_of(g: &Graph, n: &Node, i: usize) -> Result<usize, RewriteError> {
     })
 }
 
+/// The `axis` attribute (or its default) normalized against `rank`.
+fn axis_attr(n: &Node, default: i64, rank: usize) -> Result<usize, RewriteError> {
+    crate::ir::norm_axis(n.attr_int("axis", default), rank).ok_or_else(|| RewriteError::Node {
+        node: n.name.clone(),
+        op: n.op_type.clone(),
+        detail: format!("axis {} out of range for rank {rank}", n.attr_int("axis", default)),
+    })
+}
+
 fn name(g: &Graph, n: &Node, i: usize) -> Option<String> {
     n.input(i).map(|v| g.values[v].name.clone())
 }
@@ -292,11 +297,7 @@ pub(crate) fn batch_norm(g: &Graph, n: &Node, em: &mut Emitter, buffers: &mut Ve
 /// LayerNormalization (axis, epsilon; Mean and InvStdDev outputs).
 pub(crate) fn layer_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| RewriteError::Node {
-        node: n.name.clone(),
-        op: n.op_type.clone(),
-        detail: "axis out of range".into(),
-    })?;
+    let axis = axis_attr(n, -1, r)?;
     let axes: Vec<i64> = (axis as i64..r as i64).collect();
     let x = name(g, n, 0).unwrap_or_default();
     let eps = n.attr_float("epsilon", 1e-5) as f64;
@@ -373,11 +374,7 @@ pub(crate) fn group_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(Str
 /// RMSNormalization (opset 23).
 pub(crate) fn rms_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| RewriteError::Node {
-        node: n.name.clone(),
-        op: n.op_type.clone(),
-        detail: "axis out of range".into(),
-    })?;
+    let axis = axis_attr(n, -1, r)?;
     let axes: Vec<i64> = (axis as i64..r as i64).collect();
     let x = name(g, n, 0).unwrap_or_default();
     let x2 = em.mul(&x, &x);
@@ -394,11 +391,7 @@ pub(crate) fn rms_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(Strin
 /// LpNormalization (p = 1 or 2).
 pub(crate) fn lp_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| RewriteError::Node {
-        node: n.name.clone(),
-        op: n.op_type.clone(),
-        detail: "axis out of range".into(),
-    })?;
+    let axis = axis_attr(n, -1, r)?;
     let op = match n.attr_int("p", 2) {
         1 => "ReduceL1",
         2 => "ReduceL2",
