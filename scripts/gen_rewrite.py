@@ -131,6 +131,12 @@ def op_cases():
                                         nn.ConvTranspose2d(4, 3, (2, 3), dilation=(2, 1)), nn.Flatten(), nn.Linear(3 * 12 * 10, 3)), rn(2, 2, 5, 4), "mse", torch.float32)
     add("gather_axes", Lambda(lambda s, x: torch.cat([(x @ s.w)[:, 0], (x @ s.w)[:, -1], torch.index_select(x @ s.w, 2, torch.tensor([2, 0, 2]))[:, 1], (x @ s.w).transpose(0, 1)[1]], 1), w=rn(4, 5)), rn(3, 2, 4))
     add("opset11_layout", Lambda(lambda s, x: torch.cat([t.squeeze(1) for t in (x @ s.w).unsqueeze(1).chunk(2, dim=2)], 1).sum(1, keepdim=True) * F.softmax(x @ s.w, dim=1)[:, :1], w=rn(4, 6)), rn(3, 4), "mse", torch.float64, 11)
+    add("activations_more", Lambda(lambda s, x: torch.cat([F.elu(x @ s.a, 0.7), F.selu(x @ s.b), F.celu(x @ s.c, 1.3), F.softplus(x @ s.d), F.softsign(x @ s.e), F.mish(x @ s.k), torch.sin(x @ s.a) * torch.cos(x @ s.b)], 1),
+                                     a=rn(3, 4), b=rn(3, 4), c=rn(3, 4), d=rn(3, 4), e=rn(3, 4), k=rn(3, 4)), rn(5, 3), "mse", torch.float32)
+    add("reductions_more", Lambda(lambda s, x: torch.cat([torch.amax(x @ s.a, dim=1), torch.amin(x @ s.b, dim=(1, 2), keepdim=True).flatten(1), torch.logsumexp(x @ s.c, dim=2).sum(1, keepdim=True),
+                                                          torch.cumsum(x @ s.a, dim=1).flatten(1), (x @ s.b).repeat(1, 2, 1).flatten(1), torch.tril(x @ s.c).flatten(1), torch.triu(x @ s.a, 1).flatten(1)], 1),
+                                    a=rn(4, 4), b=rn(4, 4), c=rn(4, 4)), rn(2, 3, 4), "mse", torch.float32)
+    add("global_max_pool", nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2)), rn(2, 2, 5, 5), "mse", torch.float32)
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 
@@ -186,6 +192,16 @@ def helper_cases():
         helper.make_node("Identity", ["e"], ["ei"]), helper.make_node("GatherElements", ["c", "idx"], ["g"], axis=1),
         helper.make_node("ReduceL1", ["h"], ["l1"], axes=[1], keepdims=1), helper.make_node("Add", ["ei", "g"], ["eg"]), helper.make_node("Add", ["eg", "l1"], ["y"])],
         {"w": rn(4, 6), "slope": rn(6)}, rn(3, 4), misc, torch.float32, consts=[I("split", [2, 4]), I("idx", [[0, 2], [5, 1], [3, 3]])])
+    case("native_misc_op18", 18, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Mish", ["h"], ["m"]), helper.make_node("ThresholdedRelu", ["h"], ["t"], alpha=0.3),
+                                  helper.make_node("Softsign", ["h"], ["ss"]), helper.make_node("Mean", ["m", "t", "ss"], ["mean"]),
+                                  helper.make_node("CumSum", ["mean", "ax1"], ["cs"], exclusive=1, reverse=1), helper.make_node("ReduceMax", ["h", "ax1"], ["mx"], keepdims=0),
+                                  helper.make_node("Unsqueeze", ["mx", "ax1"], ["mxu"]), helper.make_node("Add", ["cs", "mxu"], ["y"])],
+         {"w": rn(4, 5)}, rn(3, 4),
+         lambda p, x: (lambda h: (lambda mean: mean.flip(1).cumsum(1).flip(1) - mean + torch.amax(h, 1, keepdim=True))((F.mish(h) + h * (h > 0.3) + F.softsign(h)) / 3))(x @ p["w"]),
+         torch.float32, consts=[I("ax1", [1])])
+    case("native_global_max_pool", 17, [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalMaxPool", ["c"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+                                        helper.make_node("MatMul", ["f", "v"], ["y"])],
+         {"w": rn(3, 2, 3, 3), "v": rn(3, 2)}, rn(2, 2, 5, 5), lambda p, x: F.adaptive_max_pool2d(F.conv2d(x, p["w"]), 1).flatten(1) @ p["v"], torch.float32)
     # Training-mode Dropout with a seed: onnxruntime draws the same mask in
     # every new session, so finite differences (a session per evaluation)
     # check the gradient through the mask. PyTorch cannot share the mask.

@@ -56,11 +56,21 @@ const RULES: &[(&str, &[(&str, Rule)])] = &[
             ("Tanh", G(tanh)),
             ("Gelu", E(gelu)),
             ("Erf", G(erf)),
+            ("Elu", G(elu)),
+            ("Selu", G(selu)),
+            ("Celu", G(celu)),
+            ("Softplus", G(softplus)),
+            ("Softsign", G(softsign)),
+            ("Mish", G(mish)),
+            ("ThresholdedRelu", G(thresholded_relu)),
             ("Softmax", G(softmax)),
             ("LogSoftmax", G(log_softmax)),
         ],
     ),
-    ("pooling", &[("MaxPool", G(max_pool)), ("AveragePool", G(average_pool)), ("GlobalAveragePool", G(global_average_pool))]),
+    (
+        "pooling",
+        &[("MaxPool", G(max_pool)), ("AveragePool", G(average_pool)), ("GlobalAveragePool", G(global_average_pool)), ("GlobalMaxPool", G(extremum))],
+    ),
     (
         "elementwise",
         &[
@@ -76,6 +86,9 @@ const RULES: &[(&str, &[(&str, Rule)])] = &[
             ("Abs", G(abs)),
             ("Reciprocal", G(reciprocal)),
             ("Sum", G(sum)),
+            ("Mean", G(mean)),
+            ("Sin", G(sin)),
+            ("Cos", G(cos)),
             ("Max", G(max_min)),
             ("Min", G(max_min)),
             ("Where", G(where_)),
@@ -96,6 +109,8 @@ const RULES: &[(&str, &[(&str, Rule)])] = &[
             ("Expand", G(expand)),
             ("Gather", G(gather)),
             ("GatherElements", G(gather_elements)),
+            ("Tile", G(movement)),
+            ("Trilu", G(trilu)),
         ],
     ),
     (
@@ -106,6 +121,10 @@ const RULES: &[(&str, &[(&str, Rule)])] = &[
             ("ReduceL2", G(reduce)),
             ("ReduceL1", G(reduce)),
             ("ReduceSumSquare", G(reduce)),
+            ("ReduceMax", G(extremum)),
+            ("ReduceMin", G(extremum)),
+            ("ReduceLogSumExp", G(reduce)),
+            ("CumSum", G(cumsum)),
         ],
     ),
     ("identity", &[("Identity", G(identity)), ("Cast", G(cast)), ("Dropout", G(dropout))]),
@@ -794,6 +813,106 @@ fn erf(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<O
     Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
 }
 
+/// `dy * d` where the derivative `d` is computed from x and y by `f`.
+fn pointwise(ad: &mut Ad, n: &Node, dy: &[Option<String>], f: impl FnOnce(&mut Emitter, &str, &str) -> String) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (x, y) = (ad.name(n, 0), ad.out(n, 0));
+    let d = f(ad.em, &x, &y);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+/// `where(x > 0, 1, neg)`.
+fn positive_or(em: &mut Emitter, x: &str, neg: &str) -> String {
+    let z = em.scalar(0.0);
+    let pos = em.op("Greater", &[x, &z], vec![]);
+    let one = em.scalar(1.0);
+    em.where_(&pos, &one, neg)
+}
+
+fn elu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = alpha (e^x - 1) below 0: y' = y + alpha.
+    let alpha = n.attr_float("alpha", 1.0) as f64;
+    pointwise(ad, n, dy, |em, x, y| {
+        let a = em.scalar(alpha);
+        let neg = em.add(y, &a);
+        positive_or(em, x, &neg)
+    })
+}
+
+fn selu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = gamma x above 0, gamma alpha (e^x - 1) below: y' = gamma, or y + gamma alpha.
+    let alpha = n.attr_float("alpha", 1.673_263_2) as f64;
+    let gamma = n.attr_float("gamma", 1.050_701) as f64;
+    pointwise(ad, n, dy, |em, x, y| {
+        let ga = em.scalar(gamma * alpha);
+        let neg = em.add(y, &ga);
+        let z = em.scalar(0.0);
+        let pos = em.op("Greater", &[x, &z], vec![]);
+        let g = em.scalar(gamma);
+        em.where_(&pos, &g, &neg)
+    })
+}
+
+fn celu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = alpha (e^(x/alpha) - 1) below 0: y' = e^(x/alpha).
+    let alpha = n.attr_float("alpha", 1.0) as f64;
+    pointwise(ad, n, dy, |em, x, _| {
+        let xa = em.mul_scalar(x, 1.0 / alpha);
+        let e = em.op("Exp", &[&xa], vec![]);
+        positive_or(em, x, &e)
+    })
+}
+
+fn softplus(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    pointwise(ad, n, dy, |em, x, _| em.op("Sigmoid", &[x], vec![]))
+}
+
+fn softsign(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y' = 1 / (1 + |x|)^2
+    pointwise(ad, n, dy, |em, x, _| {
+        let a = em.op("Abs", &[x], vec![]);
+        let one = em.scalar(1.0);
+        let d = em.add(&a, &one);
+        let d2 = em.mul(&d, &d);
+        em.op("Reciprocal", &[&d2], vec![])
+    })
+}
+
+fn mish(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // y = x tanh(softplus(x)): y' = t + x sigmoid(x) (1 - t^2), t = tanh(softplus(x)).
+    pointwise(ad, n, dy, |em, x, _| {
+        let sp = em.op("Softplus", &[x], vec![]);
+        let t = em.op("Tanh", &[&sp], vec![]);
+        let t2 = em.mul(&t, &t);
+        let one = em.scalar(1.0);
+        let omt = em.sub(&one, &t2);
+        let sg = em.op("Sigmoid", &[x], vec![]);
+        let xs = em.mul(x, &sg);
+        let r = em.mul(&xs, &omt);
+        em.add(&t, &r)
+    })
+}
+
+fn thresholded_relu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let alpha = n.attr_float("alpha", 1.0) as f64;
+    pointwise(ad, n, dy, |em, x, _| {
+        let a = em.scalar(alpha);
+        let above = em.op("Greater", &[x, &a], vec![]);
+        em.cast(&above, em.float)
+    })
+}
+
+fn sin(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    pointwise(ad, n, dy, |em, x, _| em.op("Cos", &[x], vec![]))
+}
+
+fn cos(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    pointwise(ad, n, dy, |em, x, _| {
+        let s = em.op("Sin", &[x], vec![]);
+        em.neg(&s)
+    })
+}
+
 fn softmax_axis(ad: &Ad, n: &Node) -> Result<i64, RewriteError> {
     let r = ad.rank(n, 0)?;
     let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
@@ -969,6 +1088,18 @@ fn sum(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Ve
     for (i, &nd) in need.iter().enumerate() {
         if nd {
             out.push((i, ad.unb(n, i, &dy)?));
+        }
+    }
+    Ok(grads(n, out))
+}
+
+fn mean(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let share = ad.em.mul_scalar(&dy, 1.0 / n.inputs.len().max(1) as f64);
+    let mut out = Vec::new();
+    for (i, &nd) in need.iter().enumerate() {
+        if nd {
+            out.push((i, ad.unb(n, i, &share)?));
         }
     }
     Ok(grads(n, out))
@@ -1265,6 +1396,94 @@ fn gather_elements(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> 
     Ok(grads(n, vec![(0, g)]))
 }
 
+fn movement(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Ops whose every output element is a copy of one input element (Tile):
+    // run the op on the input's index map, then scatter-add the gradient.
+    let dy = dy0!(n, dy);
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(Ad::err(n, "only the data input has a gradient"));
+    }
+    let x = ad.name(n, 0);
+    let idx = index_map(ad, &x, 0);
+    let mut ins = vec![idx];
+    ins.extend((1..n.inputs.len()).map(|i| ad.name(n, i)));
+    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let moved = ad.em.op(&n.op_type, &refs, vec![]);
+    Ok(grads(n, vec![(0, scatter_flat(ad, &x, &moved, &dy, 0))]))
+}
+
+fn trilu(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // The same triangle of the gradient.
+    let dy = dy0!(n, dy);
+    let mut ins = vec![dy];
+    if n.input(1).is_some() {
+        ins.push(ad.name(n, 1));
+    }
+    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let g = ad.em.op("Trilu", &refs, vec![a_int("upper", n.attr_int("upper", 1))]);
+    Ok(grads(n, vec![(0, g)]))
+}
+
+fn cumsum(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // The gradient accumulates the other way along the axis.
+    let dy = dy0!(n, dy);
+    let axis = ad.name(n, 1);
+    let attrs = vec![a_int("exclusive", n.attr_int("exclusive", 0)), a_int("reverse", 1 - n.attr_int("reverse", 0).clamp(0, 1))];
+    Ok(grads(n, vec![(0, ad.em.op("CumSum", &[&dy, &axis], attrs))]))
+}
+
+/// ReduceMax, ReduceMin, GlobalMaxPool: the gradient is shared equally by the
+/// elements equal to the result (PyTorch's amax/amin rule).
+fn extremum(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (x, y) = (ad.name(n, 0), ad.out(n, 0));
+    let pool = n.op_type == "GlobalMaxPool";
+    // The reduced axes; `None`: every axis.
+    let axes: Option<Vec<i64>> = if pool {
+        Some((2..ad.rank(n, 0)? as i64).collect())
+    } else {
+        match reduce_axes_of(ad, n)? {
+            None => return Ok(grads(n, vec![(0, dy)])),
+            Some(a) if a.is_empty() => None,
+            Some(a) => Some(a),
+        }
+    };
+    let (yk, dk) = match &axes {
+        Some(a) if !pool && n.attr_int("keepdims", 1) == 0 => (ad.em.unsqueeze(&y, a), ad.em.unsqueeze(&dy, a)),
+        _ => (y, dy),
+    };
+    let eq = ad.em.op("Equal", &[&x, &yk], vec![]);
+    let mask = ad.em.cast(&eq, ad.em.float);
+    let count = ad.em.reduce("ReduceSum", &mask, axes.as_deref(), true);
+    let share = ad.em.div(&dk, &count);
+    let s = ad.em.shape(&x);
+    let e = ad.em.op("Expand", &[&share, &s], vec![]);
+    Ok(grads(n, vec![(0, ad.em.mul(&e, &mask))]))
+}
+
+/// The sorted, normalized axes a reduction reduces: `Some([])` for all axes
+/// when the rank is unknown, `None` when it is a no-op.
+fn reduce_axes_of(ad: &Ad, n: &Node) -> Result<Option<Vec<i64>>, RewriteError> {
+    let given = n.attrs.contains_key("axes") || n.input(1).is_some();
+    let noop = n.attr_int("noop_with_empty_axes", 0) != 0;
+    let raw = if !given {
+        Vec::new()
+    } else {
+        match n.attr_ints("axes") {
+            Some(a) => a.to_vec(),
+            None => ad.ints_input(n, 1).ok_or_else(|| Ad::err(n, "axes must be constant"))?,
+        }
+    };
+    if raw.is_empty() {
+        return Ok(if noop { None } else { Some(match ad.rank(n, 0) { Ok(r) => (0..r as i64).collect(), Err(_) => Vec::new() }) });
+    }
+    let r = ad.rank(n, 0)?;
+    let mut a: Vec<i64> = raw.iter().map(|&a| crate::ir::norm_axis(a, r).map(|a| a as i64)).collect::<Option<_>>().ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    a.sort_unstable();
+    a.dedup();
+    Ok(Some(a))
+}
+
 // ---- reductions ----
 
 fn reduce(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
@@ -1319,6 +1538,13 @@ fn reduce(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Ve
         "ReduceL1" => {
             let s = ad.em.op("Sign", &[&x], vec![]);
             ad.em.mul(&e, &s)
+        }
+        "ReduceLogSumExp" => {
+            // softmax of x over the reduced axes
+            let yk = if keep { y } else { ad.em.unsqueeze(&y, &axes) };
+            let d = ad.em.sub(&x, &yk);
+            let p = ad.em.op("Exp", &[&d], vec![]);
+            ad.em.mul(&e, &p)
         }
         _ => {
             let x2 = ad.em.mul_scalar(&x, 2.0);
