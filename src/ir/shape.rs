@@ -164,7 +164,8 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
         | "Gelu" | "Erf" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Softplus" | "Softsign" | "Clip"
         | "Softmax" | "LogSoftmax" | "LayerNormalization" | "InstanceNormalization" | "GroupNormalization"
         | "LpNormalization" | "RMSNormalization" | "Mish" | "Floor" | "Ceil" | "Round" | "Sign" | "Sin" | "Cos"
-        | "ThresholdedRelu" | "Shrink" | "Not" | "IsNaN" | "IsInf" | "CumSum" | "Trilu" => {
+        | "ThresholdedRelu" | "Shrink" | "Not" | "IsNaN" | "IsInf" | "CumSum" | "Trilu" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh"
+        | "Cosh" | "Asinh" | "Acosh" | "Atanh" => {
             let mut out = same(g, n);
             if let (Some(x), "Neg" | "Abs") = (val(g, n, 0).and_then(|v| v.scalar), op) {
                 out[0].2 = Some(if op == "Neg" { -x } else { x.abs() });
