@@ -301,3 +301,44 @@ fn every_rule_is_exercised_by_a_fixture() {
     let missing: Vec<&str> = rewrite::differentiable_ops().into_iter().filter(|o| !seen.contains(*o)).collect();
     assert!(missing.is_empty(), "ops with a rule but no fixture: {missing:?}");
 }
+
+/// An opset-11 model whose `If` (decided by shape arithmetic) holds an
+/// opset-11 Squeeze: the inlined branch is upgraded too, and the step graph
+/// passes the full checker.
+#[test]
+fn inlined_opset11_branch_is_upgraded() {
+    use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
+    let mut b = GraphBuilder::new("t", 11);
+    b.input("x", &[-1, 4]);
+    b.initializer("w", &[4, 1], TensorData::F32(vec![0.5, -0.25, 0.125, 1.0]));
+    b.initializer("one", &[], TensorData::I64(vec![1]));
+    b.node("MatMul", &["x", "w"], &["h"], &[]);
+    b.node("Shape", &["h"], &["s"], &[]);
+    b.node("Gather", &["s", "one"], &["d"], &[]);
+    b.node("Equal", &["d", "one"], &["cond"], &[]);
+    let branch = |name: &str, op: &str, attrs: &[(&str, Attr)]| {
+        let mut g = GraphBuilder::new(name, 11);
+        let out = format!("{name}_out");
+        g.node(op, &["h"], &[&out], attrs);
+        g.output(&out);
+        Attr::Graph(Box::new(g))
+    };
+    let then_b = branch("then", "Squeeze", &[("axes", Attr::Ints(vec![1]))]);
+    let else_b = branch("else", "Identity", &[]);
+    b.node("If", &["cond"], &["y"], &[("then_branch", then_b), ("else_branch", else_b)]);
+    b.output("y");
+    let opts = Options {
+        loss: Loss::Mse,
+        algorithm: Algorithm::Sgd,
+        detect: Detect::Auto,
+        hyper: Hyper::defaults(Algorithm::Sgd),
+        plan: None,
+        gradients: true,
+    };
+    let step = rewrite::rewrite(&adamp_graph::onnx::load_model_bytes(b.to_bytes()).expect("decodes"), &opts).expect("rewrite");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("step.onnx");
+    step.save(&path).expect("save");
+    let r = run_py(&["check", path.to_str().expect("utf8")]);
+    assert_eq!(r["ok"], true);
+}

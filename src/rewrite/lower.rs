@@ -54,50 +54,45 @@ pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Res
 /// graph imports opset 17 or later). Returns false when it emitted the
 /// replacement itself.
 fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitter) -> Result<bool, RewriteError> {
-    let take_attr = |p: &mut pb::NodeProto, name: &str| -> Option<Vec<i64>> {
-        let i = p.attribute.iter().position(|a| a.name == name)?;
-        Some(p.attribute.remove(i).ints)
+    if !matches!(n.op_type.as_str(), "Softmax" | "LogSoftmax") {
+        upgrade_form(p, em);
+        return Ok(true);
+    }
+    // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
+    let r = rank_of(g, n, 0)?;
+    let axis = axis_attr(n, 1, r)?;
+    p.attribute.retain(|a| a.name != "axis");
+    if axis + 1 == r {
+        p.attribute.push(a_int("axis", axis as i64));
+        return Ok(true);
+    }
+    let x = name(g, n, 0).unwrap_or_default();
+    let flat = em.op("Flatten", &[&x], vec![a_int("axis", axis as i64)]);
+    let y = em.op(&n.op_type, &[&flat], vec![a_int("axis", 1)]);
+    let s = em.shape(&x);
+    let out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("softmax_y"));
+    em.node("Reshape", &[&y, &s], &[out], vec![]);
+    Ok(false)
+}
+
+/// The opset 13 forms that need no shapes: axes and split sizes as inputs;
+/// Dropout-10's ratio attribute dropped (it is the identity at inference,
+/// the only mode it has).
+fn upgrade_form(p: &mut pb::NodeProto, em: &mut Emitter) {
+    let attr_to_input = |p: &mut pb::NodeProto, name: &str, em: &mut Emitter| {
+        if let Some(i) = p.attribute.iter().position(|a| a.name == name) {
+            let values = p.attribute.remove(i).ints;
+            let c = em.ints(&values);
+            p.input.truncate(1);
+            p.input.push(c);
+        }
     };
-    match n.op_type.as_str() {
-        // Axes and split sizes became inputs in opset 13.
-        "Squeeze" | "Unsqueeze" | "ReduceSum" => {
-            if let Some(axes) = take_attr(p, "axes") {
-                let c = em.ints(&axes);
-                p.input.truncate(1);
-                p.input.push(c);
-            }
-        }
-        "Split" => {
-            if let Some(split) = take_attr(p, "split") {
-                let c = em.ints(&split);
-                p.input.truncate(1);
-                p.input.push(c);
-            }
-        }
-        // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
-        "Softmax" | "LogSoftmax" => {
-            let r = rank_of(g, n, 0)?;
-            let axis = axis_attr(n, 1, r)?;
-            p.attribute.retain(|a| a.name != "axis");
-            if axis + 1 == r {
-                p.attribute.push(a_int("axis", axis as i64));
-            } else {
-                let x = name(g, n, 0).unwrap_or_default();
-                let flat = em.op("Flatten", &[&x], vec![a_int("axis", axis as i64)]);
-                let y = em.op(&n.op_type, &[&flat], vec![a_int("axis", 1)]);
-                let s = em.shape(&x);
-                let out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("softmax_y"));
-                em.node("Reshape", &[&y, &s], &[out], vec![]);
-                return Ok(false);
-            }
-        }
-        // Dropout-10 is the identity at inference, the only mode it has.
-        "Dropout" => {
-            p.attribute.retain(|a| a.name != "ratio");
-        }
+    match p.op_type.as_str() {
+        "Squeeze" | "Unsqueeze" | "ReduceSum" => attr_to_input(p, "axes", em),
+        "Split" => attr_to_input(p, "split", em),
+        "Dropout" => p.attribute.retain(|a| a.name != "ratio"),
         _ => {}
     }
-    Ok(true)
 }
 
 /// The value of an If's condition when shape arithmetic fixes it (exporters
@@ -132,7 +127,18 @@ fn inline_branch(g: &Graph, n: &Node, proto: &pb::NodeProto, cond: bool, em: &mu
         let value = pb::AttributeProto { name: "value".into(), t: Some(t.clone()), r#type: T::Tensor as i32, ..Default::default() };
         em.node("Constant", &[], std::slice::from_ref(&t.name), vec![value]);
     }
-    em.nodes.extend(branch.node.iter().cloned());
+    for m in &branch.node {
+        let mut m = m.clone();
+        if g.opset < 13 && (m.domain.is_empty() || m.domain == "ai.onnx") {
+            let coerced = matches!(m.op_type.as_str(), "Softmax" | "LogSoftmax" | "Hardmax")
+                && m.attribute.iter().find(|a| a.name == "axis").is_none_or(|a| a.i != -1);
+            if coerced {
+                return Err(err(format!("{which} holds an opset-{} {} over a middle axis; re-export with opset 13 or later", g.opset, m.op_type)));
+            }
+            upgrade_form(&mut m, em);
+        }
+        em.nodes.push(m);
+    }
     for (inner, outer) in branch.output.iter().zip(&proto.output) {
         if !outer.is_empty() {
             bind(em, &inner.name, outer);
@@ -430,6 +436,30 @@ pub(crate) fn gelu(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, S
     Ok(())
 }
 
+/// The `labels` input's declaration (no shape when the output's rank is unknown).
+pub(crate) fn labels_info(g: &Graph, elem: i32, dims: Option<&[Dim]>) -> pb::ValueInfoProto {
+    let dim = |d: &Dim| -> pb::tensor_shape_proto::Dimension {
+        use pb::tensor_shape_proto::{dimension::Value, Dimension};
+        let value = match d {
+            Dim::Known(k) => Some(Value::DimValue(*k)),
+            Dim::Sym(s) => g.symbols.get(*s as usize).map(|n| Value::DimParam(n.clone())),
+            Dim::Unknown => None,
+        };
+        Dimension { value, denotation: String::new() }
+    };
+    pb::ValueInfoProto {
+        name: "labels".into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem,
+                shape: dims.map(|d| pb::TensorShapeProto { dim: d.iter().map(dim).collect() }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Attaches the loss to `output` (a value of `g`); returns the scalar loss and
 /// the declaration of the `labels` input.
 pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Result<(String, pb::ValueInfoProto), RewriteError> {
@@ -441,26 +471,7 @@ pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Re
             return Err(RewriteError::Model { detail: format!("the rank of the first output '{}' is unknown; cross-entropy needs [N, C]", v.name) })
         }
     };
-    let dim = |d: &Dim| -> pb::tensor_shape_proto::Dimension {
-        use pb::tensor_shape_proto::{dimension::Value, Dimension};
-        let value = match d {
-            Dim::Known(k) => Some(Value::DimValue(*k)),
-            Dim::Sym(s) => Some(Value::DimParam(g.symbols[*s as usize].clone())),
-            Dim::Unknown => None,
-        };
-        Dimension { value, denotation: String::new() }
-    };
-    let info = |elem: i32, dims: Option<&[Dim]>| pb::ValueInfoProto {
-        name: "labels".into(),
-        r#type: Some(pb::TypeProto {
-            denotation: String::new(),
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: elem,
-                shape: dims.map(|d| pb::TensorShapeProto { dim: d.iter().map(dim).collect() }),
-            })),
-        }),
-        ..Default::default()
-    };
+    let info = |elem: i32, dims: Option<&[Dim]>| labels_info(g, elem, dims);
     let out = v.name.clone();
     match loss {
         Loss::CrossEntropy => {

@@ -269,9 +269,12 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     let empty = pb::GraphProto::default();
     let src = model.proto.graph.as_ref().unwrap_or(&empty);
     let buffers = lower::forward(&g0, &src.node, &mut em)?;
-    for (b, _) in &buffers {
+    for (i, (b, _)) in buffers.iter().enumerate() {
         if taken.contains(format!("{b}.new").as_str()) {
             return Err(model_err(format!("the model already has a value named '{b}.new'")));
+        }
+        if buffers[..i].iter().any(|(c, _)| c == b) {
+            return Err(model_err(format!("buffer '{b}' is updated by two BatchNormalization nodes")));
         }
     }
     let (loss_t, labels) = lower::loss(&g0, out0, opts.loss, &mut em)?;
@@ -310,6 +313,16 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         return Err(model_err("internal: a parameter vanished in lowering"));
     }
     let grads = grad::backward(&g1, &mut em, loss_id, &param_ids)?;
+    // MSE labels are shaped like the output; lowering (an inlined If) may have revealed it.
+    let mut labels = labels;
+    let unshaped = matches!(&labels.r#type, Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(t)), .. }) if t.shape.is_none());
+    if unshaped {
+        let out_name = &g0.values[out0].name;
+        let shape = g1.value_by_name(out_name).and_then(|v| g1.values[v].shape.clone()).ok_or_else(|| {
+            model_err(format!("the rank of the first output '{out_name}' is unknown; the labels input needs it"))
+        })?;
+        labels = lower::labels_info(&g1, float, Some(&shape));
+    }
 
     // The update, and the outputs.
     let mut outputs = vec![value_info("loss", FLOAT, Some(&[]))];
