@@ -1,6 +1,7 @@
 //! Parse + analyze speed: the largest zoo models (inflated to plain `.onnx`
 //! files first, so the benchmark measures the memory-mapped load, not gzip) and
-//! synthetic Conv-BatchNorm-Relu chains of growing size (linearity).
+//! synthetic Conv-BatchNorm-Relu chains of growing size (linearity); and the
+//! training-step rewrite of the two largest zoo models.
 //!
 //! `cargo bench --bench analyze`; set `ADAMP_BENCH_MODEL=path.onnx` to add a
 //! model of your own (e.g. ResNet-50 with real weights, see README).
@@ -58,6 +59,25 @@ fn bench(c: &mut Criterion) {
     if let Some(m) = &extra {
         let name = m.file_name().unwrap().to_string_lossy().into_owned();
         group.bench_function(format!("ADAMP_BENCH_MODEL/{name}"), |b| b.iter(|| adamp_graph::analyze_file(m).unwrap()));
+    }
+    group.finish();
+
+    // The training-step rewrite (forward lowering, gradients, AdamP update,
+    // pruning), in memory: the model is loaded once, encoding is not timed.
+    let mut group = c.benchmark_group("rewrite");
+    group.measurement_time(Duration::from_secs(10)).sample_size(10);
+    let opts = adamp_graph::rewrite::Options {
+        loss: adamp_graph::rewrite::Loss::CrossEntropy,
+        algorithm: adamp_graph::runtime::Algorithm::Adamp,
+        detect: adamp_graph::runtime::Detect::Auto,
+        hyper: adamp_graph::runtime::Hyper::defaults(adamp_graph::runtime::Algorithm::Adamp),
+        plan: None,
+        gradients: false,
+    };
+    for m in &models[..2] {
+        let loaded = adamp_graph::onnx::load_model(m).unwrap();
+        let name = m.file_name().unwrap().to_string_lossy().into_owned();
+        group.bench_function(format!("adamp/{name}"), |b| b.iter(|| adamp_graph::rewrite::rewrite(&loaded, &opts).unwrap()));
     }
     group.finish();
 

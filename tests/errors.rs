@@ -257,5 +257,6 @@ fn cli_reports_errors_with_exit_code_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SGDP option"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--momentum") && err.contains("SGD-family option") && err.contains("adamp takes --betas"), "{err}");
 }
