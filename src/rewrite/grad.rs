@@ -529,40 +529,70 @@ fn conv_out_dims(x_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[
 }
 
 /// The weight gradient of `y = conv(x, W)` (W: `[m, cg, k...]`, `group` groups):
-/// `dW[m, c, k] = Σ_n Σ_o dy[n, m, o] · x_pad[n, c, o·s + k·d]`, a grouped
-/// convolution with the batch as channels and stride and dilation swapped,
-/// cut to the kernel size.
+/// `dW[m, c, κ] = Σ_n Σ_o dy[n, m, o] · x_pad[n, c, o·s + κ·d]`. For each
+/// kernel offset κ, a strided slice of the padded input against the
+/// gradient is one batched matrix product over the groups
+/// (`[G, cg, N·O] × [G, N·O, mg]`), so the work is a few large GEMMs.
 #[allow(clippy::too_many_arguments)]
 fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i64, cg: i64, c: &ConvGeom) -> String {
     let (sp, group) = (c.k.len(), c.group);
-    let r = sp + 2;
     let mg = m / group;
-    let perm_rest: Vec<i64> = (3..r as i64 + 1).collect();
-    let xs: Vec<i64> = [0, group, cg].into_iter().chain(x_sp.iter().copied()).collect();
-    let xs = ad.em.ints(&xs);
-    let xr = ad.em.reshape(x, &xs);
-    let perm: Vec<i64> = [2, 1, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+    let rest: Vec<i64> = (0..sp as i64).collect();
+    // x: [N, G·cg, S...] → padded → [G, cg, N, S'...]
+    let xp = if c.pads.iter().any(|&p| p != 0) {
+        let pads: Vec<i64> = [0, 0].into_iter().chain(c.pads[..sp].iter().copied()).chain([0, 0]).chain(c.pads[sp..].iter().copied()).collect();
+        let pads = ad.em.ints(&pads);
+        ad.em.op("Pad", &[x, &pads], vec![])
+    } else {
+        x.to_string()
+    };
+    let padded_sp: Vec<i64> = (0..sp).map(|i| x_sp[i] + c.pads[i] + c.pads[sp + i]).collect();
+    let shape: Vec<i64> = [0, group, cg].into_iter().chain(padded_sp.iter().copied()).collect();
+    let shape = ad.em.ints(&shape);
+    let xr = ad.em.reshape(&xp, &shape);
+    let perm: Vec<i64> = [1, 2, 0].into_iter().chain(rest.iter().map(|a| a + 3)).collect();
     let xt = ad.em.op("Transpose", &[&xr], vec![a_ints("perm", &perm)]);
-    let xs2: Vec<i64> = [cg, -1].into_iter().chain(x_sp.iter().copied()).collect();
-    let xs2 = ad.em.ints(&xs2);
-    let xin = ad.em.reshape(&xt, &xs2);
-    let ys: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
-    let ys = ad.em.ints(&ys);
-    let yr = ad.em.reshape(dy, &ys);
-    let perm: Vec<i64> = [1, 2, 0].into_iter().chain(perm_rest.iter().copied()).collect();
+    // dy: [N, G·mg, O...] → [G, N·O, mg]
+    let shape: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
+    let shape = ad.em.ints(&shape);
+    let yr = ad.em.reshape(dy, &shape);
+    let perm: Vec<i64> = [1, 0].into_iter().chain(rest.iter().map(|a| a + 3)).chain([2]).collect();
     let yt = ad.em.op("Transpose", &[&yr], vec![a_ints("perm", &perm)]);
-    let ys2: Vec<i64> = [m, -1].into_iter().chain(y_sp.iter().copied()).collect();
-    let ys2 = ad.em.ints(&ys2);
-    let win = ad.em.reshape(&yt, &ys2);
-    let attrs = vec![a_ints("strides", c.dil), a_ints("dilations", c.strides), a_ints("pads", c.pads), a_int("group", group)];
-    let full = ad.em.op("Conv", &[&xin, &win], attrs);
-    let starts = ad.em.ints(&vec![0; sp]);
-    let ends = ad.em.ints(c.k);
-    let axes: Vec<i64> = (2..r as i64).collect();
+    let flat = ad.em.ints(&[group, -1, mg]);
+    let ym = ad.em.reshape(&yt, &flat);
+    let xflat = ad.em.ints(&[group, cg, -1]);
+    let axes: Vec<i64> = rest.iter().map(|a| a + 3).collect();
     let axes = ad.em.ints(&axes);
-    let cut = ad.em.op("Slice", &[&full, &starts, &ends, &axes], vec![]);
-    let perm: Vec<i64> = [1, 0].into_iter().chain(2..r as i64).collect();
-    ad.em.op("Transpose", &[&cut], vec![a_ints("perm", &perm)])
+    let steps = ad.em.ints(c.strides);
+    let offsets: usize = c.k.iter().map(|&k| k as usize).product();
+    let mut parts = Vec::with_capacity(offsets);
+    for flat_off in 0..offsets {
+        // The kernel offset κ (row-major over the kernel dims).
+        let mut rem = flat_off;
+        let mut kappa = vec![0i64; sp];
+        for i in (0..sp).rev() {
+            kappa[i] = (rem % c.k[i] as usize) as i64;
+            rem /= c.k[i] as usize;
+        }
+        let starts: Vec<i64> = (0..sp).map(|i| kappa[i] * c.dil[i]).collect();
+        let ends: Vec<i64> = (0..sp).map(|i| starts[i] + (y_sp[i] - 1) * c.strides[i] + 1).collect();
+        let (starts, ends) = (ad.em.ints(&starts), ad.em.ints(&ends));
+        let window = ad.em.op("Slice", &[&xt, &starts, &ends, &axes, &steps], vec![]);
+        let wm = ad.em.reshape(&window, &xflat);
+        let prod = ad.em.op("MatMul", &[&wm, &ym], vec![]);
+        parts.push(ad.em.unsqueeze(&prod, &[3]));
+    }
+    // [G, cg, mg, K] → [G, mg, cg, k...] → [m, cg, k...]
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let all = if refs.len() == 1 { parts[0].clone() } else { ad.em.op("Concat", &refs, vec![a_int("axis", 3)]) };
+    let shape: Vec<i64> = [group, cg, mg].into_iter().chain(c.k.iter().copied()).collect();
+    let shape = ad.em.ints(&shape);
+    let kr = ad.em.reshape(&all, &shape);
+    let perm: Vec<i64> = [0, 2, 1].into_iter().chain(rest.iter().map(|a| a + 3)).collect();
+    let kt = ad.em.op("Transpose", &[&kr], vec![a_ints("perm", &perm)]);
+    let shape: Vec<i64> = [m, cg].into_iter().chain(c.k.iter().copied()).collect();
+    let shape = ad.em.ints(&shape);
+    ad.em.reshape(&kt, &shape)
 }
 
 fn conv_transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
