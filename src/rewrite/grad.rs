@@ -410,7 +410,10 @@ fn grads(n: &Node, list: Vec<(usize, String)>) -> Vec<Option<String>> {
 
 // ---- linear algebra ----
 
-fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, i64), RewriteError> {
+/// A convolution's `(strides, dilations, pads, group)`, validated against its weight.
+type ConvAttrs = (Vec<i64>, Vec<i64>, Vec<i64>, i64);
+
+fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
     let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
     let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
     let group = n.attr_int("group", 1);
