@@ -137,6 +137,8 @@ def op_cases():
                                                           torch.cumsum(x @ s.a, dim=1).flatten(1), (x @ s.b).repeat(1, 2, 1).flatten(1), torch.tril(x @ s.c).flatten(1), torch.triu(x @ s.a, 1).flatten(1)], 1),
                                     a=rn(4, 4), b=rn(4, 4), c=rn(4, 4)), rn(2, 3, 4), "mse", torch.float32)
     add("global_max_pool", nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2)), rn(2, 2, 5, 5), "mse", torch.float32)
+    add("upsample_shuffle", nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest"), nn.PixelShuffle(2), nn.Conv2d(2, 4, 2, stride=2),
+                                          nn.PixelUnshuffle(2), nn.Flatten(), nn.Linear(16 * 6 * 6, 2)), rn(2, 2, 6, 6), "mse", torch.float32)
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 
@@ -202,6 +204,17 @@ def helper_cases():
     case("native_global_max_pool", 17, [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalMaxPool", ["c"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
                                         helper.make_node("MatMul", ["f", "v"], ["y"])],
          {"w": rn(3, 2, 3, 3), "v": rn(3, 2)}, rn(2, 2, 5, 5), lambda p, x: F.adaptive_max_pool2d(F.conv2d(x, p["w"]), 1).flatten(1) @ p["v"], torch.float32)
+    def d2s_dcr(t, bs=2):
+        b, c, h, w = t.shape
+        return t.reshape(b, bs, bs, c // bs ** 2, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, c // bs ** 2, h * bs, w * bs)
+
+    def s2d(t, bs=2):
+        b, c, h, w = t.shape
+        return t.reshape(b, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4).reshape(b, c * bs * bs, h // bs, w // bs)
+    case("native_depth_space", 17, [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=2, mode="DCR"),
+                                    helper.make_node("Mul", ["d", "v"], ["e"]), helper.make_node("SpaceToDepth", ["e"], ["s"], blocksize=2), helper.make_node("Mul", ["s", "u"], ["y"])],
+         {"w": rn(8, 2, 1, 1), "v": rn(1, 2, 6, 6), "u": rn(1, 8, 3, 3)}, rn(2, 2, 3, 3),
+         lambda p, x: s2d(d2s_dcr(F.conv2d(x, p["w"])) * p["v"]) * p["u"], torch.float32)
     # Training-mode Dropout with a seed: onnxruntime draws the same mask in
     # every new session, so finite differences (a session per evaluation)
     # check the gradient through the mask. PyTorch cannot share the mask.

@@ -4,6 +4,7 @@ use crate::onnx::pb;
 
 /// `TensorProto.DataType` codes the rewrite emits.
 pub(crate) const FLOAT: i32 = 1;
+pub(crate) const INT32: i32 = 6;
 pub(crate) const INT64: i32 = 7;
 pub(crate) const BOOL: i32 = 9;
 pub(crate) const DOUBLE: i32 = 11;
@@ -37,6 +38,7 @@ pub(crate) fn tensor_f(name: &str, elem: i32, dims: &[i64], values: &[f64]) -> p
     let raw: Vec<u8> = match elem {
         DOUBLE => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         INT64 => values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+        INT32 => values.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
         BOOL => values.iter().map(|&v| (v != 0.0) as u8).collect(),
         _ => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
     };

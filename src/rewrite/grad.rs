@@ -110,6 +110,9 @@ const RULES: &[(&str, &[(&str, Rule)])] = &[
             ("Gather", G(gather)),
             ("GatherElements", G(gather_elements)),
             ("Tile", G(movement)),
+            ("DepthToSpace", G(movement)),
+            ("SpaceToDepth", G(movement)),
+            ("Resize", G(movement)),
             ("Trilu", G(trilu)),
         ],
     ),
@@ -447,6 +450,16 @@ fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
     if w.len() != sp + 2 || w[0] % group != 0 || w[2..].iter().any(|&k| k <= 0) {
         return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
     }
+    // Where the spatial dims are static, the window arithmetic must fit.
+    let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d.get(2..).map(|s| s.iter().map(|d| d.known()).collect::<Option<Vec<i64>>>())).flatten();
+    if let Some(x_sp) = x_sp {
+        if n.op_type == "Conv" {
+            output_padding(n, &x_sp, &w[2..], &strides, &dil, &pads)?;
+        }
+    }
+    if pads.iter().any(|&p| p > 1 << 32) {
+        return Err(Ad::err(n, "pads beyond 2^32 are not supported"));
+    }
     Ok((strides, dil, pads, group))
 }
 
@@ -485,33 +498,36 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
     let w_dims = ad.static_dims(n, 1)?;
     let k = &w_dims[2..];
     let mut out = Vec::new();
-    if need.get(2).copied().unwrap_or(false) {
+    if nd(need, 2) {
         let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
         out.push((2, ad.em.reduce("ReduceSum", &dy, Some(&axes), false)));
     }
-    let x_dims = ad.dims(n.input(0)).ok_or_else(|| Ad::err(n, "input shape unknown"))?;
-    let x_sp: Vec<i64> = x_dims[2..]
-        .iter()
-        .map(|d| d.known())
-        .collect::<Option<_>>()
-        .ok_or_else(|| Ad::err(n, format!("the gradient needs static spatial dims (input is {})", ad.shape_str(n.input(0)))))?;
-    let opad = output_padding(n, &x_sp, k, &strides, &dil, &pads)?;
     let (x, w) = (ad.name(n, 0), ad.name(n, 1));
     if nd(need, 0) {
-        let attrs = vec![
-            a_ints("strides", &strides),
-            a_ints("dilations", &dil),
-            a_ints("pads", &pads),
-            a_int("group", group),
-            a_ints("output_padding", &opad),
-            a_ints("kernel_shape", k),
-        ];
-        out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
+        // dx = convT(dy, W). Rows past the last window get no gradient: with
+        // static dims an output padding restores them, else a zero pad
+        // computed from the runtime shapes.
+        let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect());
+        let mut attrs = vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", &pads), a_int("group", group), a_ints("kernel_shape", k)];
+        match x_sp {
+            Some(x_sp) => {
+                attrs.push(a_ints("output_padding", &output_padding(n, &x_sp, k, &strides, &dil, &pads)?));
+                out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
+            }
+            None => {
+                let part = ad.em.op("ConvTranspose", &[&dy, &w], attrs);
+                let want = ad.em.op("Shape", &[&x], vec![a_int("start", 2)]);
+                let got = ad.em.op("Shape", &[&part], vec![a_int("start", 2)]);
+                let missing = ad.em.sub(&want, &got);
+                let lead = ad.em.ints(&vec![0; r + 2]);
+                let pads_vec = ad.em.op("Concat", &[&lead, &missing], vec![a_int("axis", 0)]);
+                out.push((0, ad.em.op("Pad", &[&part, &pads_vec], vec![])));
+            }
+        }
     }
     if nd(need, 1) {
-        let y_sp = conv_out_dims(&x_sp, k, &strides, &dil, &pads);
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
-        out.push((1, weight_grad(ad, &x, &x_sp, &dy, &y_sp, w_dims[0], w_dims[1], &g)));
+        out.push((1, weight_grad(ad, &x, &dy, w_dims[0], w_dims[1], &g)));
     }
     Ok(grads(n, out))
 }
@@ -525,10 +541,11 @@ struct ConvGeom<'a> {
     k: &'a [i64],
 }
 
-/// Output spatial dims of a convolution.
-fn conv_out_dims(x_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Vec<i64> {
-    let sp = k.len();
-    (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - (k[i] - 1) * dil[i] - 1) / strides[i] + 1).collect()
+/// `prefix` followed by the runtime dims of `t` from axis 2 on, as a shape.
+fn shape_with_prefix(ad: &mut Ad, prefix: &[i64], t: &str) -> String {
+    let p = ad.em.ints(prefix);
+    let rest = ad.em.op("Shape", &[t], vec![a_int("start", 2)]);
+    ad.em.op("Concat", &[&p, &rest], vec![a_int("axis", 0)])
 }
 
 /// The weight gradient of `y = conv(x, W)` (W: `[m, cg, k...]`, `group` groups):
@@ -536,8 +553,8 @@ fn conv_out_dims(x_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[
 /// kernel offset κ, a strided slice of the padded input against the
 /// gradient is one batched matrix product over the groups
 /// (`[G, cg, N·O] × [G, N·O, mg]`), so the work is a few large GEMMs.
-#[allow(clippy::too_many_arguments)]
-fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i64, cg: i64, c: &ConvGeom) -> String {
+/// Spatial dims are read at run time.
+fn weight_grad(ad: &mut Ad, x: &str, dy: &str, m: i64, cg: i64, c: &ConvGeom) -> String {
     let (sp, group) = (c.k.len(), c.group);
     let mg = m / group;
     let rest: Vec<i64> = (0..sp as i64).collect();
@@ -549,15 +566,12 @@ fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i6
     } else {
         x.to_string()
     };
-    let padded_sp: Vec<i64> = (0..sp).map(|i| x_sp[i] + c.pads[i] + c.pads[sp + i]).collect();
-    let shape: Vec<i64> = [0, group, cg].into_iter().chain(padded_sp.iter().copied()).collect();
-    let shape = ad.em.ints(&shape);
+    let shape = shape_with_prefix(ad, &[0, group, cg], &xp);
     let xr = ad.em.reshape(&xp, &shape);
     let perm: Vec<i64> = [1, 2, 0].into_iter().chain(rest.iter().map(|a| a + 3)).collect();
     let xt = ad.em.op("Transpose", &[&xr], vec![a_ints("perm", &perm)]);
     // dy: [N, G·mg, O...] → [G, N·O, mg]
-    let shape: Vec<i64> = [0, group, mg].into_iter().chain(y_sp.iter().copied()).collect();
-    let shape = ad.em.ints(&shape);
+    let shape = shape_with_prefix(ad, &[0, group, mg], dy);
     let yr = ad.em.reshape(dy, &shape);
     let perm: Vec<i64> = [1, 0].into_iter().chain(rest.iter().map(|a| a + 3)).chain([2]).collect();
     let yt = ad.em.op("Transpose", &[&yr], vec![a_ints("perm", &perm)]);
@@ -567,6 +581,9 @@ fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i6
     let axes: Vec<i64> = rest.iter().map(|a| a + 3).collect();
     let axes = ad.em.ints(&axes);
     let steps = ad.em.ints(c.strides);
+    // A window for offset κ spans κ·d .. κ·d + (O - 1)·s + 1 along each axis.
+    let o = ad.em.op("Shape", &[dy], vec![a_int("start", 2)]);
+    let os = ad.em.mul(&o, &steps);
     let offsets: usize = c.k.iter().map(|&k| k as usize).product();
     let mut parts = Vec::with_capacity(offsets);
     for flat_off in 0..offsets {
@@ -578,8 +595,9 @@ fn weight_grad(ad: &mut Ad, x: &str, x_sp: &[i64], dy: &str, y_sp: &[i64], m: i6
             rem /= c.k[i] as usize;
         }
         let starts: Vec<i64> = (0..sp).map(|i| kappa[i] * c.dil[i]).collect();
-        let ends: Vec<i64> = (0..sp).map(|i| starts[i] + (y_sp[i] - 1) * c.strides[i] + 1).collect();
-        let (starts, ends) = (ad.em.ints(&starts), ad.em.ints(&ends));
+        let shift: Vec<i64> = (0..sp).map(|i| starts[i] - c.strides[i] + 1).collect();
+        let (starts, shift) = (ad.em.ints(&starts), ad.em.ints(&shift));
+        let ends = ad.em.add(&os, &shift);
         let window = ad.em.op("Slice", &[&xt, &starts, &ends, &axes, &steps], vec![]);
         let wm = ad.em.reshape(&window, &xflat);
         let prod = ad.em.op("MatMul", &[&wm, &ym], vec![]);
@@ -613,23 +631,8 @@ fn conv_transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -
     let (strides, dil, pads, group) = conv_attrs(ad, n, sp)?;
     let w_dims = ad.static_dims(n, 1)?;
     let k = &w_dims[2..];
-    let x_sp: Vec<i64> = ad.static_dims(n, 0).map(|d| d[2..].to_vec()).or_else(|_| {
-        ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>()).ok_or_else(|| Ad::err(n, "the gradient needs static spatial dims"))
-    })?;
-    let opad = n.attr_ints("output_padding").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; sp]);
-    let overflow = || Ad::err(n, "dimension arithmetic overflows");
-    let y_sp: Vec<i64> = (0..sp)
-        .map(|i| {
-            strides[i]
-                .checked_mul(x_sp[i] - 1)
-                .and_then(|v| v.checked_add(opad.get(i).copied().unwrap_or(0)))
-                .and_then(|v| v.checked_add((k[i] - 1).checked_mul(dil[i])?.checked_add(1)?))
-                .and_then(|v| v.checked_sub(pads[i])?.checked_sub(pads[sp + i]))
-                .ok_or_else(overflow)
-        })
-        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    if need.get(2).copied().unwrap_or(false) {
+    if nd(need, 2) {
         let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
         out.push((2, ad.em.reduce("ReduceSum", &dy, Some(&axes), false)));
     }
@@ -639,8 +642,10 @@ fn conv_transpose(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -
         out.push((0, ad.em.op("Conv", &[&dy, &w], attrs)));
     }
     if nd(need, 1) {
+        // The forward's output_padding rows lie past every window of the
+        // swapped convolution, so the slices never reach them.
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
-        out.push((1, weight_grad(ad, &dy, &y_sp, &x, &x_sp, w_dims[0], w_dims[1], &g)));
+        out.push((1, weight_grad(ad, &dy, &x, w_dims[0], w_dims[1], &g)));
     }
     Ok(grads(n, out))
 }
@@ -1430,18 +1435,56 @@ fn gather_elements(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> 
 }
 
 fn movement(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
-    // Ops whose every output element is a copy of one input element (Tile):
-    // run the op on the input's index map, then scatter-add the gradient.
+    // Ops whose every output element is a copy of one input element (Tile,
+    // DepthToSpace, SpaceToDepth, nearest Resize): run the op, with its
+    // attributes, on the input's index map, then scatter-add the gradient.
     let dy = dy0!(n, dy);
     if need.iter().skip(1).any(|&b| b) {
         return Err(Ad::err(n, "only the data input has a gradient"));
     }
+    if n.op_type == "Resize" && n.attr_str("mode").unwrap_or("nearest") != "nearest" {
+        return Err(Ad::err(n, "only mode = nearest has a gradient rule (a copy of one input element per output)"));
+    }
+    let mut attrs = Vec::new();
+    for (name, value) in &n.attrs {
+        attrs.push(match value {
+            crate::ir::AttrValue::Int(v) => a_int(name, *v),
+            crate::ir::AttrValue::Float(v) => super::emit::a_float(name, *v),
+            crate::ir::AttrValue::Ints(v) => a_ints(name, v),
+            crate::ir::AttrValue::Str(v) => a_str(name, v),
+            _ => return Err(Ad::err(n, format!("attribute '{name}' cannot be copied to the gradient"))),
+        });
+    }
     let x = ad.name(n, 0);
     let idx = index_map(ad, &x, 0);
-    let mut ins = vec![idx];
-    ins.extend((1..n.inputs.len()).map(|i| ad.name(n, i)));
-    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-    let moved = ad.em.op(&n.op_type, &refs, vec![]);
+    let others: Vec<String> = (1..n.inputs.len()).map(|i| ad.name(n, i)).collect();
+    let apply = |ad: &mut Ad, data: &str| {
+        let mut ins: Vec<&str> = vec![data];
+        ins.extend(others.iter().map(String::as_str));
+        ad.em.op(&n.op_type, &ins, attrs.clone())
+    };
+    // The index map goes through the op in a type the op takes, exactly:
+    // int64 for Tile, double for DepthToSpace/SpaceToDepth (exact below 2^53),
+    // and for Resize (which onnxruntime runs on int32, not int64) as two int32
+    // halves of 16 bits recombined after.
+    let moved = match n.op_type.as_str() {
+        "Resize" => {
+            let base = ad.em.scalar_of(65536.0, INT64);
+            let hi = ad.em.div(&idx, &base);
+            let lo = ad.em.op("Mod", &[&idx, &base], vec![]);
+            let (hi, lo) = (ad.em.cast(&hi, super::emit::INT32), ad.em.cast(&lo, super::emit::INT32));
+            let (rh, rl) = (apply(ad, &hi), apply(ad, &lo));
+            let (rh, rl) = (ad.em.cast(&rh, INT64), ad.em.cast(&rl, INT64));
+            let high = ad.em.mul(&rh, &base);
+            ad.em.add(&high, &rl)
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let f = ad.em.cast(&idx, super::emit::DOUBLE);
+            let r = apply(ad, &f);
+            ad.em.cast(&r, INT64)
+        }
+        _ => apply(ad, &idx),
+    };
     Ok(grads(n, vec![(0, scatter_flat(ad, &x, &moved, &dy, 0))]))
 }
 
