@@ -40,7 +40,7 @@ def arr(t):
     return {"shape": list(a.shape), "dtype": str(a.dtype), "data": a.reshape(-1).tolist()}
 
 
-def export(model, args, path, opset=17, input_names=None):
+def export(model, args, path, opset=17, input_names=None, dynamic=(0,)):
     """Training-mode TorchScript export; returns the ONNX model. The export runs
     a forward pass that moves BatchNorm statistics, so a copy is exported."""
     m = copy.deepcopy(model)
@@ -50,7 +50,7 @@ def export(model, args, path, opset=17, input_names=None):
         m, args, f, dynamo=False, training=torch.onnx.TrainingMode.TRAINING,
         do_constant_folding=False, opset_version=opset,
         input_names=input_names or ["x"], output_names=["y"],
-        dynamic_axes={(input_names or ["x"])[0]: {0: "N"}},
+        dynamic_axes={(input_names or ["x"])[0]: {a: ("N", "d1", "H", "W")[a] for a in dynamic}},
     )
     proto = onnx.load_from_string(f.getvalue())
     # Reset the initializers to the module's (pre-export) values.
@@ -92,8 +92,8 @@ def op_cases():
     rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
     cases = []
 
-    def add(name, model, x, loss="mse", dtype=torch.float64, opset=17):
-        cases.append((name, model, x, loss, dtype, opset))
+    def add(name, model, x, loss="mse", dtype=torch.float64, opset=17, dynamic=(0,)):
+        cases.append((name, model, x, loss, dtype, opset, dynamic))
 
     add("gemm_relu", nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), rn(4, 5))
     add("gemm_trans_beta", Lambda(lambda s, x: torch.addmm(s.c, x, s.w.t(), beta=0.5, alpha=2.0), w=rn(3, 5), c=rn(3)), rn(4, 5))
@@ -139,6 +139,10 @@ def op_cases():
     add("global_max_pool", nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2)), rn(2, 2, 5, 5), "mse", torch.float32)
     add("upsample_shuffle", nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest"), nn.PixelShuffle(2), nn.Conv2d(2, 4, 2, stride=2),
                                           nn.PixelUnshuffle(2), nn.Flatten(), nn.Linear(16 * 6 * 6, 2)), rn(2, 2, 6, 6), "mse", torch.float32)
+    # Height and width symbolic: the Conv gradients read them at run time.
+    add("conv_dynamic_hw", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, dilation=2),
+                                         nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)),
+        rn(2, 3, 13, 11), "cross-entropy", torch.float32, dynamic=(0, 2, 3))
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 
@@ -252,13 +256,13 @@ def gen_ops():
     os.makedirs(d, exist_ok=True)
     torch.manual_seed(0)  # module initializations
     gen = torch.Generator().manual_seed(7)
-    for name, model, x, loss_kind, dtype, opset in op_cases():
+    for name, model, x, loss_kind, dtype, opset, dynamic in op_cases():
         if model is None:
             continue
         model = model.to(dtype)
         x = x.to(dtype)
         path = os.path.join(d, name + ".onnx")
-        proto = export(model, (x,), path, opset=opset)
+        proto = export(model, (x,), path, opset=opset, dynamic=dynamic)
         inits = {i.name for i in proto.graph.initializer}
         params = {k: p for k, p in model.named_parameters()}
         missing = [k for k in params if k not in inits]
