@@ -362,6 +362,26 @@ class MlpLn(nn.Module):
         return self.l3(F.gelu(self.n2(self.l2(F.relu(self.n1(self.l1(x)))))))
 
 
+class MlpCumsum(nn.Module):
+    """The analysis has no rule for CumSum: `l1.weight` is `unknown`, so
+    `--detect auto` runs the cosine test on it, as the reference does. It is
+    layer-wise invariant (an RMS normalization follows), so the test's layer
+    view projects it. (A LayerNorm would also remove the uniform shift that
+    row 0 adds to every cumulative sum, leaving that row a zero gradient that
+    Adam turns into noise-signed ±lr steps.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = nn.Linear(6, 16, bias=False)
+        self.g1 = nn.Parameter(torch.ones(16))
+        self.l2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = torch.cumsum(self.l1(x), dim=1)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * self.g1
+        return self.l2(F.relu(h))
+
+
 def plan_of(onnx_path):
     out = subprocess.run([BIN, "plan", onnx_path, "--format", "json"], check=True, capture_output=True, text=True).stdout
     return {t["name"]: t["projection"] for t in json.loads(out)["tensors"]}
@@ -405,6 +425,7 @@ def gen_train(K=5):
         "cnn_bn": (CnnBn, lambda g: torch.randn(4, 3, 8, 8, generator=g), "cross-entropy"),
         "mlp_ln": (MlpLn, lambda g: torch.randn(6, 6, generator=g), "mse"),
         "embed_l2": (EmbedNet, lambda g: torch.randint(0, 12, (6,), generator=g), "cross-entropy"),
+        "mlp_cumsum": (MlpCumsum, lambda g: torch.randn(6, 6, generator=g), "mse"),
     }
     configs = [
         ("cnn_bn", "adamp", "runtime", {"lr": 0.01, "weight_decay": 0.01}),
@@ -422,6 +443,8 @@ def gen_train(K=5):
         ("embed_l2", "adamp", "static", {"lr": 0.05, "weight_decay": 0.1}),
         ("embed_l2", "sgdp", "auto", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "delta": 0.2}),
         ("embed_l2", "sgdp", "static", {"lr": 0.5, "momentum": 0.5, "weight_decay": 0.01}),
+        ("mlp_cumsum", "adamp", "auto", {"lr": 0.01, "weight_decay": 0.01}),
+        ("mlp_cumsum", "sgdp", "auto", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}),
     ]
     exported = {}
     for mname, opt, detect, hp in configs:
