@@ -382,6 +382,21 @@ class MlpCumsum(nn.Module):
         return self.l2(F.relu(h))
 
 
+class MatmulBn(nn.Module):
+    """A raw `[in, out]` weight before BatchNorm1d: channel-wise invariant along
+    axis 1, which the static plan projects and the reference's axis-0 test
+    cannot see."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(6, 16) / 6 ** 0.5)
+        self.b1 = nn.BatchNorm1d(16)
+        self.l2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.l2(F.relu(self.b1(x @ self.w1)))
+
+
 def plan_of(onnx_path):
     out = subprocess.run([BIN, "plan", onnx_path, "--format", "json"], check=True, capture_output=True, text=True).stdout
     return {t["name"]: t["projection"] for t in json.loads(out)["tensors"]}
@@ -426,6 +441,7 @@ def gen_train(K=5):
         "mlp_ln": (MlpLn, lambda g: torch.randn(6, 6, generator=g), "mse"),
         "embed_l2": (EmbedNet, lambda g: torch.randint(0, 12, (6,), generator=g), "cross-entropy"),
         "mlp_cumsum": (MlpCumsum, lambda g: torch.randn(6, 6, generator=g), "mse"),
+        "matmul_bn": (MatmulBn, lambda g: torch.randn(8, 6, generator=g), "cross-entropy"),
     }
     configs = [
         ("cnn_bn", "adamp", "runtime", {"lr": 0.01, "weight_decay": 0.01}),
@@ -445,6 +461,8 @@ def gen_train(K=5):
         ("embed_l2", "sgdp", "static", {"lr": 0.5, "momentum": 0.5, "weight_decay": 0.01}),
         ("mlp_cumsum", "adamp", "auto", {"lr": 0.01, "weight_decay": 0.01}),
         ("mlp_cumsum", "sgdp", "auto", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}),
+        ("matmul_bn", "adamp", "static", {"lr": 0.01, "weight_decay": 0.01}),
+        ("matmul_bn", "sgdp", "static", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
     ]
     exported = {}
     for mname, opt, detect, hp in configs:
