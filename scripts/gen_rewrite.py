@@ -143,6 +143,10 @@ def op_cases():
     add("conv_dynamic_hw", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, dilation=2),
                                          nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)),
         rn(2, 3, 13, 11), "cross-entropy", torch.float32, dynamic=(0, 2, 3))
+    add("einsum", Lambda(lambda s, x: torch.cat([torch.einsum("bij,jk->bik", x, s.w).flatten(1), torch.einsum("bij->bj", x * s.u).flatten(1),
+                                                  torch.einsum("bi,bj->bij", x.sum(2), x @ s.v).flatten(1), torch.einsum("ij,kj->k", s.w, s.a).expand(2, 5),
+                                                  torch.einsum("bij,j->bi", x, s.v).flatten(1)], 1),
+                         w=rn(4, 5), u=rn(3, 4), v=rn(4), a=rn(5, 5)), rn(2, 3, 4))
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 

@@ -461,6 +461,7 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
         }
         "Range" => vec![(Some(vec![Dim::Unknown]), None, None, first_dtype(g, n))],
         "GatherElements" => vec![(shape_of(g, n, 1), None, None, first_dtype(g, n))],
+        "Einsum" => vec![(einsum_shape(g, n), None, None, first_dtype(g, n))],
         "ScatterElements" | "ScatterND" => vec![(shape_of(g, n, 0), None, None, first_dtype(g, n))],
         "Tile" => {
             let s = match (shape_of(g, n, 0), ints_of(g, n, 1)) {
@@ -643,6 +644,37 @@ fn infer_sym_quotient(input: &[Dim], out: &[Dim], pos: usize) -> Dim {
         ([s], 1) => Dim::Sym(*s),
         _ => Dim::Unknown,
     }
+}
+
+/// Output dims of an Einsum without ellipsis: each output letter takes the
+/// dim it labels in the inputs.
+fn einsum_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
+    let eq: String = n.attr_str("equation")?.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains('.') {
+        return None;
+    }
+    let (lhs, out) = match eq.split_once("->") {
+        Some((l, o)) => (l.to_string(), o.to_string()),
+        None => {
+            let mut letters: Vec<char> = eq.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+            letters.sort_unstable();
+            (eq.clone(), letters.iter().filter(|&&c| eq.chars().filter(|&d| d == c).count() == 1).collect())
+        }
+    };
+    let mut dims: std::collections::HashMap<char, Dim> = std::collections::HashMap::new();
+    for (i, term) in lhs.split(',').enumerate() {
+        let shape = shape_of(g, n, i)?;
+        if shape.len() != term.chars().count() {
+            return None;
+        }
+        for (c, d) in term.chars().zip(shape) {
+            let e = dims.entry(c).or_insert(d);
+            if *e == Dim::Known(1) || matches!(*e, Dim::Unknown) {
+                *e = d;
+            }
+        }
+    }
+    out.chars().map(|c| dims.get(&c).copied()).collect()
 }
 
 fn matmul_shape(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {

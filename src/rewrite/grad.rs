@@ -31,7 +31,10 @@ use Rule::{Expand as E, Grad as G, Zero as Z};
 
 /// Every supported op, by family.
 const RULES: &[(&str, &[(&str, Rule)])] = &[
-    ("linear algebra", &[("Conv", G(conv)), ("ConvTranspose", G(conv_transpose)), ("Gemm", G(gemm)), ("MatMul", G(matmul))]),
+    (
+        "linear algebra",
+        &[("Conv", G(conv)), ("ConvTranspose", G(conv_transpose)), ("Gemm", G(gemm)), ("MatMul", G(matmul)), ("Einsum", G(einsum))],
+    ),
     (
         "normalization",
         &[
@@ -720,6 +723,55 @@ fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result
         out.push((1, if rb == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
     }
     Ok(grads(n, out))
+}
+
+fn einsum(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // For y = einsum(a, b -> o): da = einsum(o, b -> a') where a' keeps the
+    // letters of `a` that appear in `o` or `b`; letters only `a` sums over
+    // are broadcast back.
+    let dy = dy0!(n, dy);
+    let eq: String = n.attr_str("equation").unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, out) = match eq.split_once("->") {
+        Some((l, o)) => (l.to_string(), o.to_string()),
+        None => {
+            // Implicit output: the letters used once, in alphabetical order.
+            let mut letters: Vec<char> = eq.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+            letters.sort_unstable();
+            let once: String = letters.iter().filter(|&&c| eq.chars().filter(|&d| d == c).count() == 1).collect();
+            (eq.clone(), once)
+        }
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    let plain = |t: &str| t.chars().all(|c| c.is_ascii_alphabetic()) && t.chars().enumerate().all(|(i, c)| !t[..i].contains(c));
+    if terms.len() != n.inputs.len() || terms.len() > 2 || !terms.iter().all(|t| plain(t)) || !plain(&out) {
+        return Err(Ad::err(n, format!("the gradient supports one or two operands without ellipsis or repeated letters, not '{eq}'")));
+    }
+    let mut res = Vec::new();
+    for (i, term) in terms.iter().enumerate() {
+        if !nd(need, i) {
+            continue;
+        }
+        let other = terms.get(1 - i).filter(|_| terms.len() == 2);
+        let kept: String = term.chars().filter(|&c| out.contains(c) || other.is_some_and(|o| o.contains(c))).collect();
+        let g = match other {
+            Some(o) => {
+                let b = ad.name(n, 1 - i);
+                ad.em.op("Einsum", &[&dy, &b], vec![a_str("equation", &format!("{out},{o}->{kept}"))])
+            }
+            None => ad.em.op("Einsum", &[&dy], vec![a_str("equation", &format!("{out}->{kept}"))]),
+        };
+        let g = if kept.len() == term.len() {
+            g
+        } else {
+            let missing: Vec<i64> = term.chars().enumerate().filter(|(_, c)| !kept.contains(*c)).map(|(k, _)| k as i64).collect();
+            let u = ad.em.unsqueeze(&g, &missing);
+            let x = ad.name(n, i);
+            let s = ad.em.shape(&x);
+            ad.em.op("Expand", &[&u, &s], vec![])
+        };
+        res.push((i, g));
+    }
+    Ok(grads(n, res))
 }
 
 // ---- activations ----
