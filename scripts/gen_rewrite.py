@@ -139,10 +139,11 @@ def op_cases():
     add("global_max_pool", nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2)), rn(2, 2, 5, 5), "mse", torch.float32)
     add("upsample_shuffle", nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest"), nn.PixelShuffle(2), nn.Conv2d(2, 4, 2, stride=2),
                                           nn.PixelUnshuffle(2), nn.Flatten(), nn.Linear(16 * 6 * 6, 2)), rn(2, 2, 6, 6), "mse", torch.float32)
-    # Height and width symbolic: the Conv gradients read them at run time.
-    add("conv_dynamic_hw", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, dilation=2),
-                                         nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)),
-        rn(2, 3, 13, 11), "cross-entropy", torch.float32, dynamic=(0, 2, 3))
+    # Height and width symbolic: the Conv and AveragePool gradients read them at run time.
+    add("conv_dynamic_hw", nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, dilation=2),
+                                         nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+                                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)),
+        rn(2, 3, 12, 10), "cross-entropy", torch.float32, dynamic=(0, 2, 3))
     add("einsum", Lambda(lambda s, x: torch.cat([torch.einsum("bij,jk->bik", x, s.w).flatten(1), torch.einsum("bij->bj", x * s.u).flatten(1),
                                                   torch.einsum("bi,bj->bij", x.sum(2), x @ s.v).flatten(1), torch.einsum("ij,kj->k", s.w, s.a).expand(2, 5),
                                                   torch.einsum("bij,j->bi", x, s.v).flatten(1)], 1),

@@ -466,15 +466,25 @@ fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
     Ok((strides, dil, pads, group))
 }
 
-/// Output paddings that make a transposed convolution give back `x`'s spatial size.
-fn output_padding(n: &Node, x: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Result<Vec<i64>, RewriteError> {
+/// Kernel, strides, dilations and pads of matching lengths, positive and non-negative.
+fn check_window(n: &Node, k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Result<(), RewriteError> {
     let sp = k.len();
-    if x.len() != sp || strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
+    if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
         return Err(Ad::err(n, "kernel, strides, dilations and pads do not match the input rank"));
     }
     if strides.iter().chain(dil).chain(k).any(|&v| v <= 0) || pads.iter().any(|&p| p < 0) {
         return Err(Ad::err(n, "kernel, strides and dilations must be positive and pads non-negative"));
     }
+    Ok(())
+}
+
+/// Output paddings that make a transposed convolution give back `x`'s spatial size.
+fn output_padding(n: &Node, x: &[i64], k: &[i64], strides: &[i64], dil: &[i64], pads: &[i64]) -> Result<Vec<i64>, RewriteError> {
+    let sp = k.len();
+    if x.len() != sp {
+        return Err(Ad::err(n, "the kernel does not match the input rank"));
+    }
+    check_window(n, k, strides, dil, pads)?;
     let overflow = || Ad::err(n, "dimension arithmetic overflows");
     (0..sp)
         .map(|i| {
@@ -511,20 +521,16 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         // static dims an output padding restores them, else a zero pad
         // computed from the runtime shapes.
         let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect());
-        let mut attrs = vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", &pads), a_int("group", group), a_ints("kernel_shape", k)];
+        let attrs = |pads: &[i64]| vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", pads), a_int("group", group), a_ints("kernel_shape", k)];
         match x_sp {
             Some(x_sp) => {
-                attrs.push(a_ints("output_padding", &output_padding(n, &x_sp, k, &strides, &dil, &pads)?));
-                out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], attrs)));
+                let mut a = attrs(&pads);
+                a.push(a_ints("output_padding", &output_padding(n, &x_sp, k, &strides, &dil, &pads)?));
+                out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], a)));
             }
             None => {
-                let part = ad.em.op("ConvTranspose", &[&dy, &w], attrs);
-                let want = ad.em.op("Shape", &[&x], vec![a_int("start", 2)]);
-                let got = ad.em.op("Shape", &[&part], vec![a_int("start", 2)]);
-                let missing = ad.em.sub(&want, &got);
-                let lead = ad.em.ints(&vec![0; r + 2]);
-                let pads_vec = ad.em.op("Concat", &[&lead, &missing], vec![a_int("axis", 0)]);
-                out.push((0, ad.em.op("Pad", &[&part, &pads_vec], vec![])));
+                let part = ad.em.op("ConvTranspose", &[&dy, &w], attrs(&begin_pads_only(&pads)));
+                out.push((0, fit_to_input(ad, &part, &x, r)));
             }
         }
     }
@@ -1095,34 +1101,39 @@ fn average_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Res
         return Err(Ad::err(n, "dilations other than 1 are not supported"));
     }
     let c = xd[1].known().ok_or_else(|| Ad::err(n, "the gradient needs a static channel count"))?;
-    let x_sp: Vec<i64> = xd[2..]
-        .iter()
-        .map(|d| d.known())
-        .collect::<Option<_>>()
-        .ok_or_else(|| Ad::err(n, "the gradient needs static spatial dims"))?;
     let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
     let pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
         "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
         "VALID" => vec![0; 2 * sp],
         other => return Err(Ad::err(n, format!("auto_pad = {other} is not supported"))),
     };
+    // Static spatial dims give an output padding; unknown ones a zero pad to
+    // the input's runtime shape (as for Conv).
+    let x_sp: Option<Vec<i64>> = xd[2..].iter().map(|d| d.known()).collect();
     let ones = vec![1; sp];
-    let opad = output_padding(n, &x_sp, &k, &strides, &ones, &pads)?;
+    let opad = match &x_sp {
+        Some(x_sp) => Some(output_padding(n, x_sp, &k, &strides, &ones, &pads)?),
+        None => {
+            check_window(n, &k, &strides, &ones, &pads)?;
+            None
+        }
+    };
     if n.attr_int("ceil_mode", 0) != 0 {
-        let floor_out: Vec<i64> = (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - k[i]) / strides[i] + 1).collect();
+        let floor_out: Option<Vec<i64>> = x_sp.as_ref().map(|x_sp| (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - k[i]) / strides[i] + 1).collect());
         let actual = ad.dims(n.output(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>());
-        if actual.as_deref() != Some(&floor_out[..]) {
-            return Err(Ad::err(n, "ceil_mode = 1 with a partial last window is not supported"));
+        if floor_out.is_none() || actual != floor_out {
+            return Err(Ad::err(n, "ceil_mode = 1 with a partial last window (or unknown spatial dims) is not supported"));
         }
     }
     let area = k.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).ok_or_else(|| Ad::err(n, "kernel size overflows"))?;
     let wdims: Vec<i64> = [c, 1].into_iter().chain(k.iter().copied()).collect();
     let count = wdims.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).filter(|&v| v <= 1 << 24).ok_or_else(|| Ad::err(n, "kernel too large"))?;
     let w = ad.em.constant(super::emit::tensor_f("", ad.em.float, &wdims, &vec![1.0; count as usize]));
-    let conv_attrs = |with_opad: bool| {
-        let mut a = vec![a_ints("strides", &strides), a_ints("pads", &pads), a_int("group", c), a_ints("kernel_shape", &k)];
-        if with_opad {
-            a.push(a_ints("output_padding", &opad));
+    let conv_attrs = |transposed: bool| {
+        let p = if transposed && opad.is_none() { begin_pads_only(&pads) } else { pads.clone() };
+        let mut a = vec![a_ints("strides", &strides), a_ints("pads", &p), a_int("group", c), a_ints("kernel_shape", &k)];
+        if let (true, Some(op)) = (transposed, &opad) {
+            a.push(a_ints("output_padding", op));
         }
         a
     };
@@ -1139,7 +1150,32 @@ fn average_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Res
         let cnt = ad.em.op("Conv", &[&ones_x, &w], conv_attrs(false));
         ad.em.div(&dy, &cnt)
     };
-    Ok(grads(n, vec![(0, ad.em.op("ConvTranspose", &[&scaled, &w], conv_attrs(true)))]))
+    let g = ad.em.op("ConvTranspose", &[&scaled, &w], conv_attrs(true));
+    Ok(grads(n, vec![(0, if opad.is_some() { g } else { fit_to_input(ad, &g, &x, r) })]))
+}
+
+/// Pads with zeros at the begin and end of the spatial dims, for a transposed
+/// convolution that crops only at the begin (its end is cut by [`fit_to_input`]).
+fn begin_pads_only(pads: &[i64]) -> Vec<i64> {
+    let sp = pads.len() / 2;
+    pads[..sp].iter().copied().chain(std::iter::repeat_n(0, sp)).collect()
+}
+
+/// Cuts or zero-pads the trailing spatial dims of `part` to the runtime shape
+/// of `like`. `part` is a transposed convolution cropped only at the begin:
+/// its rows past `like`'s end are the forward's end padding, and rows it lacks
+/// lie past the last window and get no gradient.
+fn fit_to_input(ad: &mut Ad, part: &str, like: &str, rank: usize) -> String {
+    let want = ad.em.op("Shape", &[like], vec![a_int("start", 2)]);
+    let starts = ad.em.ints(&vec![0; rank - 2]);
+    let axes: Vec<i64> = (2..rank as i64).collect();
+    let axes = ad.em.ints(&axes);
+    let cut = ad.em.op("Slice", &[part, &starts, &want, &axes], vec![]);
+    let got = ad.em.op("Shape", &[&cut], vec![a_int("start", 2)]);
+    let missing = ad.em.sub(&want, &got);
+    let lead = ad.em.ints(&vec![0; rank + 2]);
+    let pads = ad.em.op("Concat", &[&lead, &missing], vec![a_int("axis", 0)]);
+    ad.em.op("Pad", &[&cut, &pads], vec![])
 }
 
 fn global_average_pool(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
