@@ -338,7 +338,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     } else {
         em.node("Cast", &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
     }
-    let shared = update::shared(&mut em);
+    let shared = update::shared(&mut em, opts.algorithm, &opts.hyper);
     let mut state_inputs = Vec::new();
     let mut state_outputs = Vec::new();
     let mut grad_outputs = Vec::new();

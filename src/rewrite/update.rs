@@ -18,36 +18,52 @@ pub(crate) struct Slot<'a> {
     pub dims: &'a [i64],
 }
 
-/// Scalars shared by every tensor's update.
+/// Scalars every tensor's update shares, emitted once per step graph.
 pub(crate) struct Shared {
-    step_d: String,
-    lr_d: String,
+    /// `step == 1` (torch SGD's first buffer).
     is_first: String,
+    /// `lr` in the model's float type.
+    lr: String,
+    /// Adam family: `lr / (1 - beta1^step)` and `sqrt(1 - beta2^step)`.
+    step_size: String,
+    sqrt_bc2: String,
+    /// Decoupled decay multipliers: `1 - lr * wd / scale`, and with `wd_ratio`.
+    decay_plain: String,
+    decay_projected: String,
 }
 
-pub(crate) fn shared(em: &mut Emitter) -> Shared {
+/// Emits the shared scalars. The reference computes them in Python floats,
+/// so they are computed in float64 and cast.
+pub(crate) fn shared(em: &mut Emitter, algo: Algorithm, hp: &Hyper) -> Shared {
     let step_d = em.cast("step", DOUBLE);
     let lr_d = em.cast("lr", DOUBLE);
     let one = em.scalar_of(1.0, super::emit::INT64);
     let is_first = em.op("Equal", &["step", &one], vec![]);
-    Shared { step_d, lr_d, is_first }
-}
-
-/// A float64 scalar computed from `lr`, cast to the model's float type.
-fn lr_scalar(em: &mut Emitter, sh: &Shared, mul: f64, add: f64) -> String {
-    let m = em.scalar_of(mul, DOUBLE);
-    let p = em.mul(&sh.lr_d, &m);
-    let a = em.scalar_of(add, DOUBLE);
-    let s = em.add(&p, &a);
-    em.cast(&s, em.float)
-}
-
-/// `1 - beta^step` in float64.
-fn bias_correction(em: &mut Emitter, sh: &Shared, beta: f64) -> String {
-    let b = em.scalar_of(beta, DOUBLE);
-    let bt = em.op("Pow", &[&b, &sh.step_d], vec![]);
-    let one = em.scalar_of(1.0, DOUBLE);
-    em.sub(&one, &bt)
+    let lr = em.cast("lr", em.float);
+    let bias_correction = |em: &mut Emitter, beta: f64| {
+        let b = em.scalar_of(beta, DOUBLE);
+        let bt = em.op("Pow", &[&b, &step_d], vec![]);
+        let one = em.scalar_of(1.0, DOUBLE);
+        em.sub(&one, &bt)
+    };
+    let bc1 = bias_correction(em, hp.beta1);
+    let bc2 = bias_correction(em, hp.beta2);
+    let step_d = em.div(&lr_d, &bc1);
+    let step_size = em.cast(&step_d, em.float);
+    let sq = em.op("Sqrt", &[&bc2], vec![]);
+    let sqrt_bc2 = em.cast(&sq, em.float);
+    // SGDP divides its decay by (1 - momentum).
+    let scale = if algo == Algorithm::Sgdp { 1.0 - hp.momentum } else { 1.0 };
+    let factor = |em: &mut Emitter, m: f64| {
+        let k = em.scalar_of(-hp.weight_decay * m / scale, DOUBLE);
+        let p = em.mul(&lr_d, &k);
+        let one = em.scalar_of(1.0, DOUBLE);
+        let f = em.add(&p, &one);
+        em.cast(&f, em.float)
+    };
+    let decay_plain = factor(em, 1.0);
+    let decay_projected = factor(em, hp.wd_ratio);
+    Shared { is_first, lr, step_size, sqrt_bc2, decay_plain, decay_projected }
 }
 
 /// `a*x + b*y` (either factor may be 1).
@@ -129,17 +145,12 @@ enum Flag {
     Dynamic(String),
 }
 
-/// `p * (1 - lr * wd * m)` with `m = wd_ratio` where projected, else 1
-/// (`scale` divides the decay, as SGDP's `1 / (1 - momentum)`).
-fn decay(em: &mut Emitter, sh: &Shared, p: &str, flag: &Flag, hp: &Hyper, scale: f64) -> String {
-    let f = |em: &mut Emitter, m: f64| lr_scalar(em, sh, -hp.weight_decay * m / scale, 1.0);
+/// `p * (1 - lr * wd * m / scale)` with `m = wd_ratio` where projected, else 1.
+fn decay(em: &mut Emitter, sh: &Shared, p: &str, flag: &Flag) -> String {
     let factor = match flag {
-        Flag::Yes => f(em, hp.wd_ratio),
-        Flag::No => f(em, 1.0),
-        Flag::Dynamic(c) => {
-            let (a, b) = (f(em, hp.wd_ratio), f(em, 1.0));
-            em.where_(c, &a, &b)
-        }
+        Flag::Yes => sh.decay_projected.clone(),
+        Flag::No => sh.decay_plain.clone(),
+        Flag::Dynamic(c) => em.where_(c, &sh.decay_projected, &sh.decay_plain),
     };
     em.mul(p, &factor)
 }
@@ -156,14 +167,8 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             let m = lin(em, &s.state[0], b1, &g, 1.0 - b1);
             let g2 = em.mul(&g, &g);
             let v = lin(em, &s.state[1], b2, &g2, 1.0 - b2);
-            let bc1 = bias_correction(em, sh, b1);
-            let bc2 = bias_correction(em, sh, b2);
-            let step_d = em.div(&sh.lr_d, &bc1);
-            let step = em.cast(&step_d, em.float);
-            let sq_d = em.op("Sqrt", &[&bc2], vec![]);
-            let sq = em.cast(&sq_d, em.float);
             let root = em.op("Sqrt", &[&v], vec![]);
-            let q = em.div(&root, &sq);
+            let q = em.div(&root, &sh.sqrt_bc2);
             let e = em.scalar(hp.eps);
             let denom = em.add(&q, &e);
             let num = if hp.nesterov { lin(em, &m, b1, &g, 1.0 - b1) } else { m.clone() };
@@ -171,10 +176,10 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             let (perturb, flag) = projection(em, s, &perturb, kind, axis, hp);
             let decayed = match algo {
                 Algorithm::Adam => s.param.to_string(),
-                _ if hp.weight_decay > 0.0 => decay(em, sh, s.param, &flag, hp, 1.0),
+                _ if hp.weight_decay > 0.0 => decay(em, sh, s.param, &flag),
                 _ => s.param.to_string(),
             };
-            let delta = em.mul(&perturb, &step);
+            let delta = em.mul(&perturb, &sh.step_size);
             (em.sub(&decayed, &delta), vec![m, v])
         }
         Algorithm::Sgdp => {
@@ -182,9 +187,8 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             let buf = lin(em, &s.state[0], mo, g, 1.0 - hp.dampening);
             let d_p = if hp.nesterov { lin(em, g, 1.0, &buf, mo) } else { buf.clone() };
             let (d_p, flag) = projection(em, s, &d_p, kind, axis, hp);
-            let decayed = if hp.weight_decay != 0.0 { decay(em, sh, s.param, &flag, hp, 1.0 - mo) } else { s.param.to_string() };
-            let lr = em.cast("lr", em.float);
-            let delta = em.mul(&d_p, &lr);
+            let decayed = if hp.weight_decay != 0.0 { decay(em, sh, s.param, &flag) } else { s.param.to_string() };
+            let delta = em.mul(&d_p, &sh.lr);
             // Without nesterov the reference projects its stored buffer in place.
             let stored = if hp.nesterov { buf } else { d_p };
             (em.sub(&decayed, &delta), vec![stored])
@@ -201,8 +205,7 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             } else {
                 (g.clone(), s.state[0].clone())
             };
-            let lr = em.cast("lr", em.float);
-            let delta = em.mul(&d_p, &lr);
+            let delta = em.mul(&d_p, &sh.lr);
             (em.sub(s.param, &delta), vec![stored])
         }
     }
