@@ -148,6 +148,9 @@ def op_cases():
                                                   torch.einsum("bi,bj->bij", x.sum(2), x @ s.v).flatten(1), torch.einsum("ij,kj->k", s.w, s.a).expand(2, 5),
                                                   torch.einsum("bij,j->bi", x, s.v).flatten(1)], 1),
                          w=rn(4, 5), u=rn(3, 4), v=rn(4), a=rn(5, 5)), rn(2, 3, 4))
+    # An unused Split output (zero gradient), a reversing Slice (flip), MaxPool1d.
+    add("split_flip_pool1d", Lambda(lambda s, x: torch.cat([torch.split(x @ s.w, [2, 3, 1], dim=2)[1].flatten(1), torch.flip(x @ s.w, dims=[2]).flatten(1),
+                                                           F.max_pool1d(x @ s.w, 2, 2).flatten(1)], 1), w=rn(4, 6)), rn(2, 3, 4))
     add("embedding_gather", None, None)  # filled below (int64 input)
     return cases
 
