@@ -196,6 +196,7 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
         inputs,
         outputs,
         symbols: b.symbols,
+        by_name: b.by_name,
     };
     shape::infer(&mut graph);
     Ok(graph)

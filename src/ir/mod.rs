@@ -313,12 +313,14 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Names of symbolic dims.
     pub symbols: Vec<String>,
+    /// Value ids by name.
+    pub(crate) by_name: HashMap<String, ValueId>,
 }
 
 impl Graph {
     /// The value with this name.
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
-        self.values.iter().position(|v| v.name == name)
+        self.by_name.get(name).copied()
     }
 
     /// The initializer tensor behind a value, if it is one.
