@@ -33,6 +33,38 @@ pub(crate) fn a_str(name: &str, v: &str) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), s: v.as_bytes().to_vec().into(), r#type: T::String as i32, ..Default::default() }
 }
 
+/// A TENSOR attribute.
+pub(crate) fn a_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    pb::AttributeProto { name: name.into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() }
+}
+
+/// A tensor value's declaration; `None` dims leave the shape out, symbolic
+/// dims take their names from `symbols`.
+pub(crate) fn value_info(name: &str, elem: i32, dims: Option<&[crate::ir::Dim]>, symbols: &[String]) -> pb::ValueInfoProto {
+    use crate::ir::Dim;
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = |d: &Dim| {
+        let value = match d {
+            Dim::Known(k) => Some(Value::DimValue(*k)),
+            Dim::Sym(s) => symbols.get(*s as usize).map(|n| Value::DimParam(n.clone())),
+            Dim::Unknown => None,
+        };
+        Dimension { value, denotation: String::new() }
+    };
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem,
+                shape: dims.map(|d| pb::TensorShapeProto { dim: d.iter().map(dim).collect() }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
 /// A tensor of `elem` type holding `values` (converted), with `dims`.
 pub(crate) fn tensor_f(name: &str, elem: i32, dims: &[i64], values: &[f64]) -> pb::TensorProto {
     let raw: Vec<u8> = match elem {
@@ -91,9 +123,12 @@ impl Emitter {
 
     /// A `Constant` node.
     pub(crate) fn constant(&mut self, t: pb::TensorProto) -> String {
-        use pb::attribute_proto::AttributeType as T;
-        let attr = pb::AttributeProto { name: "value".into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() };
-        self.op("Constant", &[], vec![attr])
+        self.op("Constant", &[], vec![a_tensor("value", t)])
+    }
+
+    /// A `Constant` node with a given output name.
+    pub(crate) fn constant_named(&mut self, t: pb::TensorProto, name: &str) {
+        self.node("Constant", &[], &[name.to_string()], vec![a_tensor("value", t)]);
     }
 
     /// A rank-0 constant of the model's float type.
@@ -191,10 +226,12 @@ impl Emitter {
 
     /// Zeros of the model's float type with a runtime shape.
     pub(crate) fn zeros_of_shape(&mut self, shape: &str) -> String {
-        use pb::attribute_proto::AttributeType as T;
-        let t = tensor_f("", self.float, &[1], &[0.0]);
-        let attr = pb::AttributeProto { name: "value".into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() };
-        self.op("ConstantOfShape", &[shape], vec![attr])
+        self.filled(shape, 0.0, self.float)
+    }
+
+    /// A tensor of a runtime shape filled with `value` of type `elem`.
+    pub(crate) fn filled(&mut self, shape: &str, value: f64, elem: i32) -> String {
+        self.op("ConstantOfShape", &[shape], vec![a_tensor("value", tensor_f("", elem, &[1], &[value]))])
     }
 
     /// Sum of several values (one is passed through).

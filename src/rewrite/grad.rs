@@ -320,10 +320,7 @@ impl Ad<'_> {
                 let d = self.em.sub(&ry, &rx);
                 let flat = self.em.ints(&[1]);
                 let d1 = self.em.reshape(&d, &flat);
-                let one = super::emit::tensor_f("", INT64, &[1], &[1.0]);
-                use crate::onnx::pb::attribute_proto::AttributeType as T;
-                let value = crate::onnx::pb::AttributeProto { name: "value".into(), t: Some(one), r#type: T::Tensor as i32, ..Default::default() };
-                let ones = self.em.op("ConstantOfShape", &[&d1], vec![value]);
+                let ones = self.em.filled(&d1, 1.0, INT64);
                 self.em.op("Concat", &[&ones, &sx], vec![a_int("axis", 0)])
             } else if lead > 0 {
                 let ones = self.em.ints(&vec![1; lead]);

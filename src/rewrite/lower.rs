@@ -123,9 +123,7 @@ fn inline_branch(g: &Graph, n: &Node, proto: &pb::NodeProto, cond: bool, em: &mu
         }
     }
     for t in &branch.initializer {
-        use pb::attribute_proto::AttributeType as T;
-        let value = pb::AttributeProto { name: "value".into(), t: Some(t.clone()), r#type: T::Tensor as i32, ..Default::default() };
-        em.node("Constant", &[], std::slice::from_ref(&t.name), vec![value]);
+        em.constant_named(t.clone(), &t.name);
     }
     for m in &branch.node {
         let mut m = m.clone();
@@ -291,9 +289,8 @@ pub(crate) fn batch_norm(g: &Graph, n: &Node, em: &mut Emitter, buffers: &mut Ve
             return Err(RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail: format!("the {what} output is read; it is not supported") });
         }
     }
-    for (buf, new) in [(rm, new_mean), (rv, new_var)] {
-        let v = g.value_by_name(&buf);
-        if v.is_some_and(|v| g.values[v].initializer.is_some()) {
+    for (slot, buf, new) in [(3, rm, new_mean), (4, rv, new_var)] {
+        if n.input(slot).is_some_and(|v| g.values[v].initializer.is_some()) {
             buffers.push((buf, new));
         }
     }
@@ -436,30 +433,6 @@ pub(crate) fn gelu(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, S
     Ok(())
 }
 
-/// The `labels` input's declaration (no shape when the output's rank is unknown).
-pub(crate) fn labels_info(g: &Graph, elem: i32, dims: Option<&[Dim]>) -> pb::ValueInfoProto {
-    let dim = |d: &Dim| -> pb::tensor_shape_proto::Dimension {
-        use pb::tensor_shape_proto::{dimension::Value, Dimension};
-        let value = match d {
-            Dim::Known(k) => Some(Value::DimValue(*k)),
-            Dim::Sym(s) => g.symbols.get(*s as usize).map(|n| Value::DimParam(n.clone())),
-            Dim::Unknown => None,
-        };
-        Dimension { value, denotation: String::new() }
-    };
-    pb::ValueInfoProto {
-        name: "labels".into(),
-        r#type: Some(pb::TypeProto {
-            denotation: String::new(),
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: elem,
-                shape: dims.map(|d| pb::TensorShapeProto { dim: d.iter().map(dim).collect() }),
-            })),
-        }),
-        ..Default::default()
-    }
-}
-
 /// Attaches the loss to `output` (a value of `g`); returns the scalar loss and
 /// the declaration of the `labels` input.
 pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Result<(String, pb::ValueInfoProto), RewriteError> {
@@ -471,7 +444,7 @@ pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Re
             return Err(RewriteError::Model { detail: format!("the rank of the first output '{}' is unknown; cross-entropy needs [N, C]", v.name) })
         }
     };
-    let info = |elem: i32, dims: Option<&[Dim]>| labels_info(g, elem, dims);
+    let info = |elem: i32, dims: Option<&[Dim]>| super::emit::value_info("labels", elem, dims, &g.symbols);
     let out = v.name.clone();
     match loss {
         Loss::CrossEntropy => {

@@ -192,19 +192,10 @@ fn model_err(detail: impl Into<String>) -> RewriteError {
     RewriteError::Model { detail: detail.into() }
 }
 
-fn value_info(name: &str, elem: i32, dims: Option<&[i64]>) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let shape = dims.map(|d| pb::TensorShapeProto {
-        dim: d.iter().map(|&v| Dimension { value: Some(Value::DimValue(v)), denotation: String::new() }).collect(),
-    });
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            denotation: String::new(),
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: elem, shape })),
-        }),
-        ..Default::default()
-    }
+/// A declaration with known dims.
+fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
+    let dims: Vec<ir::Dim> = dims.iter().map(|&d| ir::Dim::Known(d)).collect();
+    emit::value_info(name, elem, Some(&dims), &[])
 }
 
 fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
@@ -292,7 +283,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         node: std::mem::take(&mut em.nodes),
         initializer: src.initializer.clone(),
         input: model_inputs.iter().cloned().chain(std::iter::once(labels.clone())).collect(),
-        output: vec![value_info(&loss_t, float, Some(&[]))],
+        output: vec![value_info(&loss_t, float, &[])],
         value_info: src.value_info.clone(),
         ..Default::default()
     };
@@ -321,15 +312,15 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         let shape = g1.value_by_name(out_name).and_then(|v| g1.values[v].shape.clone()).ok_or_else(|| {
             model_err(format!("the rank of the first output '{out_name}' is unknown; the labels input needs it"))
         })?;
-        labels = lower::labels_info(&g1, float, Some(&shape));
+        labels = emit::value_info("labels", float, Some(&shape), &g1.symbols);
     }
 
     // The update, and the outputs.
-    let mut outputs = vec![value_info("loss", FLOAT, Some(&[]))];
+    let mut outputs = vec![value_info("loss", FLOAT, &[])];
     let mut inputs = model_inputs;
     inputs.push(labels);
-    inputs.push(value_info("step", INT64, Some(&[])));
-    inputs.push(value_info("lr", FLOAT, Some(&[])));
+    inputs.push(value_info("step", INT64, &[]));
+    inputs.push(value_info("lr", FLOAT, &[]));
     let mut initializers = src.initializer.clone();
     initializers.push(tensor_f("lr", FLOAT, &[], &[opts.hyper.lr]));
     let bind = |em: &mut Emitter, from: &str, to: &str| em.node("Identity", &[from], &[to.to_string()], vec![]);
@@ -347,11 +338,11 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         let numel: u64 = spec.shape.iter().map(|&d| d as u64).product();
         let state: Vec<String> = state_names.iter().map(|s| format!("{}.{s}", spec.name)).collect();
         for s in &state {
-            state_inputs.push(value_info(s, float, Some(&dims)));
+            state_inputs.push(value_info(s, float, &dims));
             initializers.push(zeros(s, float, &dims, numel)?);
         }
-        inputs.push(value_info(&spec.name, float, Some(&dims)));
-        outputs.push(value_info(&format!("{}.new", spec.name), float, Some(&dims)));
+        inputs.push(value_info(&spec.name, float, &dims));
+        outputs.push(value_info(&format!("{}.new", spec.name), float, &dims));
         match grad {
             Some(gr) if numel > 0 => {
                 let slot = update::Slot { param: &spec.name, grad: gr, state: &state, dims: &dims };
@@ -370,7 +361,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
             }
         }
         for s in &state {
-            state_outputs.push(value_info(&format!("{s}.new"), float, Some(&dims)));
+            state_outputs.push(value_info(&format!("{s}.new"), float, &dims));
         }
         if opts.gradients {
             let out = format!("{}.grad", spec.name);
@@ -381,7 +372,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
                     bind(&mut em, &z, &out);
                 }
             }
-            grad_outputs.push(value_info(&out, float, Some(&dims)));
+            grad_outputs.push(value_info(&out, float, &dims));
         }
     }
     inputs.extend(state_inputs);
@@ -389,8 +380,8 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     let mut buffer_names = Vec::new();
     for (b, new) in &buffers {
         let t = src.initializer.iter().find(|t| &t.name == b).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
-        inputs.push(value_info(b, t.data_type, Some(&t.dims)));
-        outputs.push(value_info(&format!("{b}.new"), t.data_type, Some(&t.dims)));
+        inputs.push(value_info(b, t.data_type, &t.dims));
+        outputs.push(value_info(&format!("{b}.new"), t.data_type, &t.dims));
         bind(&mut em, new, &format!("{b}.new"));
         buffer_names.push(b.clone());
     }
