@@ -232,14 +232,7 @@ pub(crate) fn backward(g: &Graph, em: &mut Emitter, loss: ValueId, wrt: &[ValueI
             (true, Some(Rule::Zero)) => continue,
             _ => return Err(RewriteError::Unsupported { node: n.name.clone(), op: n.op_type.clone(), supported: supported() }),
         };
-        let present = n.inputs.iter().take_while(|i| i.is_some()).count();
-        if present < min_inputs(&n.op_type) || n.output(0).is_none() {
-            return Err(RewriteError::Node {
-                node: n.name.clone(),
-                op: n.op_type.clone(),
-                detail: format!("{present} leading inputs and {} outputs; the op needs at least {} inputs and its first output", n.outputs.len(), min_inputs(&n.op_type)),
-            });
-        }
+        check_arity(n)?;
         let grads = f(&mut ad, n, &dy, &need)?;
         for (k, gr) in grads.into_iter().enumerate() {
             if let (Some(gr), Some(v), true) = (gr, n.input(k), need.get(k).copied().unwrap_or(false)) {
@@ -377,14 +370,26 @@ fn nd(need: &[bool], i: usize) -> bool {
     need.get(i).copied().unwrap_or(false)
 }
 
-/// Inputs a rule reads; fewer is a malformed node.
+/// Leading inputs a rule (or expansion) reads; fewer is a malformed node.
 fn min_inputs(op: &str) -> usize {
     match op {
-        "Where" => 3,
+        "BatchNormalization" => 5,
+        "Where" | "InstanceNormalization" | "GroupNormalization" => 3,
+        "RMSNormalization" => 2,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "MatMul" | "Gemm" | "Conv" | "ConvTranspose" | "PRelu" | "Gather" | "GatherElements"
         | "Reshape" | "Expand" | "Pad" | "Slice" => 2,
         _ => 1,
     }
+}
+
+/// Errors on a node with fewer inputs than its rule reads, or no first output.
+pub(crate) fn check_arity(n: &Node) -> Result<(), RewriteError> {
+    let present = n.inputs.iter().take_while(|i| i.is_some()).count();
+    let need = min_inputs(&n.op_type);
+    if present < need || n.output(0).is_none() {
+        return Err(Ad::err(n, format!("{present} leading inputs and {} outputs; the op needs at least {need} inputs and its first output", n.outputs.len())));
+    }
+    Ok(())
 }
 
 fn first(dy: &[Option<String>]) -> Option<String> {
@@ -417,22 +422,29 @@ fn grads(n: &Node, list: Vec<(usize, String)>) -> Vec<Option<String>> {
 type ConvAttrs = (Vec<i64>, Vec<i64>, Vec<i64>, i64);
 
 fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
+    let w = ad.static_dims(n, 1)?;
+    let group = n.attr_int("group", 1);
+    if w.len() != sp + 2 || group <= 0 || w[0] % group != 0 {
+        return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
+    }
+    let k = &w[2..];
     let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
     let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let group = n.attr_int("group", 1);
-    let auto_pad = n.attr_str("auto_pad").unwrap_or("NOTSET");
-    let pads = match auto_pad {
+    // Checked before SAME padding computes with them.
+    check_window(n, k, &strides, &dil, &vec![0; 2 * sp])?;
+    let pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
         "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
         "VALID" => vec![0; 2 * sp],
         other => {
             // SAME_UPPER / SAME_LOWER: explicit pads from the static input size.
             let x = ad.static_dims(n, 0)?;
-            let w = ad.static_dims(n, 1)?;
+            let overflow = || Ad::err(n, "dimension arithmetic overflows");
             let mut pads = vec![0; 2 * sp];
             for i in 0..sp {
-                let (h, k, s, d) = (x[2 + i], w[2 + i], strides[i], dil[i]);
-                let out = (h + s - 1) / s;
-                let total = ((out - 1) * s + (k - 1) * d + 1 - h).max(0);
+                let (h, s, d) = (x[2 + i], strides[i], dil[i]);
+                let out = h.checked_add(s - 1).ok_or_else(overflow)? / s;
+                let span = (out - 1).checked_mul(s).and_then(|v| v.checked_add((k[i] - 1).checked_mul(d)?)).ok_or_else(overflow)?;
+                let total = (span + 1 - h).max(0);
                 let (b, e) = if other == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
                 pads[i] = b;
                 pads[sp + i] = e;
@@ -440,23 +452,7 @@ fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
             pads
         }
     };
-    if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp || group <= 0 {
-        return Err(Ad::err(n, "inconsistent strides, dilations, pads or group"));
-    }
-    if strides.iter().chain(&dil).any(|&v| v <= 0) || pads.iter().any(|&p| p < 0) {
-        return Err(Ad::err(n, "strides and dilations must be positive and pads non-negative"));
-    }
-    let w = ad.static_dims(n, 1)?;
-    if w.len() != sp + 2 || w[0] % group != 0 || w[2..].iter().any(|&k| k <= 0) {
-        return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
-    }
-    // Where the spatial dims are static, the window arithmetic must fit.
-    let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d.get(2..).map(|s| s.iter().map(|d| d.known()).collect::<Option<Vec<i64>>>())).flatten();
-    if let Some(x_sp) = x_sp {
-        if n.op_type == "Conv" {
-            output_padding(n, &x_sp, &w[2..], &strides, &dil, &pads)?;
-        }
-    }
+    check_window(n, k, &strides, &dil, &pads)?;
     if pads.iter().any(|&p| p > 1 << 32) {
         return Err(Ad::err(n, "pads beyond 2^32 are not supported"));
     }
@@ -507,6 +503,10 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
     let (strides, dil, pads, group) = conv_attrs(ad, n, sp)?;
     let w_dims = ad.static_dims(n, 1)?;
     let k = &w_dims[2..];
+    // With static spatial dims the window arithmetic is checked here (and
+    // gives dx's output padding).
+    let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect());
+    let opad = x_sp.map(|x_sp| output_padding(n, &x_sp, k, &strides, &dil, &pads)).transpose()?;
     let mut out = Vec::new();
     if nd(need, 2) {
         let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
@@ -517,12 +517,11 @@ fn conv(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
         // dx = convT(dy, W). Rows past the last window get no gradient: with
         // static dims an output padding restores them, else a zero pad
         // computed from the runtime shapes.
-        let x_sp: Option<Vec<i64>> = ad.dims(n.input(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect());
         let attrs = |pads: &[i64]| vec![a_ints("strides", &strides), a_ints("dilations", &dil), a_ints("pads", pads), a_int("group", group), a_ints("kernel_shape", k)];
-        match x_sp {
-            Some(x_sp) => {
+        match &opad {
+            Some(opad) => {
                 let mut a = attrs(&pads);
-                a.push(a_ints("output_padding", &output_padding(n, &x_sp, k, &strides, &dil, &pads)?));
+                a.push(a_ints("output_padding", opad));
                 out.push((0, ad.em.op("ConvTranspose", &[&dy, &w], a)));
             }
             None => {
@@ -1649,36 +1648,14 @@ fn reduce_axes_of(ad: &Ad, n: &Node) -> Result<Option<Vec<i64>>, RewriteError> {
 
 fn reduce(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    let axes_given = n.attrs.contains_key("axes") || n.input(1).is_some();
-    if !axes_given && n.attr_int("noop_with_empty_axes", 0) != 0 {
+    let Some(axes) = reduce_axes_of(ad, n)? else {
         return Ok(grads(n, vec![(0, dy)]));
-    }
-    // Reducing every axis: the gradient (a scalar, or all ones dims) broadcasts
-    // back without knowing the rank.
-    let r = if axes_given { ad.rank(n, 0)? } else { 0 };
-    let axes: Vec<i64> = if !axes_given {
-        Vec::new()
-    } else {
-        let raw = match n.attr_ints("axes") {
-            Some(a) => a.to_vec(),
-            None => ad.ints_input(n, 1).ok_or_else(|| Ad::err(n, "axes must be constant"))?,
-        };
-        if raw.is_empty() && n.attr_int("noop_with_empty_axes", 0) != 0 {
-            return Ok(grads(n, vec![(0, dy)]));
-        }
-        if raw.is_empty() {
-            (0..r as i64).collect()
-        } else {
-            let mut a: Vec<i64> =
-                raw.iter().map(|&a| crate::ir::norm_axis(a, r).map(|a| a as i64)).collect::<Option<_>>().ok_or_else(|| Ad::err(n, "axis out of range"))?;
-            a.sort_unstable();
-            a.dedup();
-            a
-        }
     };
-    let keep = n.attr_int("keepdims", 1) != 0;
+    // Reducing every axis: the gradient (a scalar, or all ones dims) broadcasts
+    // back as it is.
+    let every = axes.is_empty() || ad.rank(n, 0).ok() == Some(axes.len());
+    let keep = n.attr_int("keepdims", 1) != 0 || every;
     let (x, y) = (ad.name(n, 0), ad.out(n, 0));
-    let keep = keep || !axes_given;
     let dk = if keep { dy } else { ad.em.unsqueeze(&dy, &axes) };
     let s = ad.em.shape(&x);
     let e = ad.em.op("Expand", &[&dk, &s], vec![]);

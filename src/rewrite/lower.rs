@@ -21,20 +21,7 @@ pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Res
         }
         match super::grad::rule(&n.op_type) {
             Some(super::grad::Rule::Expand(f)) if n.is_default_domain() => {
-                let need = match n.op_type.as_str() {
-                    "BatchNormalization" => 5,
-                    "InstanceNormalization" | "GroupNormalization" => 3,
-                    "RMSNormalization" => 2,
-                    _ => 1,
-                };
-                let present = n.inputs.iter().take_while(|i| i.is_some()).count();
-                if present < need || n.output(0).is_none() {
-                    return Err(RewriteError::Node {
-                        node: n.name.clone(),
-                        op: n.op_type.clone(),
-                        detail: format!("{present} leading inputs; the op needs {need} and its first output"),
-                    });
-                }
+                super::grad::check_arity(n)?;
                 f(g, n, em, &mut buffers)?
             }
             _ => {
