@@ -51,12 +51,17 @@ def check(step_path):
     return {"ok": True}
 
 
-def grads(case_path, step_path):
+def open_case(case_path, step_path):
+    """The full check, then the case, a session, the initializers, the model
+    and the output names."""
     check(step_path)
-    case = json.load(open(case_path))
     s = session(step_path)
     inits, m = initializers(step_path)
-    out_names = [o.name for o in s.get_outputs()]
+    return json.load(open(case_path)), s, inits, m, [o.name for o in s.get_outputs()]
+
+
+def grads(case_path, step_path):
+    case, s, inits, m, out_names = open_case(case_path, step_path)
     params = [o[:-5] for o in out_names if o.endswith(".grad")]
     feeds = {k: load_arr(v) for k, v in case["inputs"].items()}
     feeds["labels"] = load_arr(case["labels"])
@@ -111,12 +116,8 @@ def grads(case_path, step_path):
 
 
 def train(case_path, step_path):
-    check(step_path)
-    case = json.load(open(case_path))
-    s = session(step_path)
-    inits, m = initializers(step_path)
+    case, s, inits, m, out_names = open_case(case_path, step_path)
     in_names = [i.name for i in s.get_inputs()]
-    out_names = [o.name for o in s.get_outputs()]
     carried = [o[:-4] for o in out_names if o.endswith(".new")]
     state = {k: inits[k] for k in carried}
     model_input = [n for n in in_names if n not in inits and n not in ("labels", "step", "lr")]
