@@ -284,11 +284,17 @@ pub(crate) fn batch_norm(g: &Graph, n: &Node, em: &mut Emitter, buffers: &mut Ve
     Ok(())
 }
 
-/// LayerNormalization (axis, epsilon; Mean and InvStdDev outputs).
-pub(crate) fn layer_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
+/// The axes from the node's `axis` (default -1) to the last, which Layer and
+/// RMS normalization normalize over.
+fn trailing_axes(g: &Graph, n: &Node) -> Result<Vec<i64>, RewriteError> {
     let r = rank_of(g, n, 0)?;
     let axis = axis_attr(n, -1, r)?;
-    let axes: Vec<i64> = (axis as i64..r as i64).collect();
+    Ok((axis as i64..r as i64).collect())
+}
+
+/// LayerNormalization (axis, epsilon; Mean and InvStdDev outputs).
+pub(crate) fn layer_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
+    let axes = trailing_axes(g, n)?;
     let x = name(g, n, 0).unwrap_or_default();
     let eps = n.attr_float("epsilon", 1e-5) as f64;
     let (xh, mean, var) = standardize(em, &x, &axes, eps);
@@ -363,9 +369,7 @@ pub(crate) fn group_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(Str
 
 /// RMSNormalization (opset 23).
 pub(crate) fn rms_norm(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
-    let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, -1, r)?;
-    let axes: Vec<i64> = (axis as i64..r as i64).collect();
+    let axes = trailing_axes(g, n)?;
     let x = name(g, n, 0).unwrap_or_default();
     let x2 = em.mul(&x, &x);
     let ms = em.reduce("ReduceMean", &x2, Some(&axes), true);
