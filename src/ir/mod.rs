@@ -76,6 +76,20 @@ impl DType {
         }
     }
 
+    /// The ONNX `TensorProto.DataType` code (inverse of [`DType::from_onnx`]).
+    pub fn onnx_code(self) -> i32 {
+        match self {
+            DType::F32 => 1,
+            DType::F64 => 11,
+            DType::F16 => 10,
+            DType::BF16 => 16,
+            DType::I64 => 7,
+            DType::I32 => 6,
+            DType::Bool => 9,
+            DType::Other(c) => c,
+        }
+    }
+
     /// True for the floating-point types that hold trainable weights.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16)

@@ -5,7 +5,7 @@
 //! gradient reaches it) and which inputs need a gradient, and returns one
 //! gradient per input, with that input's shape. Gradients of a value with
 //! several consumers are summed by the driver ([`backward`]).
-use super::emit::{a_int, a_ints, a_str, Emitter, BOOL, INT64};
+use super::emit::{a_int, a_ints, a_str, Emitter, INT64};
 use super::RewriteError;
 use crate::ir::{Dim, Graph, Node, ValueId};
 use std::collections::HashMap;
@@ -1706,22 +1706,8 @@ fn cast(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<
         return Ok(vec![None; n.inputs.len()]);
     }
     let to = n.output(0).and_then(|v| ad.g.values[v].dtype);
-    let g = if to == Some(from) { dy } else { ad.em.cast(&dy, onnx_code(from)) };
+    let g = if to == Some(from) { dy } else { ad.em.cast(&dy, from.onnx_code()) };
     Ok(grads(n, vec![(0, g)]))
-}
-
-fn onnx_code(d: crate::ir::DType) -> i32 {
-    use crate::ir::DType;
-    match d {
-        DType::F32 => 1,
-        DType::F64 => 11,
-        DType::F16 => 10,
-        DType::BF16 => 16,
-        DType::I64 => 7,
-        DType::I32 => 6,
-        DType::Bool => BOOL,
-        DType::Other(c) => c,
-    }
 }
 
 fn dropout(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {

@@ -379,9 +379,9 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     outputs.extend(state_outputs);
     let mut buffer_names = Vec::new();
     for (b, new) in &buffers {
-        let t = src.initializer.iter().find(|t| &t.name == b).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
-        inputs.push(value_info(b, t.data_type, &t.dims));
-        outputs.push(value_info(&format!("{b}.new"), t.data_type, &t.dims));
+        let t = g0.value_by_name(b).and_then(|v| g0.initializer_of(v)).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
+        inputs.push(value_info(b, t.dtype.onnx_code(), &t.dims));
+        outputs.push(value_info(&format!("{b}.new"), t.dtype.onnx_code(), &t.dims));
         bind(&mut em, new, &format!("{b}.new"));
         buffer_names.push(b.clone());
     }
