@@ -4,16 +4,19 @@
 //! The pipeline follows the data:
 //! [`onnx`] (decode, external data) → [`ir`] (graph, shapes) →
 //! [`analysis`] (scale-invariance classes with evidence) → [`plan`]
-//! (optimizer-state plan) → [`runtime`] (wgpu device, WGSL kernels) and
-//! [`rewrite`] (the ONNX training-step graph) → [`cli`].
+//! (optimizer-state plan) → [`rewrite`] (the ONNX training-step graph) and
+//! `runtime` (wgpu device, WGSL kernels; cargo feature `gpu`, on by default)
+//! → [`cli`]. [`optim`] describes the optimizers once, without a GPU.
 #![deny(missing_docs)]
 
 pub mod analysis;
 pub mod cli;
 pub mod ir;
 pub mod onnx;
+pub mod optim;
 pub mod plan;
 pub mod rewrite;
+#[cfg(feature = "gpu")]
 pub mod runtime;
 
 use std::path::Path;

@@ -4,88 +4,13 @@
 //! The plan is a versioned JSON document (schema below, and in the README);
 //! the WGSL runtime and the training-graph rewrite read it.
 use crate::analysis::{Analysis, ScaleClass};
+use crate::optim::{Algorithm, Config, TensorSpec};
 use serde::{Deserialize, Serialize};
 
 /// Schema identifier written into every plan.
 pub const SCHEMA: &str = "adamp-graph/plan";
 /// Schema version; bump on any incompatible change.
 pub const VERSION: u32 = 1;
-
-/// Which optimizer the plan is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimizer {
-    /// AdamP (Adam with projection).
-    Adamp,
-    /// SGDP (SGD with momentum and projection).
-    Sgdp,
-}
-
-impl Optimizer {
-    /// Lower-case name (`adamp`, `sgdp`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Optimizer::Adamp => "adamp",
-            Optimizer::Sgdp => "sgdp",
-        }
-    }
-}
-
-/// Hyperparameters; defaults equal the official `adamp` 0.3.0 package.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hyperparameters {
-    /// Learning rate (AdamP 1e-3; SGDP has no default in the reference, 0.1 here).
-    pub lr: f64,
-    /// Adam betas (AdamP only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub betas: Option<(f64, f64)>,
-    /// Momentum (SGDP only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub momentum: Option<f64>,
-    /// Dampening (SGDP only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub dampening: Option<f64>,
-    /// Epsilon (denominator and norms).
-    pub eps: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
-    /// Cosine-test threshold for the runtime fallback.
-    pub delta: f64,
-    /// Weight-decay multiplier for projected tensors.
-    pub wd_ratio: f64,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-}
-
-impl Hyperparameters {
-    /// The reference defaults for an optimizer.
-    pub fn defaults(opt: Optimizer) -> Self {
-        match opt {
-            Optimizer::Adamp => Hyperparameters {
-                lr: 1e-3,
-                betas: Some((0.9, 0.999)),
-                momentum: None,
-                dampening: None,
-                eps: 1e-8,
-                weight_decay: 0.0,
-                delta: 0.1,
-                wd_ratio: 0.1,
-                nesterov: false,
-            },
-            Optimizer::Sgdp => Hyperparameters {
-                lr: 0.1,
-                betas: None,
-                momentum: Some(0.0),
-                dampening: Some(0.0),
-                eps: 1e-8,
-                weight_decay: 0.0,
-                delta: 0.1,
-                wd_ratio: 0.1,
-                nesterov: false,
-            },
-        }
-    }
-}
 
 /// How a tensor's update is projected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,10 +113,10 @@ pub struct Plan {
     pub version: u32,
     /// Model file name.
     pub model: String,
-    /// Optimizer.
-    pub optimizer: Optimizer,
-    /// Hyperparameters.
-    pub hyperparameters: Hyperparameters,
+    /// The optimizer and its hyperparameters (`"optimizer"` and
+    /// `"hyperparameters"` in the JSON): AdamP or SGDP.
+    #[serde(flatten)]
+    pub config: Config,
     /// Per tensor, in initializer order.
     pub tensors: Vec<TensorPlan>,
     /// Totals.
@@ -217,6 +142,9 @@ pub enum PlanError {
         /// Its version.
         found: u32,
     },
+    /// A plan is for a projecting optimizer.
+    #[error("a plan is for adamp or sgdp, not {}: the others project nothing", .0.name())]
+    Optimizer(Algorithm),
 }
 
 fn dtype_bytes(dtype: &str) -> u64 {
@@ -227,12 +155,14 @@ fn dtype_bytes(dtype: &str) -> u64 {
     }
 }
 
-/// Builds the plan from an analysis.
-pub fn build(analysis: &Analysis, optimizer: Optimizer, hp: Hyperparameters) -> Plan {
-    let buffers: &[&str] = match optimizer {
-        Optimizer::Adamp => &["exp_avg", "exp_avg_sq"],
-        Optimizer::Sgdp => &["momentum"],
-    };
+/// Builds the plan from an analysis, for a projecting optimizer (AdamP or SGDP).
+pub fn build(analysis: &Analysis, config: &Config) -> Result<Plan, PlanError> {
+    let algo = config.algorithm();
+    if !algo.projects() {
+        return Err(PlanError::Optimizer(algo));
+    }
+    let buffers = algo.state_names();
+    let wd_ratio = config.hyper().wd_ratio;
     let mut totals = Totals {
         tensors: 0,
         elements: 0,
@@ -247,7 +177,7 @@ pub fn build(analysis: &Analysis, optimizer: Optimizer, hp: Hyperparameters) -> 
         .map(|p| {
             let projection = Projection::from_class(&p.class);
             let wd_multiplier = match projection {
-                Projection::Channel { .. } | Projection::Layer => hp.wd_ratio,
+                Projection::Channel { .. } | Projection::Layer => wd_ratio,
                 _ => 1.0,
             };
             let state: Vec<StateBuffer> = buffers
@@ -272,15 +202,7 @@ pub fn build(analysis: &Analysis, optimizer: Optimizer, hp: Hyperparameters) -> 
             }
         })
         .collect();
-    Plan {
-        schema: SCHEMA.into(),
-        version: VERSION,
-        model: analysis.model.clone(),
-        optimizer,
-        hyperparameters: hp,
-        tensors,
-        totals,
-    }
+    Ok(Plan { schema: SCHEMA.into(), version: VERSION, model: analysis.model.clone(), config: config.clone(), tensors, totals })
 }
 
 /// Reads and validates a plan file.
@@ -295,7 +217,33 @@ pub fn read(path: &std::path::Path) -> Result<Plan, PlanError> {
     if version != VERSION {
         return Err(PlanError::Version { path: p, found: version });
     }
-    serde_json::from_value(raw).map_err(|e| PlanError::Invalid { path: p, detail: e.to_string() })
+    let plan: Plan = serde_json::from_value(raw).map_err(|e| PlanError::Invalid { path: p.clone(), detail: e.to_string() })?;
+    if !plan.config.algorithm().projects() {
+        return Err(PlanError::Invalid { path: p, detail: format!("optimizer '{}': a plan is for adamp or sgdp", plan.config.algorithm().name()) });
+    }
+    plan.config.validate().map_err(|e| PlanError::Invalid { path: p, detail: e.to_string() })?;
+    Ok(plan)
+}
+
+/// `s` as the inside of a double-quoted Python string literal, in pure ASCII:
+/// quotes, backslashes, controls and every non-ASCII character are escaped, so
+/// any tensor name gives valid Python and no bidi mark reaches the source.
+fn python_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out
 }
 
 /// Python parameter groups for `torch.optim`-style optimizers (official `adamp`).
@@ -316,11 +264,11 @@ pub fn torch_groups(plan: &Plan) -> String {
         groups.entry(key).or_insert_with(|| (Vec::new(), extra)).0.push(&t.name);
     }
     let mut out = String::new();
-    out += &format!("# Parameter groups for {} from adamp-graph plan (schema {SCHEMA} v{VERSION}).\n", plan.model);
+    out += &format!("# Parameter groups for {} from adamp-graph plan (schema {SCHEMA} v{VERSION}).\n", python_escape(&plan.model));
     out += "# Usage: optimizer = adamp.AdamP(param_groups(model), lr=...)  # or adamp.SGDP\n";
     out += "GROUPS = [\n";
     for (names, extra) in groups.values() {
-        let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+        let list: Vec<String> = names.iter().map(|n| format!("\"{}\"", python_escape(n))).collect();
         out += &format!("    {{\"names\": [{}], {extra}}},\n", list.join(", "));
     }
     out += "]\n\n\ndef param_groups(model):\n";
@@ -332,3 +280,58 @@ pub fn torch_groups(plan: &Plan) -> String {
     out += "    return [{**{k: v for k, v in g.items() if k != \"names\"}, \"params\": [named[n] for n in g[\"names\"]]} for g in GROUPS]\n";
     out
 }
+
+/// Errors matching a plan file to a model.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanMismatch {
+    /// The model has a tensor the plan lacks.
+    #[error("plan does not match the model: tensor '{0}' of the model is not in the plan")]
+    Missing(String),
+    /// The plan lists a tensor the model lacks.
+    #[error("plan does not match the model: plan tensor '{0}' is not a trainable tensor of the model")]
+    Extra(String),
+    /// Same name, other shape.
+    #[error("plan does not match the model: tensor '{name}' has shape {model:?} in the model, {plan:?} in the plan")]
+    Shape {
+        /// Tensor.
+        name: String,
+        /// Model shape.
+        model: Vec<i64>,
+        /// Plan shape.
+        plan: Vec<i64>,
+    },
+}
+
+/// The model's trainable tensors with the plan's projections, checked name by name.
+pub fn specs_from_plan(analysis: &Analysis, plan: &Plan) -> Result<Vec<TensorSpec>, PlanMismatch> {
+    let by_name: std::collections::HashMap<&str, &TensorPlan> = plan.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let model_names: std::collections::HashSet<&str> = analysis.parameters.iter().map(|p| p.name.as_str()).collect();
+    if let Some(extra) = plan.tensors.iter().find(|t| !model_names.contains(t.name.as_str())) {
+        return Err(PlanMismatch::Extra(extra.name.clone()));
+    }
+    analysis
+        .parameters
+        .iter()
+        .map(|p| {
+            let t = by_name.get(p.name.as_str()).ok_or_else(|| PlanMismatch::Missing(p.name.clone()))?;
+            if t.shape != p.shape {
+                return Err(PlanMismatch::Shape { name: p.name.clone(), model: p.shape.clone(), plan: t.shape.clone() });
+            }
+            Ok(TensorSpec { name: p.name.clone(), shape: p.shape.iter().map(|&d| d.max(0) as usize).collect(), projection: t.projection.clone() })
+        })
+        .collect()
+}
+
+/// The model's trainable tensors with the static analysis' projections.
+pub fn specs_from_analysis(analysis: &Analysis) -> Vec<TensorSpec> {
+    analysis
+        .parameters
+        .iter()
+        .map(|p| TensorSpec {
+            name: p.name.clone(),
+            shape: p.shape.iter().map(|&d| d.max(0) as usize).collect(),
+            projection: Projection::from_class(&p.class),
+        })
+        .collect()
+}
+

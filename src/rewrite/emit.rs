@@ -1,6 +1,7 @@
 //! Emitting ONNX nodes: fresh names, constants, and the op forms that change
 //! between opsets (axes as attributes or as inputs).
 use crate::onnx::pb;
+use std::collections::HashMap;
 
 /// `TensorProto.DataType` codes the rewrite emits.
 pub(crate) const FLOAT: i32 = 1;
@@ -88,11 +89,18 @@ pub(crate) struct Emitter {
     pub opset: i64,
     /// Element type of the model's floating-point values.
     pub float: i32,
+    /// Small constants already emitted, by type and value: a gradient rule
+    /// asks for the same zero or one once per node, and a fresh `Constant`
+    /// each time would add a node per node of the model.
+    constants: HashMap<(i32, Vec<u64>), String>,
 }
+
+/// Constants longer than this are not shared (their keys would cost memory).
+const SHARED_CONSTANT_MAX: usize = 16;
 
 impl Emitter {
     pub(crate) fn new(prefix: String, opset: i64, float: i32) -> Self {
-        Emitter { nodes: Vec::new(), prefix, next: 0, opset, float }
+        Emitter { nodes: Vec::new(), prefix, next: 0, opset, float, constants: HashMap::new() }
     }
 
     /// A fresh value name.
@@ -133,18 +141,38 @@ impl Emitter {
 
     /// A rank-0 constant of the model's float type.
     pub(crate) fn scalar(&mut self, v: f64) -> String {
-        self.constant(tensor_f("", self.float, &[], &[v]))
+        self.scalar_of(v, self.float)
     }
 
-    /// A rank-0 constant of a given type.
+    /// A rank-0 constant of a given type (emitted once per type and value).
     pub(crate) fn scalar_of(&mut self, v: f64, elem: i32) -> String {
-        self.constant(tensor_f("", elem, &[], &[v]))
+        self.shared_constant((elem, vec![v.to_bits()]), |_| tensor_f("", elem, &[], &[v]))
     }
 
-    /// A 1-D int64 constant.
+    /// A 1-D int64 constant (short ones emitted once per value).
     pub(crate) fn ints(&mut self, v: &[i64]) -> String {
-        let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.constant(pb::TensorProto { dims: vec![v.len() as i64], data_type: INT64, raw_data: raw.into(), ..Default::default() })
+        let make = |_: &mut Self| {
+            let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            pb::TensorProto { dims: vec![v.len() as i64], data_type: INT64, raw_data: raw.into(), ..Default::default() }
+        };
+        if v.len() > SHARED_CONSTANT_MAX {
+            let t = make(self);
+            return self.constant(t);
+        }
+        // The element type tags the key; a 1-D key never meets a rank-0 one.
+        let mut key = vec![u64::MAX];
+        key.extend(v.iter().map(|&x| x as u64));
+        self.shared_constant((INT64, key), make)
+    }
+
+    fn shared_constant(&mut self, key: (i32, Vec<u64>), make: impl FnOnce(&mut Self) -> pb::TensorProto) -> String {
+        if let Some(name) = self.constants.get(&key) {
+            return name.clone();
+        }
+        let t = make(self);
+        let name = self.constant(t);
+        self.constants.insert(key, name.clone());
+        name
     }
 
     /// A reduction; `axes: None` reduces every axis. Emits the axes as an

@@ -683,6 +683,9 @@ fn gemm(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<V
 fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
     let (ra, rb) = (ad.rank(n, 0)?, ad.rank(n, 1)?);
+    if ra == 0 || rb == 0 {
+        return Err(Ad::err(n, "an input has rank 0; MatMul needs rank 1 or more"));
+    }
     let (mut a, mut b) = (ad.name(n, 0), ad.name(n, 1));
     let (mut ad_dims, mut bd_dims) = (ad.dims(n.input(0)).unwrap_or_default(), ad.dims(n.input(1)).unwrap_or_default());
     let mut g = dy;
@@ -700,6 +703,11 @@ fn matmul(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result
         bd_dims.push(Dim::Known(1));
         g = ad.em.unsqueeze(&g, &[gd.len() as i64]);
         gd.push(Dim::Known(1));
+    }
+    // Inconsistent declared or inferred ranks (found by fuzzing) would make
+    // the index arithmetic below underflow.
+    if gd.len() < 2 || gd.len() < ad_dims.len().max(bd_dims.len()) {
+        return Err(Ad::err(n, &format!("output rank {} does not fit inputs of rank {ra} and {rb}", gd.len().saturating_sub(usize::from(ra == 1) + usize::from(rb == 1)))));
     }
     let t_last = |em: &mut Emitter, x: &str, r: usize| {
         let mut perm: Vec<i64> = (0..r as i64).collect();

@@ -26,8 +26,8 @@ mod update;
 use crate::ir::{self, DType};
 use crate::onnx::{pb, LoadedModel, OnnxError};
 use crate::plan::Plan;
-use crate::runtime::bench::PlanMismatch;
-use crate::runtime::{Algorithm, Detect, Hyper};
+use crate::optim::{Config, Detect};
+use crate::plan::PlanMismatch;
 use emit::{tensor_f, Emitter, DOUBLE, FLOAT, INT64};
 use std::collections::HashSet;
 
@@ -45,12 +45,10 @@ pub enum Loss {
 pub struct Options {
     /// The loss.
     pub loss: Loss,
-    /// The optimizer.
-    pub algorithm: Algorithm,
+    /// The optimizer and its hyperparameters (`lr` is the default of the `lr` input).
+    pub config: Config,
     /// How projected tensors are chosen.
     pub detect: Detect,
-    /// Hyperparameters (`lr` is the default of the `lr` input).
-    pub hyper: Hyper,
     /// A plan to follow instead of analysing the model.
     pub plan: Option<Plan>,
     /// Also output `<p>.grad` for every parameter.
@@ -218,10 +216,13 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
             )))
         }
     };
-    let analysis = crate::analysis::analyze(&g0);
-    let specs = match &opts.plan {
-        Some(p) => crate::runtime::bench::specs_from_plan(&analysis, p)?,
-        None => crate::runtime::bench::specs_from_analysis(&analysis),
+    // Only the specs are kept: the analysis is as large as the graph.
+    let specs = {
+        let analysis = crate::analysis::analyze(&g0);
+        match &opts.plan {
+            Some(p) => crate::plan::specs_from_plan(&analysis, p)?,
+            None => crate::plan::specs_from_analysis(&analysis),
+        }
     };
     for s in &specs {
         let v = g0.value_by_name(&s.name).ok_or_else(|| model_err(format!("parameter '{}' is not in the model", s.name)))?;
@@ -234,7 +235,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
             )));
         }
     }
-    let state_names: &[&str] = if opts.algorithm.is_adam_family() { &["exp_avg", "exp_avg_sq"] } else { &["momentum"] };
+    let state_names: &[&str] = opts.config.algorithm().state_names();
 
     // Names the contract reserves must be free.
     let taken: HashSet<&str> = g0.values.iter().map(|v| v.name.as_str()).collect();
@@ -267,8 +268,28 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         if buffers[..i].iter().any(|(c, _)| c == b) {
             return Err(model_err(format!("buffer '{b}' is updated by two BatchNormalization nodes")));
         }
+        // Both would be written as `<name>.new`: the step graph would define it twice.
+        if specs.iter().any(|s| s.name == *b) {
+            return Err(model_err(format!(
+                "'{b}' is a BatchNormalization running statistic, which the forward pass updates, and also a trainable \
+                 parameter of another node; give that node its own initializer"
+            )));
+        }
     }
     let (loss_t, labels) = lower::loss(&g0, out0, opts.loss, &mut em)?;
+    // What is still needed of the model's IR, so that it is freed before the
+    // forward graph's IR is built: two IRs of a large graph at once would
+    // double the peak memory.
+    let out_name = g0.values[out0].name.clone();
+    let buffer_decls: Vec<(String, i32, Vec<i64>)> = buffers
+        .iter()
+        .map(|(b, _)| {
+            let t = g0.value_by_name(b).and_then(|v| g0.initializer_of(v)).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
+            Ok((b.clone(), t.dtype.onnx_code(), t.dims.clone()))
+        })
+        .collect::<Result<_, RewriteError>>()?;
+    drop(taken);
+    drop(g0);
 
     // The forward graph with the loss as its output, for differentiation.
     let init_names: HashSet<&str> = src.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -295,7 +316,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         graph: Some(forward),
         ..Default::default()
     };
-    let lowered = LoadedModel { path: model.path.clone(), proto };
+    let lowered = LoadedModel { path: model.path.clone(), proto, inputs: model.inputs.clone() };
     let g1 = ir::from_model(&lowered)?;
     proto = lowered.proto;
     let loss_id = g1.value_by_name(&loss_t).ok_or_else(|| model_err("internal: the loss value is missing"))?;
@@ -308,8 +329,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     let mut labels = labels;
     let unshaped = matches!(&labels.r#type, Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(t)), .. }) if t.shape.is_none());
     if unshaped {
-        let out_name = &g0.values[out0].name;
-        let shape = g1.value_by_name(out_name).and_then(|v| g1.values[v].shape.clone()).ok_or_else(|| {
+        let shape = g1.value_by_name(&out_name).and_then(|v| g1.values[v].shape.clone()).ok_or_else(|| {
             model_err(format!("the rank of the first output '{out_name}' is unknown; the labels input needs it"))
         })?;
         labels = emit::value_info("labels", float, Some(&shape), &g1.symbols);
@@ -322,14 +342,14 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     inputs.push(value_info("step", INT64, &[]));
     inputs.push(value_info("lr", FLOAT, &[]));
     let mut initializers = src.initializer.clone();
-    initializers.push(tensor_f("lr", FLOAT, &[], &[opts.hyper.lr]));
+    initializers.push(tensor_f("lr", FLOAT, &[], &[opts.config.lr()]));
     let bind = |em: &mut Emitter, from: &str, to: &str| em.node("Identity", &[from], &[to.to_string()], vec![]);
     if float == FLOAT {
         bind(&mut em, &loss_t, "loss");
     } else {
         em.node("Cast", &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
     }
-    let shared = update::shared(&mut em, opts.algorithm, &opts.hyper);
+    let shared = update::shared(&mut em, &opts.config);
     let mut state_inputs = Vec::new();
     let mut state_outputs = Vec::new();
     let mut grad_outputs = Vec::new();
@@ -346,7 +366,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         match grad {
             Some(gr) if numel > 0 => {
                 let slot = update::Slot { param: &spec.name, grad: gr, state: &state, dims: &dims };
-                let (p, st) = update::emit(&mut em, &shared, opts.algorithm, opts.detect, &opts.hyper, spec, &slot);
+                let (p, st) = update::emit(&mut em, &shared, &opts.config, opts.detect, spec, &slot);
                 bind(&mut em, &p, &format!("{}.new", spec.name));
                 for (s, new) in state.iter().zip(st) {
                     bind(&mut em, &new, &format!("{s}.new"));
@@ -378,10 +398,9 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     inputs.extend(state_inputs);
     outputs.extend(state_outputs);
     let mut buffer_names = Vec::new();
-    for (b, new) in &buffers {
-        let t = g0.value_by_name(b).and_then(|v| g0.initializer_of(v)).ok_or_else(|| model_err(format!("buffer '{b}' is not an initializer")))?;
-        inputs.push(value_info(b, t.dtype.onnx_code(), &t.dims));
-        outputs.push(value_info(&format!("{b}.new"), t.dtype.onnx_code(), &t.dims));
+    for ((b, new), (_, elem, dims)) in buffers.iter().zip(&buffer_decls) {
+        inputs.push(value_info(b, *elem, dims));
+        outputs.push(value_info(&format!("{b}.new"), *elem, dims));
         bind(&mut em, new, &format!("{b}.new"));
         buffer_names.push(b.clone());
     }
@@ -395,7 +414,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     prune(&mut graph);
     proto.graph = Some(graph);
     Ok(Rewritten {
-        model: LoadedModel { path: model.path.clone(), proto },
+        model: LoadedModel { path: model.path.clone(), proto, inputs: model.inputs.clone() },
         params: specs.iter().map(|s| s.name.clone()).collect(),
         state: specs.iter().flat_map(|s| state_names.iter().map(move |st| format!("{}.{st}", s.name))).collect(),
         buffers: buffer_names,
@@ -434,4 +453,61 @@ fn prune(graph: &mut pb::GraphProto) {
     graph.value_info = vi;
     let inputs: HashSet<String> = graph.input.iter().map(|i| i.name.clone()).collect();
     graph.initializer.retain(|t| needed.contains(&t.name) || inputs.contains(&t.name));
+}
+
+/// The optimizer update alone as an ONNX graph: the ONNX backend of
+/// [`crate::optim`], for replaying optimizer traces in any runtime.
+///
+/// Inputs: `step` (int64 scalar, 1-based), `lr` (float32 scalar), and per
+/// tensor `<name>` (the parameter), `<name>.grad` and its state
+/// (`<name>.exp_avg`, `<name>.exp_avg_sq`, or `<name>.momentum`); outputs:
+/// `<name>.new` and `<state>.new`, per tensor in order. float32.
+pub fn update_graph(specs: &[crate::optim::TensorSpec], config: &Config, detect: Detect) -> Result<Rewritten, RewriteError> {
+    config.validate().map_err(|e| model_err(e.to_string()))?;
+    let state_names = config.algorithm().state_names();
+    let mut em = Emitter::new("update/".into(), 17, FLOAT);
+    let mut inputs = vec![value_info("step", INT64, &[]), value_info("lr", FLOAT, &[])];
+    let mut outputs = Vec::new();
+    let shared = update::shared(&mut em, config);
+    let mut state_all = Vec::new();
+    for spec in specs {
+        let dims: Vec<i64> = spec.shape.iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
+        let grad = format!("{}.grad", spec.name);
+        let state: Vec<String> = state_names.iter().map(|s| format!("{}.{s}", spec.name)).collect();
+        inputs.push(value_info(&spec.name, FLOAT, &dims));
+        inputs.push(value_info(&grad, FLOAT, &dims));
+        for s in &state {
+            inputs.push(value_info(s, FLOAT, &dims));
+        }
+        let (p, st) = if spec.numel() == 0 {
+            (spec.name.clone(), state.clone())
+        } else {
+            let slot = update::Slot { param: &spec.name, grad: &grad, state: &state, dims: &dims };
+            update::emit(&mut em, &shared, config, detect, spec, &slot)
+        };
+        let new = format!("{}.new", spec.name);
+        em.node("Identity", &[&p], std::slice::from_ref(&new), vec![]);
+        outputs.push(value_info(&new, FLOAT, &dims));
+        for (s, v) in state.iter().zip(st) {
+            let new = format!("{s}.new");
+            em.node("Identity", &[&v], std::slice::from_ref(&new), vec![]);
+            outputs.push(value_info(&new, FLOAT, &dims));
+        }
+        state_all.extend(state);
+    }
+    let mut graph = pb::GraphProto { name: "update".into(), node: std::mem::take(&mut em.nodes), input: inputs, output: outputs, ..Default::default() };
+    prune(&mut graph);
+    let proto = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        producer_name: "adamp-graph".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    Ok(Rewritten {
+        model: LoadedModel { path: "<update>".into(), proto, inputs: Vec::new() },
+        params: specs.iter().map(|s| s.name.clone()).collect(),
+        state: state_all,
+        buffers: Vec::new(),
+    })
 }

@@ -3,8 +3,7 @@
 //! fixtures/golden/README.md. Scalars that the reference computes in Python
 //! (bias corrections, step size, decay multipliers) are computed in float64.
 use super::emit::{Emitter, DOUBLE};
-use crate::runtime::optim::{effective, PROJ_CHANNEL, PROJ_LAYER, PROJ_RUNTIME};
-use crate::runtime::{Algorithm, Detect, Hyper, TensorSpec};
+use crate::optim::{Algorithm, Config, Detect, Hyper, Label, TensorSpec};
 
 /// Names of one tensor's update.
 pub(crate) struct Slot<'a> {
@@ -34,7 +33,8 @@ pub(crate) struct Shared {
 
 /// Emits the shared scalars. The reference computes them in Python floats,
 /// so they are computed in float64 and cast.
-pub(crate) fn shared(em: &mut Emitter, algo: Algorithm, hp: &Hyper) -> Shared {
+pub(crate) fn shared(em: &mut Emitter, config: &Config) -> Shared {
+    let hp = &config.hyper();
     let step_d = em.cast("step", DOUBLE);
     let lr_d = em.cast("lr", DOUBLE);
     let one = em.scalar_of(1.0, super::emit::INT64);
@@ -53,7 +53,7 @@ pub(crate) fn shared(em: &mut Emitter, algo: Algorithm, hp: &Hyper) -> Shared {
     let sq = em.op("Sqrt", &[&bc2], vec![]);
     let sqrt_bc2 = em.cast(&sq, em.float);
     // SGDP divides its decay by (1 - momentum).
-    let scale = if algo == Algorithm::Sgdp { 1.0 - hp.momentum } else { 1.0 };
+    let scale = config.decay_scale();
     let factor = |em: &mut Emitter, m: f64| {
         let k = em.scalar_of(-hp.weight_decay * m / scale, DOUBLE);
         let p = em.mul(&lr_d, &k);
@@ -113,17 +113,17 @@ fn cosine_test(em: &mut Emitter, p: &str, g: &str, axes: Option<&[i64]>, row_len
 
 /// Projects `perturb` per the tensor's effective projection; returns it and
 /// whether it was projected (a bool tensor name, or a constant).
-fn projection(em: &mut Emitter, s: &Slot, perturb: &str, kind: u32, axis: Option<usize>, hp: &Hyper) -> (String, Flag) {
+fn projection(em: &mut Emitter, s: &Slot, perturb: &str, label: Label, hp: &Hyper) -> (String, Flag) {
     let r = s.dims.len();
     let numel: i64 = s.dims.iter().product();
     let rows_over = |a: usize| -> Vec<i64> { (0..r as i64).filter(|&k| k != a as i64).collect() };
-    match kind {
-        PROJ_CHANNEL => {
-            let axes = rows_over(axis.unwrap_or(0));
+    match label {
+        Label::Channel { axis } => {
+            let axes = rows_over(axis);
             (project(em, s.param, perturb, Some(&axes), hp.eps), Flag::Yes)
         }
-        PROJ_LAYER => (project(em, s.param, perturb, None, hp.eps), Flag::Yes),
-        PROJ_RUNTIME => {
+        Label::Layer => (project(em, s.param, perturb, None, hp.eps), Flag::Yes),
+        Label::Runtime => {
             let axes = rows_over(0);
             let c_ok = cosine_test(em, s.param, s.grad, Some(&axes), numel / s.dims[0].max(1), hp);
             let l_ok = cosine_test(em, s.param, s.grad, None, numel, hp);
@@ -134,7 +134,7 @@ fn projection(em: &mut Emitter, s: &Slot, perturb: &str, kind: u32, axis: Option
             let any = em.op("Or", &[&c_ok, &l_ok], vec![]);
             (out, Flag::Dynamic(any))
         }
-        _ => (perturb.to_string(), Flag::No),
+        Label::None => (perturb.to_string(), Flag::No),
     }
 }
 
@@ -156,8 +156,9 @@ fn decay(em: &mut Emitter, sh: &Shared, p: &str, flag: &Flag) -> String {
 }
 
 /// Emits the update of one tensor; returns the new parameter and the new state.
-pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detect, hp: &Hyper, spec: &TensorSpec, s: &Slot) -> (String, Vec<String>) {
-    let (kind, axis) = effective(algo, detect, spec);
+pub(crate) fn emit(em: &mut Emitter, sh: &Shared, config: &Config, detect: Detect, spec: &TensorSpec, s: &Slot) -> (String, Vec<String>) {
+    let (algo, hp) = (config.algorithm(), &config.hyper());
+    let label = Label::of(algo, detect, spec);
     let g = s.grad;
     match algo {
         Algorithm::Adamp | Algorithm::Adam | Algorithm::Adamw => {
@@ -173,7 +174,7 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             let denom = em.add(&q, &e);
             let num = if hp.nesterov { lin(em, &m, b1, &g, 1.0 - b1) } else { m.clone() };
             let perturb = em.div(&num, &denom);
-            let (perturb, flag) = projection(em, s, &perturb, kind, axis, hp);
+            let (perturb, flag) = projection(em, s, &perturb, label, hp);
             let decayed = match algo {
                 Algorithm::Adam => s.param.to_string(),
                 _ if hp.weight_decay > 0.0 => decay(em, sh, s.param, &flag),
@@ -186,7 +187,7 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, algo: Algorithm, detect: Detec
             let mo = hp.momentum;
             let buf = lin(em, &s.state[0], mo, g, 1.0 - hp.dampening);
             let d_p = if hp.nesterov { lin(em, g, 1.0, &buf, mo) } else { buf.clone() };
-            let (d_p, flag) = projection(em, s, &d_p, kind, axis, hp);
+            let (d_p, flag) = projection(em, s, &d_p, label, hp);
             let decayed = if hp.weight_decay != 0.0 { decay(em, sh, s.param, &flag) } else { s.param.to_string() };
             let delta = em.mul(&d_p, &sh.lr);
             // Without nesterov the reference projects its stored buffer in place.
