@@ -42,6 +42,35 @@ pub fn synthetic_chain(blocks: usize) -> Vec<u8> {
     b.to_bytes()
 }
 
+/// `x * p_0 * p_1 * ... * p_{n-1}`: every parameter's change travels the rest
+/// of the chain to the output (the hostile case of issue 11: quadratic before).
+pub fn mul_chain(params: usize) -> Vec<u8> {
+    let mut b = GraphBuilder::new("mul-chain", 17);
+    b.input("x", &[-1, 4]);
+    let mut prev = "x".to_string();
+    for i in 0..params {
+        let (p, y) = (format!("p{i}"), format!("y{i}"));
+        b.initializer(&p, &[4], TensorData::Zeros);
+        b.node("Mul", &[&prev, &p], &[&y], &[]);
+        prev = y;
+    }
+    b.output(&prev);
+    b.to_bytes()
+}
+
+/// One Concat of `params` parameters, normalized: one node with a huge fan-in.
+pub fn concat_params(params: usize) -> Vec<u8> {
+    let mut b = GraphBuilder::new("concat", 17);
+    let names: Vec<String> = (0..params).map(|i| format!("p{i}")).collect();
+    for p in &names {
+        b.initializer(p, &[2], TensorData::Zeros);
+    }
+    let ins: Vec<&str> = names.iter().map(String::as_str).collect();
+    b.node("Concat", &ins, &["c"], &[("axis", Attr::Int(0))]);
+    b.output("c");
+    b.to_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
@@ -68,9 +97,8 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10)).sample_size(10);
     let opts = adamp_graph::rewrite::Options {
         loss: adamp_graph::rewrite::Loss::CrossEntropy,
-        algorithm: adamp_graph::runtime::Algorithm::Adamp,
-        detect: adamp_graph::runtime::Detect::Auto,
-        hyper: adamp_graph::runtime::Hyper::defaults(adamp_graph::runtime::Algorithm::Adamp),
+        config: adamp_graph::optim::Config::defaults(adamp_graph::optim::Algorithm::Adamp),
+        detect: adamp_graph::optim::Detect::Auto,
         plan: None,
         gradients: false,
     };
@@ -89,6 +117,20 @@ fn bench(c: &mut Criterion) {
         std::fs::write(&path, &bytes).unwrap();
         group.throughput(Throughput::Elements(3 * blocks as u64));
         group.bench_function(format!("{}-nodes", 3 * blocks), |b| b.iter(|| adamp_graph::analyze_file(&path).unwrap()));
+    }
+    group.finish();
+
+    // Hostile shapes at 10^5 parameters: a chain where every change reaches the
+    // output, and one node reading all parameters.
+    let mut group = c.benchmark_group("hostile");
+    group.measurement_time(Duration::from_secs(10)).sample_size(10);
+    for (name, bytes) in [("mul-chain", mul_chain as fn(usize) -> Vec<u8>), ("concat", concat_params)]
+        .iter()
+        .flat_map(|(name, f)| [10_000usize, 100_000].map(|n| (format!("{name}/{n}-params"), f(n))))
+    {
+        let path = dir.path().join(format!("{}.onnx", name.replace('/', "-")));
+        std::fs::write(&path, &bytes).unwrap();
+        group.bench_function(name, |b| b.iter(|| adamp_graph::analyze_file(&path).unwrap()));
     }
     group.finish();
 }

@@ -12,84 +12,33 @@
 // fixtures/golden/README.md): the update (not the gradient) is projected,
 // p_n = p / (|p| + eps), decoupled decay before the step, wd_ratio where projected.
 
-const WG: u32 = 256u;
-// Projected fused jobs: rows of at most SEG * K elements are packed WG / SEG to
-// a workgroup, SEG threads each; longer rows (at most WG * K) get a whole workgroup.
-const SEG: u32 = 32u;
-// Elements per thread a fused row keeps in registers.
-const K: u32 = 20u;
-
-// algorithms
-const ADAMP: u32 = 0u;
-const SGDP: u32 = 1u;
-const ADAM: u32 = 2u;
-const ADAMW: u32 = 3u;
-const SGD: u32 = 4u;
-
-// projection kinds (tensor table) and decisions (status)
-const PROJ_NONE: u32 = 0u;
-const PROJ_CHANNEL: u32 = 1u;
-const PROJ_LAYER: u32 = 2u;
-const PROJ_RUNTIME: u32 = 3u;
-
-// tensor table: TENSOR_WORDS u32 per tensor
-const TENSOR_WORDS: u32 = 8u;
-const T_PROJ: u32 = 0u;       // projection kind
-const T_FIRST_ROW: u32 = 1u;  // index of its first row in the row table
-const T_ROWS: u32 = 2u;       // rows
-const T_ROW_LEN: u32 = 3u;    // elements per row (runtime: along axis 0)
-const T_NUMEL: u32 = 4u;      // elements
-
-// job table: JOB_WORDS u32 per job, laid out as `struct Job` below
-const JOB_WORDS: u32 = 8u;
-
-// row table: ROW_WORDS u32 per row (start into the row-job list, job count),
-// then the row-job list (job ids, grouped by row)
-const ROW_WORDS: u32 = 2u;
-
-struct Params {
-    algo: u32,
-    step: u32,
-    nesterov: u32,
-    job_base: u32,      // first fused job of this page
-    job_count: u32,     // fused jobs of this page
-    tensor_count: u32,
-    row_count: u32,
-    stats_base: u32,    // scratch offset of row stats
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    momentum: f32,
-    dampening: f32,
-    delta: f32,
-    wd_ratio: f32,
-    step_size: f32,     // lr / (1 - beta1^t) (Adam family)
-    bc2_sqrt: f32,      // sqrt(1 - beta2^t)
-    tensor_stats_base: u32,
-    total_jobs: u32,    // jobs of all pages (the row table follows the job table)
-    split_base: u32,    // first split job of this page
-    split_count: u32,   // split jobs of this page
-    // Scalars the reference computes in double precision on the host, then rounds once:
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    one_minus_dampening: f32,
-    decay: f32,            // parameter multiplier before the step, unprojected
-    decay_projected: f32,  // the same with wd_ratio (AdamP, SGDP)
-}
+// Generated from Rust and prepended to this file (src/runtime/optim.rs,
+// `shader_source`): the sizes WG, SEG, K; the algorithm codes ADAMP, SGDP, ADAM,
+// ADAMW, SGD; the projection codes PROJ_NONE, PROJ_CHANNEL, PROJ_LAYER,
+// PROJ_RUNTIME; the tensor table's record size TENSOR_WORDS and word offsets
+// T_*; the job record `struct Job` (JOB_WORDS words, `load_job_record`); the
+// row table's ROW_WORDS; the scratch strides JOB_STATS, ROW_STATS,
+// TENSOR_STATS and STATUS_WORDS; the row kernels' ROW_LANES and `struct
+// RowEntry` (ROW_ENTRY_WORDS words, `load_row_entry`); and the uniform block
+// `struct Params`.
+//
+// Row table: ROW_WORDS u32 per row (start into the row-job list, job count),
+// then the row-job list (job ids, grouped by row).
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(4) var<storage, read> tables: array<u32>;
-// job stats (5 per job: pp, pd, pg, gg, non-finite), then row stats (4 per row:
-// pp, pd, pg, gg), then tensor stats (2 per tensor: pp, pd over the whole tensor)
+// job stats (JOB_STATS per job: pp, pd, pg, gg, non-finite), then row stats
+// (ROW_STATS per row: pp, pd, pg, gg), then tensor stats (TENSOR_STATS per
+// tensor: pp, pd over the whole tensor)
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
-// per tensor: decision (PROJ_*), non-finite flag
+// per tensor (STATUS_WORDS): decision (PROJ_*), non-finite flag
 @group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
 @group(0) @binding(7) var<uniform> P: Params;
+// The row kernels' update direction per element (CPU adapters; one word elsewhere).
+@group(0) @binding(8) var<storage, read_write> direction: array<f32>;
 
 var<workgroup> red: array<vec4<f32>, WG>;
 var<workgroup> red_bad: array<u32, WG>;
@@ -106,21 +55,8 @@ fn is_projecting() -> bool {
     return P.algo == ADAMP || P.algo == SGDP;
 }
 
-// A job's table entry, read once per workgroup.
-struct Job {
-    tensor: u32,
-    row: u32,       // global row index (of the first row, for multi-row fused jobs)
-    addr: u32,      // page offset of the first element (strided fused rows: of the tensor)
-    len: u32,       // elements per row
-    fused: u32,     // whole rows held (one pass); 0 for a split job (a piece of a row)
-    inner: u32,     // strided fused rows: contiguous block length (0: contiguous)
-    dim: u32,       // strided fused rows: size of the projection axis
-    local_row: u32, // strided fused rows: index along the projection axis
-}
-
 fn load_job(j: u32) -> Job {
-    let at = P.tensor_count * TENSOR_WORDS + j * JOB_WORDS;
-    return Job(tables[at], tables[at + 1u], tables[at + 2u], tables[at + 3u], tables[at + 4u], tables[at + 5u], tables[at + 6u], tables[at + 7u]);
+    return load_job_record(P.tensor_count * TENSOR_WORDS + j * JOB_WORDS);
 }
 
 // Page offset of element t of a job (of row `r` within a multi-row fused job).
@@ -188,25 +124,32 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
     return out;
 }
 
-// Writes param and state for one element; `d` is the (projected) direction.
-fn update(i: u32, p: f32, mo: Moments, d: f32, projected: bool) {
+// The parameter after the step; `d` is the (projected) direction.
+fn stepped(p: f32, d: f32, projected: bool) -> f32 {
     var decay = P.decay;
     if (projected) {
         decay = P.decay_projected;
     }
-    var p_new = p;
     if (P.algo == ADAMP || P.algo == ADAMW) {
-        p_new = p * decay - P.step_size * d;
+        return p * decay - P.step_size * d;
     } else if (P.algo == ADAM) {
-        p_new = p - P.step_size * d;
+        return p - P.step_size * d;
     } else if (P.algo == SGDP) {
-        p_new = p * decay - P.lr * d;
-    } else {
-        p_new = p - P.lr * d;
+        return p * decay - P.lr * d;
     }
-    param[i] = p_new;
-    if (P.algo == SGDP && P.nesterov == 0u) {
-        // Without nesterov the reference projects the stored buffer in place.
+    return p - P.lr * d;
+}
+
+// True where the stored first state is the final direction: without nesterov
+// the SGDP reference projects its momentum buffer in place.
+fn stores_direction() -> bool {
+    return P.algo == SGDP && P.nesterov == 0u;
+}
+
+// Writes param and state for one element; `d` is the (projected) direction.
+fn update(i: u32, p: f32, mo: Moments, d: f32, projected: bool) {
+    param[i] = stepped(p, d, projected);
+    if (stores_direction()) {
         state0[i] = d;
     } else {
         state0[i] = mo.m;
@@ -281,6 +224,9 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         apply_stream(job, lid);
         return;
     }
+    if (P.rows_mode != 0u) {
+        return; // `apply_rows` updates projected rows on this adapter
+    }
     // Sweep 1: read each element once, keep parameter, state and direction in
     // registers, and reduce each row's dot products.
     let threads = row_threads(job);
@@ -321,14 +267,14 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     var decision = proj;
     if (runtime) {
         // The cosine pass and `decide` chose the view (and saw any non-finite gradient).
-        if (atomicLoad(&status[2u * t + 1u]) != 0u) {
+        if (atomicLoad(&status[STATUS_WORDS * t + 1u]) != 0u) {
             return;
         }
-        decision = atomicLoad(&status[2u * t]);
+        decision = atomicLoad(&status[STATUS_WORDS * t]);
     } else if (red_bad[first] != 0u) {
         // Leave this row untouched and report the tensor.
         if (lane == 0u) {
-            atomicOr(&status[2u * t + 1u], 1u);
+            atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
         }
         return;
     }
@@ -336,12 +282,12 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     if (decision == PROJ_CHANNEL) {
         c = coefficient(red[first].x, red[first].y);
     } else if (decision == PROJ_LAYER && runtime) {
-        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
+        c = coefficient(scratch[P.tensor_stats_base + TENSOR_STATS * t], scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u]);
     } else if (decision == PROJ_LAYER) {
         c = coefficient(red[first].x, red[first].y); // static layer: the job is the whole tensor
     }
     if (lid == 0u && !runtime) {
-        atomicStore(&status[2u * t], proj);
+        atomicStore(&status[STATUS_WORDS * t], proj);
     }
     // Sweep 2: write once, from registers.
     for (var k = 0u; k < K; k = k + 1u) {
@@ -390,11 +336,11 @@ fn cosine_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     reduce_rows(threads, lane, lid);
     if (live && lane == 0u) {
         let row = job.row + seg;
-        scratch[P.stats_base + 4u * row] = red[lid].x;
-        scratch[P.stats_base + 4u * row + 2u] = red[lid].z;
-        scratch[P.stats_base + 4u * row + 3u] = red[lid].w;
+        scratch[P.stats_base + ROW_STATS * row] = red[lid].x;
+        scratch[P.stats_base + ROW_STATS * row + 2u] = red[lid].z;
+        scratch[P.stats_base + ROW_STATS * row + 3u] = red[lid].w;
         if (red_bad[lid] != 0u) {
-            atomicOr(&status[2u * t + 1u], 1u);
+            atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
         }
     }
 }
@@ -408,8 +354,8 @@ fn layer_pd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
     }
     let job = load_job(P.job_base + local_job);
     let t = job.tensor;
-    let enabled = tensor_word(t, T_PROJ) == PROJ_RUNTIME && atomicLoad(&status[2u * t]) == PROJ_LAYER
-        && atomicLoad(&status[2u * t + 1u]) == 0u;
+    let enabled = tensor_word(t, T_PROJ) == PROJ_RUNTIME && atomicLoad(&status[STATUS_WORDS * t]) == PROJ_LAYER
+        && atomicLoad(&status[STATUS_WORDS * t + 1u]) == 0u;
     let threads = row_threads(job);
     let seg = lid / threads;
     let lane = lid - seg * threads;
@@ -428,7 +374,7 @@ fn layer_pd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
     workgroupBarrier();
     reduce_rows(threads, lane, lid);
     if (live && lane == 0u) {
-        scratch[P.stats_base + 4u * (job.row + seg) + 1u] = red[lid].y;
+        scratch[P.stats_base + ROW_STATS * (job.row + seg) + 1u] = red[lid].y;
     }
 }
 
@@ -439,15 +385,15 @@ fn layer_total(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if (t >= P.tensor_count || lid != 0u) {
         return;
     }
-    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || atomicLoad(&status[2u * t]) != PROJ_LAYER || !runtime_fused(t)) {
+    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || atomicLoad(&status[STATUS_WORDS * t]) != PROJ_LAYER || !runtime_fused(t)) {
         return;
     }
     let first_row = tensor_word(t, T_FIRST_ROW);
     var pd = 0.0;
     for (var r = 0u; r < tensor_word(t, T_ROWS); r = r + 1u) {
-        pd = pd + scratch[P.stats_base + 4u * (first_row + r) + 1u];
+        pd = pd + scratch[P.stats_base + ROW_STATS * (first_row + r) + 1u];
     }
-    scratch[P.tensor_stats_base + 2u * t + 1u] = pd;
+    scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u] = pd;
 }
 
 // An unprojected chunk: one streaming sweep. An element whose gradient is not
@@ -466,7 +412,7 @@ fn apply_stream(job: Job, lid: u32) {
         update(i, p, mo, mo.d, false);
     }
     if (bad) {
-        atomicOr(&status[2u * job.tensor + 1u], 1u);
+        atomicOr(&status[STATUS_WORDS * job.tensor + 1u], 1u);
     }
 }
 
@@ -480,15 +426,15 @@ fn apply_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     }
     let job = load_job(j);
     let t = job.tensor;
-    if (atomicLoad(&status[2u * t + 1u]) != 0u) {
+    if (atomicLoad(&status[STATUS_WORDS * t + 1u]) != 0u) {
         return; // a non-finite gradient somewhere in this tensor
     }
-    let decision = atomicLoad(&status[2u * t]);
+    let decision = atomicLoad(&status[STATUS_WORDS * t]);
     var c = 0.0;
     if (decision == PROJ_CHANNEL) {
-        c = coefficient(scratch[P.stats_base + 4u * job.row], scratch[P.stats_base + 4u * job.row + 1u]);
+        c = coefficient(scratch[P.stats_base + ROW_STATS * job.row], scratch[P.stats_base + ROW_STATS * job.row + 1u]);
     } else if (decision == PROJ_LAYER) {
-        c = coefficient(scratch[P.tensor_stats_base + 2u * t], scratch[P.tensor_stats_base + 2u * t + 1u]);
+        c = coefficient(scratch[P.tensor_stats_base + TENSOR_STATS * t], scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u]);
     }
     let projected = decision != PROJ_NONE;
     for (var e = lid % SEG; e < job.len; e = e + SEG) {
@@ -549,11 +495,11 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     reduce_segments(lane, lid);
     if (j != 0xffffffffu && lane == 0u) {
         let s = red[lid];
-        scratch[5u * j] = s.x;
-        scratch[5u * j + 1u] = s.y;
-        scratch[5u * j + 2u] = s.z;
-        scratch[5u * j + 3u] = s.w;
-        scratch[5u * j + 4u] = f32(red_bad[lid]);
+        scratch[JOB_STATS * j] = s.x;
+        scratch[JOB_STATS * j + 1u] = s.y;
+        scratch[JOB_STATS * j + 2u] = s.z;
+        scratch[JOB_STATS * j + 3u] = s.w;
+        scratch[JOB_STATS * j + 4u] = f32(red_bad[lid]);
     }
 }
 
@@ -604,19 +550,19 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         var s = vec4<f32>(0.0);
         if (fused) {
             // p·p, p·g, g·g from cosine_stats (p·d is not needed for the test)
-            s = vec4<f32>(scratch[P.stats_base + 4u * row], 0.0, scratch[P.stats_base + 4u * row + 2u], scratch[P.stats_base + 4u * row + 3u]);
+            s = vec4<f32>(scratch[P.stats_base + ROW_STATS * row], 0.0, scratch[P.stats_base + ROW_STATS * row + 2u], scratch[P.stats_base + ROW_STATS * row + 3u]);
         } else {
             let start = tables[rows_at + row * ROW_WORDS];
             let nj = tables[rows_at + row * ROW_WORDS + 1u];
             for (var k = 0u; k < nj; k = k + 1u) {
                 let j = tables[row_jobs_at + start + k];
-                s = s + vec4<f32>(scratch[5u * j], scratch[5u * j + 1u], scratch[5u * j + 2u], scratch[5u * j + 3u]);
-                if (scratch[5u * j + 4u] != 0.0) {
+                s = s + vec4<f32>(scratch[JOB_STATS * j], scratch[JOB_STATS * j + 1u], scratch[JOB_STATS * j + 2u], scratch[JOB_STATS * j + 3u]);
+                if (scratch[JOB_STATS * j + 4u] != 0.0) {
                     bad = 1u;
                 }
             }
-            scratch[P.stats_base + 4u * row] = s.x;
-            scratch[P.stats_base + 4u * row + 1u] = s.y;
+            scratch[P.stats_base + ROW_STATS * row] = s.x;
+            scratch[P.stats_base + ROW_STATS * row + 1u] = s.y;
         }
         acc = acc + s;
         cmax = max(cmax, abs(cosine(s.z, s.x, s.w)));
@@ -642,10 +588,10 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         return;
     }
     let s = red[0];
-    scratch[P.tensor_stats_base + 2u * t] = s.x;
-    scratch[P.tensor_stats_base + 2u * t + 1u] = s.y;
+    scratch[P.tensor_stats_base + TENSOR_STATS * t] = s.x;
+    scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u] = s.y;
     if (red_bad[0] != 0u) {
-        atomicOr(&status[2u * t + 1u], 1u);
+        atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
     }
     var decision = PROJ_NONE;
     if (is_projecting()) {
@@ -662,5 +608,183 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
             }
         }
     }
-    atomicStore(&status[2u * t], decision);
+    atomicStore(&status[STATUS_WORDS * t], decision);
+}
+
+// ---------------------------------------------------------------- row kernels
+//
+// The variant for CPU adapters (lavapipe, llvmpipe, SwiftShader), where a
+// workgroup runs on one thread with its invocations in SIMD lanes: arrays in
+// registers spill, and each barrier switches between the workgroup's SIMD
+// chunks. A workgroup of ROW_LANES invocations (one SIMD vector or two) owns
+// one projected row (a `RowEntry`); its lanes stride the row, so loads are
+// contiguous. Sweep 1 writes the moments and keeps the direction in
+// `direction`; one barrier reduces the row's dot products; sweep 2 projects
+// and steps. The row stays in the CPU cache between sweeps. `apply` then
+// handles only the unprojected chunks.
+
+var<workgroup> lane_red: array<vec4<f32>, ROW_LANES>;
+
+fn load_row_entry_at(k: u32) -> RowEntry {
+    return load_row_entry(P.row_entry_base + k * ROW_ENTRY_WORDS);
+}
+
+// The sum of every lane's lane_red (after a barrier).
+fn lanes_sum() -> vec4<f32> {
+    var s = vec4<f32>(0.0);
+    for (var l = 0u; l < ROW_LANES; l = l + 1u) {
+        s = s + lane_red[l];
+    }
+    return s;
+}
+
+// Runtime-tested rows: p·p, p·g, g·g per row (what `cosine_stats` computes).
+@compute @workgroup_size(ROW_LANES)
+fn cosine_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let k = job_id(wid, groups);
+    if (k >= P.row_entry_count) {
+        return;
+    }
+    let entry = load_row_entry_at(k);
+    let job = load_job(entry.job);
+    let t = job.tensor;
+    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || !is_projecting()) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    var bad = 0.0;
+    for (var e = lane; e < job.len; e = e + ROW_LANES) {
+        let i = element_in_row(job, entry.seg, e);
+        let g = grad[i];
+        let p = param[i];
+        acc = acc + vec4<f32>(p * p, 0.0, p * g, g * g);
+        if (!finite(g)) {
+            bad = 1.0;
+        }
+    }
+    acc.y = bad;
+    lane_red[lane] = acc;
+    workgroupBarrier();
+    if (lane != 0u) {
+        return;
+    }
+    let s = lanes_sum();
+    let row = job.row + entry.seg;
+    scratch[P.stats_base + ROW_STATS * row] = s.x;
+    scratch[P.stats_base + ROW_STATS * row + 2u] = s.z;
+    scratch[P.stats_base + ROW_STATS * row + 3u] = s.w;
+    if (s.y != 0.0) {
+        atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
+    }
+}
+
+// Runtime-tested rows the test sent to the layer view: each row's p·d (what `layer_pd` computes).
+@compute @workgroup_size(ROW_LANES)
+fn layer_pd_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let k = job_id(wid, groups);
+    if (k >= P.row_entry_count) {
+        return;
+    }
+    let entry = load_row_entry_at(k);
+    let job = load_job(entry.job);
+    let t = job.tensor;
+    if (tensor_word(t, T_PROJ) != PROJ_RUNTIME) {
+        return;
+    }
+    let enabled = atomicLoad(&status[STATUS_WORDS * t]) == PROJ_LAYER && atomicLoad(&status[STATUS_WORDS * t + 1u]) == 0u;
+    var pd = 0.0;
+    if (enabled) {
+        for (var e = lane; e < job.len; e = e + ROW_LANES) {
+            let i = element_in_row(job, entry.seg, e);
+            let p = param[i];
+            pd = pd + p * moments(grad[i], p, state0[i], second(i)).d;
+        }
+    }
+    lane_red[lane] = vec4<f32>(pd, 0.0, 0.0, 0.0);
+    workgroupBarrier();
+    if (lane == 0u && enabled) {
+        scratch[P.stats_base + ROW_STATS * (job.row + entry.seg) + 1u] = lanes_sum().x;
+    }
+}
+
+// One projected row: moments, its dot products, then the step (what `apply` does for fused rows).
+@compute @workgroup_size(ROW_LANES)
+fn apply_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let k = job_id(wid, groups);
+    if (k >= P.row_entry_count) {
+        return;
+    }
+    let entry = load_row_entry_at(k);
+    let job = load_job(entry.job);
+    let t = job.tensor;
+    let proj = tensor_word(t, T_PROJ);
+    let runtime = proj == PROJ_RUNTIME;
+    var decision = proj;
+    var skip = false;
+    if (runtime) {
+        // The cosine pass and `decide` chose the view (and saw any non-finite gradient).
+        skip = atomicLoad(&status[STATUS_WORDS * t + 1u]) != 0u;
+        decision = atomicLoad(&status[STATUS_WORDS * t]);
+    }
+    // Sweep 0 (static labels): a row with a non-finite gradient stays untouched.
+    var bad = 0.0;
+    if (!runtime) {
+        for (var e = lane; e < job.len; e = e + ROW_LANES) {
+            if (!finite(grad[element_in_row(job, entry.seg, e)])) {
+                bad = 1.0;
+            }
+        }
+    }
+    lane_red[lane] = vec4<f32>(bad);
+    workgroupBarrier();
+    let row_bad = lanes_sum().x != 0.0;
+    skip = skip || row_bad;
+    workgroupBarrier();
+    // Sweep 1: moments written, the direction kept, the row's p·p and p·d.
+    var acc = vec4<f32>(0.0);
+    if (!skip) {
+        for (var e = lane; e < job.len; e = e + ROW_LANES) {
+            let i = element_in_row(job, entry.seg, e);
+            let p = param[i];
+            let mo = moments(grad[i], p, state0[i], second(i));
+            if (!stores_direction()) {
+                state0[i] = mo.m;
+            }
+            if (is_adam()) {
+                state1[i] = mo.v;
+            }
+            direction[i] = mo.d;
+            acc = acc + vec4<f32>(p * p, p * mo.d, 0.0, 0.0);
+        }
+    }
+    lane_red[lane] = acc;
+    workgroupBarrier();
+    if (skip) {
+        if (row_bad && lane == 0u) {
+            atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
+        }
+        return;
+    }
+    var c = 0.0;
+    if (decision == PROJ_LAYER && runtime) {
+        c = coefficient(scratch[P.tensor_stats_base + TENSOR_STATS * t], scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u]);
+    } else if (decision != PROJ_NONE) {
+        // A channel row, or a static layer tensor (its job is the whole tensor).
+        let s = lanes_sum();
+        c = coefficient(s.x, s.y);
+    }
+    if (!runtime && entry.seg == 0u && lane == 0u) {
+        atomicStore(&status[STATUS_WORDS * t], proj);
+    }
+    // Sweep 2: project and step.
+    let projected = decision != PROJ_NONE;
+    for (var e = lane; e < job.len; e = e + ROW_LANES) {
+        let i = element_in_row(job, entry.seg, e);
+        let p = param[i];
+        let d = direction[i] - c * p;
+        param[i] = stepped(p, d, projected);
+        if (stores_direction()) {
+            state0[i] = d;
+        }
+    }
 }

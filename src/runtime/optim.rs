@@ -1,5 +1,6 @@
-//! AdamP / SGDP (and Adam, AdamW, SGD) on the device: buffers that persist
-//! across steps, a job table built once, three dispatches per step at most.
+//! AdamP / SGDP (and Adam, AdamW, SGD) on the device, the WGSL backend of
+//! [`crate::optim`]: buffers that persist across steps, a job table built
+//! once, a few dispatches per step for all tensors.
 //!
 //! Bytes per element per step (float32) moved to and from device memory:
 //!
@@ -11,6 +12,13 @@
 //! | SGD family, runtime test, rows ≤ FUSED_MAX | cosine 8 + 12 | 8 | 28 |
 //! | Adam family, split (longer rows) | stats 16 + apply 16 | 12 | 44 |
 //! | SGD family, split | stats 12 + apply 12 | 8 | 32 |
+//! | Adam family, rows variant (CPU adapters) | g; g, p, m, v; d, p: 28 | m, v, d; p: 16 | 44 |
+//! | SGD family, rows variant | g; g, p, buf; d, p: 24 | buf or d; p: 12 | 36 |
+//!
+//! On CPU adapters ([`Variant::Rows`]) projected rows take the row kernels: a
+//! workgroup per row, a finiteness sweep, a moments sweep that keeps the
+//! direction, and a step sweep; the row stays in the CPU cache in between, so
+//! the extra bytes are mostly cache traffic.
 //!
 //! Unprojected chunks stream. A fused job holds whole projected rows (up to
 //! [`ROWS_PER_JOB`] rows of at most [`SHORT_ROW`] elements, or one row of at most
@@ -18,6 +26,8 @@
 //! Split jobs read twice from memory because the projection needs the row's (or,
 //! for the runtime test, the whole tensor's) dot products before any write.
 use super::device::{Gpu, GpuError};
+use super::wgsl::words;
+use crate::optim::{Algorithm, Config, Detect, Label, Projected, TensorSpec};
 use crate::plan::Projection;
 
 /// Threads per workgroup (must match `shaders/optim.wgsl`).
@@ -33,153 +43,188 @@ const SHORT_ROW: usize = SEGMENT * PER_THREAD;
 /// Longest row processed by fused jobs, and the chunk size of unprojected tensors.
 pub const FUSED_MAX: usize = WORKGROUP * PER_THREAD;
 
-const SHADER: &str = include_str!("../../shaders/optim.wgsl");
+/// The shader body; [`shader_source`] prepends the generated interface.
+const SHADER_BODY: &str = include_str!("../../shaders/optim.wgsl");
 
-/// The update rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// AdamP (official adamp 0.3.0).
-    Adamp,
-    /// SGDP (official adamp 0.3.0).
-    Sgdp,
-    /// torch.optim.Adam.
-    Adam,
-    /// torch.optim.AdamW.
-    Adamw,
-    /// torch.optim.SGD.
-    Sgd,
+/// Words per row of the row table: (start into the row-job list, job count).
+const ROW_WORDS: u32 = 2;
+/// Scratch words per job (pp, pd, pg, gg, non-finite).
+const JOB_STATS: u32 = 5;
+/// Scratch words per row (pp, pd, pg, gg).
+const ROW_STATS: u32 = 4;
+/// Scratch words per tensor (pp, pd over the whole tensor).
+const TENSOR_STATS: u32 = 2;
+/// Status words per tensor (decision, non-finite flag).
+const STATUS_WORDS: u32 = 2;
+
+words! {
+    /// The uniform block of one page (WGSL `P: Params`).
+    struct Params {
+        algo: u32,
+        step: u32,
+        nesterov: u32,
+        /// First fused job of this page.
+        job_base: u32,
+        /// Fused jobs of this page.
+        job_count: u32,
+        tensor_count: u32,
+        row_count: u32,
+        /// Scratch offset of the row stats.
+        stats_base: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        momentum: f32,
+        dampening: f32,
+        delta: f32,
+        wd_ratio: f32,
+        /// `lr / (1 - beta1^t)` (Adam family), else `lr`.
+        step_size: f32,
+        /// `sqrt(1 - beta2^t)`.
+        bc2_sqrt: f32,
+        /// Scratch offset of the tensor stats.
+        tensor_stats_base: u32,
+        /// Jobs of all pages (the row table follows the job table).
+        total_jobs: u32,
+        /// First split job of this page.
+        split_base: u32,
+        /// Split jobs of this page.
+        split_count: u32,
+        // Scalars the reference computes in double precision, rounded once:
+        one_minus_beta1: f32,
+        one_minus_beta2: f32,
+        one_minus_dampening: f32,
+        /// Parameter multiplier before the step, unprojected.
+        decay: f32,
+        /// The same with `wd_ratio` (AdamP, SGDP).
+        decay_projected: f32,
+        /// 1: the row kernels update projected rows (`Variant::Rows`).
+        rows_mode: u32,
+        /// Table offset of this page's row entries.
+        row_entry_base: u32,
+        /// Row entries of this page.
+        row_entry_count: u32,
+    }
 }
 
-impl Algorithm {
-    fn code(self) -> u32 {
-        match self {
-            Algorithm::Adamp => 0,
-            Algorithm::Sgdp => 1,
-            Algorithm::Adam => 2,
-            Algorithm::Adamw => 3,
-            Algorithm::Sgd => 4,
-        }
+words! {
+    /// A job's record in the job table (WGSL `Job`, read once per workgroup).
+    struct JobRecord {
+        tensor: u32,
+        /// Global row index (of the first row, for multi-row fused jobs).
+        row: u32,
+        /// Page offset of the first element (strided fused rows: of the tensor).
+        addr: u32,
+        /// Elements per row.
+        len: u32,
+        /// Whole rows held (one pass); 0 for a split job (a piece of a row).
+        fused: u32,
+        /// Strided fused rows: contiguous block length (0: contiguous).
+        inner: u32,
+        /// Strided fused rows: size of the projection axis.
+        dim: u32,
+        /// Strided fused rows: index along the projection axis.
+        local_row: u32,
     }
+}
 
-    /// True for the projecting optimizers.
-    pub fn projects(self) -> bool {
-        matches!(self, Algorithm::Adamp | Algorithm::Sgdp)
+words! {
+    /// A tensor's record in the tensor table (WGSL word offsets `T_*`).
+    struct TensorRecord {
+        /// Projection kind (`PROJ_*`).
+        proj: u32,
+        /// Index of its first row in the row table.
+        first_row: u32,
+        /// Rows.
+        rows: u32,
+        /// Elements per row (runtime: along axis 0).
+        row_len: u32,
+        /// Elements.
+        numel: u32,
     }
+}
 
-    /// True for Adam, AdamW, AdamP (two state buffers).
-    pub fn is_adam_family(self) -> bool {
-        matches!(self, Algorithm::Adamp | Algorithm::Adam | Algorithm::Adamw)
+words! {
+    /// One projected row of a fused job, for the row kernels (CPU adapters).
+    struct RowEntry {
+        /// The fused job (global index).
+        job: u32,
+        /// Which of its rows.
+        seg: u32,
     }
+}
 
-    /// The unprojected baseline of the same family.
-    pub fn baseline(self) -> Algorithm {
-        if self.is_adam_family() {
-            Algorithm::Adam
+/// Invocations per workgroup (one row) of the row kernels: one or two SIMD
+/// vectors of a CPU adapter.
+const ROW_LANES: u32 = 8;
+
+/// Which kernels update projected rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// A workgroup per job, rows held in registers and reduced in workgroup
+    /// memory (GPUs).
+    Fused,
+    /// An invocation per row, two sweeps, no barriers (CPU adapters, where a
+    /// workgroup is one thread and registers spill).
+    Rows,
+}
+
+impl Variant {
+    /// The variant for an adapter: `rows` on CPU adapters, `fused` elsewhere.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Variant {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            Variant::Rows
         } else {
-            Algorithm::Sgd
-        }
-    }
-
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Adamp => "adamp",
-            Algorithm::Sgdp => "sgdp",
-            Algorithm::Adam => "adam",
-            Algorithm::Adamw => "adamw",
-            Algorithm::Sgd => "sgd",
+            Variant::Fused
         }
     }
 }
 
-/// How projected tensors are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Detect {
-    /// The reference cosine test on every tensor of 2 or more dims, every step.
-    Runtime,
-    /// The plan's projection (any axis); no cosine test (undecided tensors are not projected).
-    Static,
-    /// The plan where proven; the cosine test for undecided tensors.
-    Auto,
+/// Choices that tests and benchmarks make; the defaults suit the adapter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// Lowers the per-buffer size (tests use it to force tensors across
+    /// several bindings); the device's limit always applies.
+    pub max_binding_bytes: Option<u64>,
+    /// The kernel variant (default: [`Variant::for_adapter`]).
+    pub variant: Option<Variant>,
 }
 
-/// Hyperparameters (defaults: the reference implementations).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hyper {
-    /// Learning rate.
-    pub lr: f64,
-    /// Adam beta1.
-    pub beta1: f64,
-    /// Adam beta2.
-    pub beta2: f64,
-    /// Epsilon.
-    pub eps: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// SGD momentum.
-    pub momentum: f64,
-    /// SGD dampening.
-    pub dampening: f64,
-    /// Nesterov.
-    pub nesterov: bool,
-    /// Cosine-test threshold.
-    pub delta: f64,
-    /// Weight-decay multiplier where projected.
-    pub wd_ratio: f64,
-}
-
-impl Hyper {
-    /// The reference defaults (adamp 0.3.0 for AdamP/SGDP, torch.optim otherwise).
-    pub fn defaults(algo: Algorithm) -> Hyper {
-        let base = Hyper {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            delta: 0.1,
-            wd_ratio: 0.1,
-        };
-        match algo {
-            Algorithm::Adamw => Hyper { weight_decay: 1e-2, ..base },
-            Algorithm::Sgd | Algorithm::Sgdp => Hyper { lr: 0.1, ..base },
-            _ => base,
-        }
-    }
-}
-
-/// One tensor the optimizer updates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    /// Its name (errors name it).
-    pub name: String,
-    /// Its shape.
-    pub shape: Vec<usize>,
-    /// The plan's projection for it.
-    pub projection: Projection,
-}
-
-impl TensorSpec {
-    /// Elements.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-/// What the last step did to a tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Projected {
-    /// Not projected.
-    None,
-    /// Projected per slice (the plan's axis, or axis 0 for the runtime test).
-    Channel,
-    /// Projected as a whole.
-    Layer,
+/// The whole shader: the interface generated from the Rust declarations above,
+/// then `shaders/optim.wgsl`.
+pub(crate) fn shader_source() -> String {
+    use super::wgsl::{constants, offsets, struct_decl, table_record};
+    let mut s = String::from("// ---- generated by src/runtime/optim.rs (shader_source) ----\n");
+    s += &constants(&[
+        ("WG", WORKGROUP as u32),
+        ("SEG", SEGMENT as u32),
+        ("K", PER_THREAD as u32),
+        ("ADAMP", algo_code(Algorithm::Adamp)),
+        ("SGDP", algo_code(Algorithm::Sgdp)),
+        ("ADAM", algo_code(Algorithm::Adam)),
+        ("ADAMW", algo_code(Algorithm::Adamw)),
+        ("SGD", algo_code(Algorithm::Sgd)),
+        ("PROJ_NONE", PROJ_NONE),
+        ("PROJ_CHANNEL", PROJ_CHANNEL),
+        ("PROJ_LAYER", PROJ_LAYER),
+        ("PROJ_RUNTIME", PROJ_RUNTIME),
+        ("TENSOR_WORDS", TensorRecord::FIELDS.len() as u32),
+        ("ROW_WORDS", ROW_WORDS),
+        ("JOB_STATS", JOB_STATS),
+        ("ROW_STATS", ROW_STATS),
+        ("TENSOR_STATS", TENSOR_STATS),
+        ("STATUS_WORDS", STATUS_WORDS),
+        ("ROW_LANES", ROW_LANES),
+    ]);
+    s += &offsets("T_", TensorRecord::FIELDS);
+    s += &table_record("Job", JobRecord::FIELDS, "JOB_WORDS", "load_job_record", "tables");
+    s += &table_record("RowEntry", RowEntry::FIELDS, "ROW_ENTRY_WORDS", "load_row_entry", "tables");
+    s += &struct_decl("Params", Params::FIELDS);
+    s += "// ---- end of generated interface ----\n\n";
+    s + SHADER_BODY
 }
 
 /// Errors from the device optimizer.
@@ -238,6 +283,8 @@ struct Page {
     grad: wgpu::Buffer,
     state0: wgpu::Buffer,
     state1: wgpu::Buffer,
+    /// The row kernels' direction per element (one word unless the rows variant runs).
+    direction: wgpu::Buffer,
     uniform: wgpu::Buffer,
     bind: Option<wgpu::BindGroup>,
     /// fused jobs: one per workgroup
@@ -246,13 +293,15 @@ struct Page {
     /// split jobs: ROWS_PER_JOB per workgroup
     split_base: u32,
     split_count: u32,
+    /// row entries (rows variant): table offset and count
+    row_entry_base: u32,
+    row_entry_count: u32,
 }
 
 /// The optimizer's device state for a set of tensors.
 pub struct DeviceOptimizer<'g> {
     gpu: &'g Gpu,
-    algo: Algorithm,
-    hyper: Hyper,
+    config: Config,
     specs: Vec<TensorSpec>,
     kinds: Vec<u32>,
     segments: Vec<Vec<Segment>>,
@@ -262,6 +311,7 @@ pub struct DeviceOptimizer<'g> {
     status_zeros: Vec<u8>,
     has_split: bool,
     has_runtime_fused: bool,
+    variant: Variant,
     total_jobs: u32,
     row_count: u32,
     stats_base: u32,
@@ -271,6 +321,9 @@ pub struct DeviceOptimizer<'g> {
     cosine_stats: wgpu::ComputePipeline,
     layer_pd: wgpu::ComputePipeline,
     layer_total: wgpu::ComputePipeline,
+    apply_rows: wgpu::ComputePipeline,
+    cosine_rows: wgpu::ComputePipeline,
+    layer_pd_rows: wgpu::ComputePipeline,
     stats: wgpu::ComputePipeline,
     decide: wgpu::ComputePipeline,
     step: u32,
@@ -278,26 +331,30 @@ pub struct DeviceOptimizer<'g> {
     bytes_per_step: u64,
 }
 
-pub(crate) const PROJ_NONE: u32 = 0;
-pub(crate) const PROJ_CHANNEL: u32 = 1;
-pub(crate) const PROJ_LAYER: u32 = 2;
-pub(crate) const PROJ_RUNTIME: u32 = 3;
+// Projection codes of the tensor table and the status words (the shader's PROJ_*).
+const PROJ_NONE: u32 = 0;
+const PROJ_CHANNEL: u32 = 1;
+const PROJ_LAYER: u32 = 2;
+const PROJ_RUNTIME: u32 = 3;
 
-/// The projection the kernels (and the training-graph rewrite) apply, by
-/// detection mode: a `PROJ_*` code and the row axis.
-pub(crate) fn effective(algo: Algorithm, detect: Detect, spec: &TensorSpec) -> (u32, Option<usize>) {
-    if !algo.projects() || spec.numel() == 0 {
-        return (PROJ_NONE, None);
+/// A tensor's label as the kernels see it: a `PROJ_*` code and the row axis.
+fn effective(algo: Algorithm, detect: Detect, spec: &TensorSpec) -> (u32, Option<usize>) {
+    match Label::of(algo, detect, spec) {
+        Label::None => (PROJ_NONE, None),
+        Label::Channel { axis } => (PROJ_CHANNEL, Some(axis)),
+        Label::Layer => (PROJ_LAYER, None),
+        Label::Runtime => (PROJ_RUNTIME, Some(0)),
     }
-    let runtime_ok = spec.shape.len() >= 2;
-    match (detect, &spec.projection) {
-        (Detect::Runtime, _) if runtime_ok => (PROJ_RUNTIME, Some(0)),
-        (Detect::Runtime, _) => (PROJ_NONE, None),
-        (_, Projection::Channel { axis }) => (PROJ_CHANNEL, Some(*axis)),
-        (_, Projection::Layer) => (PROJ_LAYER, None),
-        (_, Projection::None) => (PROJ_NONE, None),
-        (Detect::Auto, Projection::Runtime) if runtime_ok => (PROJ_RUNTIME, Some(0)),
-        _ => (PROJ_NONE, None),
+}
+
+/// The shader's code of an algorithm (`ADAMP`... in optim.wgsl).
+fn algo_code(algo: Algorithm) -> u32 {
+    match algo {
+        Algorithm::Adamp => 0,
+        Algorithm::Sgdp => 1,
+        Algorithm::Adam => 2,
+        Algorithm::Adamw => 3,
+        Algorithm::Sgd => 4,
     }
 }
 
@@ -314,18 +371,18 @@ impl Job {
 
 impl<'g> DeviceOptimizer<'g> {
     /// Puts the tensors (initial values `params`) and zeroed state on the device.
-    /// `max_binding_bytes` lowers the per-buffer size (tests use it to force
-    /// tensors across several bindings); the device's limit always applies.
     pub fn new(
         gpu: &'g Gpu,
-        algo: Algorithm,
+        config: &Config,
         detect: Detect,
-        hyper: Hyper,
         specs: Vec<TensorSpec>,
         params: &[&[f32]],
-        max_binding_bytes: Option<u64>,
+        tuning: Tuning,
     ) -> Result<Self, OptimError> {
-        validate_hyper(algo, &hyper)?;
+        let max_binding_bytes = tuning.max_binding_bytes;
+        let variant = tuning.variant.unwrap_or_else(|| Variant::for_adapter(&gpu.info));
+        config.validate().map_err(|e| OptimError::Hyper(e.to_string()))?;
+        let algo = config.algorithm();
         if params.len() != specs.len() {
             return Err(OptimError::Shape { name: "<all>".into(), detail: format!("{} parameter arrays for {} tensors", params.len(), specs.len()) });
         }
@@ -418,7 +475,7 @@ impl<'g> DeviceOptimizer<'g> {
             while rows.len() < first_row + row_count {
                 rows.push(Vec::new());
             }
-            tensor_words.extend([kind, first_row as u32, row_count as u32, row_len as u32, n as u32, 0, 0, 0]);
+            tensor_words.extend(TensorRecord { proj: kind, first_row: first_row as u32, rows: row_count as u32, row_len: row_len as u32, numel: n as u32 }.words());
         }
 
         // Pages: place each tensor's jobs in address order, cutting only between jobs.
@@ -481,27 +538,51 @@ impl<'g> DeviceOptimizer<'g> {
         let mut meta: Vec<u32> = tensor_words;
         for j in &jobs_sorted {
             let (inner, dim, local) = j.strided.unwrap_or((0, 0, 0));
-            meta.extend([j.tensor, j.row, j.addr, j.len, j.rows, inner, dim, local]);
+            meta.extend(JobRecord { tensor: j.tensor, row: j.row, addr: j.addr, len: j.len, fused: j.rows, inner, dim, local_row: local }.words());
         }
         let mut row_jobs: Vec<u32> = Vec::new();
         for r in &rows {
-            meta.extend([row_jobs.len() as u32, r.len() as u32]);
+            meta.extend([row_jobs.len() as u32, r.len() as u32]); // ROW_WORDS
             row_jobs.extend(r.iter().map(|&k| new_index[k] as u32));
         }
         meta.extend(row_jobs);
+        // Row entries (rows variant): every projected row of a fused job, page by
+        // page, rows of a tensor adjacent.
+        let mut row_entries_per_page = vec![(0u32, 0u32); page_sizes.len()];
+        if variant == Variant::Rows {
+            for (k, j) in jobs_sorted.iter().enumerate() {
+                if j.fused() && kinds[j.tensor as usize] != PROJ_NONE {
+                    let base = meta.len() as u32;
+                    let page = &mut row_entries_per_page[j.page];
+                    if page.1 == 0 {
+                        page.0 = base;
+                    }
+                    for seg in 0..j.rows {
+                        meta.extend(RowEntry { job: k as u32, seg }.words());
+                    }
+                    page.1 += j.rows;
+                }
+            }
+        }
         let row_count = rows.len() as u32;
-        let stats_base = 5 * total_jobs;
-        let tensor_stats_base = stats_base + 4 * row_count;
-        let scratch_len = (tensor_stats_base as usize + 2 * specs.len()).max(1);
+        let stats_base = JOB_STATS * total_jobs;
+        let tensor_stats_base = stats_base + ROW_STATS * row_count;
+        let scratch_len = (tensor_stats_base as usize + TENSOR_STATS as usize * specs.len()).max(1);
         let has_split = jobs_sorted.iter().any(|j| !j.fused());
         let runtime_fused = |j: &Job| j.fused() && kinds[j.tensor as usize] == PROJ_RUNTIME;
         let has_runtime_fused = jobs_sorted.iter().any(runtime_fused);
         // Global-memory bytes per element (see the table at the top of this file).
-        let (fused_bytes, split_bytes) = if algo.is_adam_family() { (28u64, 44u64) } else { (20, 32) };
+        let (fused_bytes, split_bytes, rows_bytes) = if algo.is_adam_family() { (28u64, 44u64, 44u64) } else { (20, 32, 36) };
         let bytes_per_step = jobs_sorted
             .iter()
             .map(|j| {
-                let per = if runtime_fused(j) { fused_bytes + 8 } else if j.fused() { fused_bytes } else { split_bytes };
+                let row_kernels = variant == Variant::Rows && kinds[j.tensor as usize] != PROJ_NONE;
+                let per = match (j.fused(), row_kernels) {
+                    (false, _) => split_bytes,
+                    (true, true) => rows_bytes,
+                    (true, false) => fused_bytes,
+                };
+                let per = if runtime_fused(j) { per + 8 } else { per };
                 j.elements() as u64 * per
             })
             .sum();
@@ -515,7 +596,7 @@ impl<'g> DeviceOptimizer<'g> {
             usage: storage,
         });
         let scratch = dev.create_buffer(&wgpu::BufferDescriptor { label: Some("scratch"), size: 4 * scratch_len as u64, usage: storage, mapped_at_creation: false });
-        let status = dev.create_buffer(&wgpu::BufferDescriptor { label: Some("status"), size: 8 * specs.len().max(1) as u64, usage: storage, mapped_at_creation: false });
+        let status = dev.create_buffer(&wgpu::BufferDescriptor { label: Some("status"), size: 4 * STATUS_WORDS as u64 * specs.len().max(1) as u64, usage: storage, mapped_at_creation: false });
 
         let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
             binding,
@@ -536,6 +617,7 @@ impl<'g> DeviceOptimizer<'g> {
                 entry(5, rw),
                 entry(6, rw),
                 entry(7, wgpu::BufferBindingType::Uniform),
+                entry(8, rw),
             ],
         });
         let pipeline_layout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -543,7 +625,7 @@ impl<'g> DeviceOptimizer<'g> {
             bind_group_layouts: &[Some(&layout)],
             ..Default::default()
         });
-        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("optim.wgsl"), source: wgpu::ShaderSource::Wgsl(SHADER.into()) });
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("optim.wgsl"), source: wgpu::ShaderSource::Wgsl(shader_source().into()) });
         let pipeline = |entry: &str| {
             dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -558,6 +640,9 @@ impl<'g> DeviceOptimizer<'g> {
         let apply_split = pipeline("apply_split");
         let cosine_stats = pipeline("cosine_stats");
         let layer_pd = pipeline("layer_pd");
+        let apply_rows = pipeline("apply_rows");
+        let cosine_rows = pipeline("cosine_rows");
+        let layer_pd_rows = pipeline("layer_pd_rows");
         let layer_total = pipeline("layer_total");
         let stats = pipeline("stats");
         let decide = pipeline("decide");
@@ -583,9 +668,15 @@ impl<'g> DeviceOptimizer<'g> {
                 grad: mk("grad"),
                 state0: mk("state0"),
                 state1: mk("state1"),
+                direction: dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("direction"),
+                    size: if variant == Variant::Rows { bytes } else { 4 },
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                }),
                 uniform: dev.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("params"),
-                    size: 112,
+                    size: (4 * Params::FIELDS.len() as u64).next_multiple_of(16),
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }),
@@ -594,6 +685,8 @@ impl<'g> DeviceOptimizer<'g> {
                 job_count: count,
                 split_base: job_cursor + count,
                 split_count,
+                row_entry_base: row_entries_per_page[p].0,
+                row_entry_count: row_entries_per_page[p].1,
             };
             job_cursor += count + split_count;
             pages.push(page);
@@ -601,16 +694,16 @@ impl<'g> DeviceOptimizer<'g> {
         let specs_len = specs.len().max(1);
         let mut me = DeviceOptimizer {
             gpu,
-            algo,
-            hyper,
+            config: config.clone(),
             specs,
             kinds,
             segments,
             pages,
             status,
-            status_zeros: vec![0u8; 8 * specs_len],
+            status_zeros: vec![0u8; 4 * STATUS_WORDS as usize * specs_len],
             has_split,
             has_runtime_fused,
+            variant,
             total_jobs,
             row_count,
             stats_base,
@@ -620,6 +713,9 @@ impl<'g> DeviceOptimizer<'g> {
             cosine_stats,
             layer_pd,
             layer_total,
+            apply_rows,
+            cosine_rows,
+            layer_pd_rows,
             stats,
             decide,
             step: 0,
@@ -644,6 +740,7 @@ impl<'g> DeviceOptimizer<'g> {
                 wgpu::BindGroupEntry { binding: 5, resource: scratch.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 6, resource: self.status.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 7, resource: page.uniform.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 8, resource: page.direction.as_entire_binding() },
             ];
             page.bind = Some(self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("page"),
@@ -701,52 +798,45 @@ impl<'g> DeviceOptimizer<'g> {
     }
 
     fn uniforms(&self, page: &Page) -> Vec<u8> {
-        let h = &self.hyper;
-        let t = self.step as i32;
-        let bc1 = 1.0 - h.beta1.powi(t);
-        let bc2 = 1.0 - h.beta2.powi(t);
-        let step_size = if self.algo.is_adam_family() { h.lr / bc1 } else { h.lr };
-        // Decoupled decay, in double precision as the references compute it.
-        let (decay, decay_projected) = match self.algo {
-            Algorithm::Adamp => (1.0 - h.lr * h.weight_decay, 1.0 - h.lr * h.weight_decay * h.wd_ratio),
-            Algorithm::Adamw => (1.0 - h.lr * h.weight_decay, 1.0 - h.lr * h.weight_decay),
-            Algorithm::Sgdp => (
-                1.0 - h.lr * h.weight_decay / (1.0 - h.momentum),
-                1.0 - h.lr * h.weight_decay * h.wd_ratio / (1.0 - h.momentum),
-            ),
-            Algorithm::Adam | Algorithm::Sgd => (1.0, 1.0),
-        };
-        let f = |x: f64| (x as f32).to_bits();
-        let words = [
-            self.algo.code(),
-            self.step,
-            u32::from(h.nesterov),
-            page.job_base,
-            page.job_count,
-            self.specs.len() as u32,
-            self.row_count,
-            self.stats_base,
-            f(h.lr),
-            f(h.beta1),
-            f(h.beta2),
-            f(h.eps),
-            f(h.weight_decay),
-            f(h.momentum),
-            f(h.dampening),
-            f(h.delta),
-            f(h.wd_ratio),
-            f(step_size),
-            f(bc2.sqrt()),
-            self.tensor_stats_base,
-            self.total_jobs,
-            page.split_base,
-            page.split_count,
-            f(1.0 - h.beta1),
-            f(1.0 - h.beta2),
-            f(1.0 - h.dampening),
-            f(decay),
-            f(decay_projected),
-        ];
+        let h = self.config.hyper();
+        let k = self.config.step_scalars(self.step, h.lr);
+        let (step_size, decay, decay_projected) = (k.step_size, k.decay, k.decay_projected);
+        let bc2_sqrt = k.sqrt_bias_correction2;
+        let f = |x: f64| x as f32;
+        let words = Params {
+            algo: algo_code(self.config.algorithm()),
+            step: self.step,
+            nesterov: u32::from(h.nesterov),
+            job_base: page.job_base,
+            job_count: page.job_count,
+            tensor_count: self.specs.len() as u32,
+            row_count: self.row_count,
+            stats_base: self.stats_base,
+            lr: f(h.lr),
+            beta1: f(h.beta1),
+            beta2: f(h.beta2),
+            eps: f(h.eps),
+            weight_decay: f(h.weight_decay),
+            momentum: f(h.momentum),
+            dampening: f(h.dampening),
+            delta: f(h.delta),
+            wd_ratio: f(h.wd_ratio),
+            step_size: f(step_size),
+            bc2_sqrt: f(bc2_sqrt),
+            tensor_stats_base: self.tensor_stats_base,
+            total_jobs: self.total_jobs,
+            split_base: page.split_base,
+            split_count: page.split_count,
+            one_minus_beta1: f(k.one_minus_beta1),
+            one_minus_beta2: f(k.one_minus_beta2),
+            one_minus_dampening: f(k.one_minus_dampening),
+            decay: f(decay),
+            decay_projected: f(decay_projected),
+            rows_mode: u32::from(self.variant == Variant::Rows),
+            row_entry_base: page.row_entry_base,
+            row_entry_count: page.row_entry_count,
+        }
+        .words();
         words_to_bytes(&words)
     }
 
@@ -784,8 +874,14 @@ impl<'g> DeviceOptimizer<'g> {
                     self.dispatch(pass, self.specs.len() as u32);
                 }
             };
+            let rows = self.variant == Variant::Rows;
+            let row_groups = |page: &Page| page.row_entry_count;
             if self.has_runtime_fused {
-                per_page(&mut pass, &self.cosine_stats, &|p| p.job_count);
+                if rows {
+                    per_page(&mut pass, &self.cosine_rows, &row_groups);
+                } else {
+                    per_page(&mut pass, &self.cosine_stats, &|p| p.job_count);
+                }
             }
             if self.has_split {
                 per_page(&mut pass, &self.stats, &split_groups);
@@ -794,11 +890,18 @@ impl<'g> DeviceOptimizer<'g> {
                 per_tensor(&mut pass, &self.decide);
             }
             if self.has_runtime_fused {
-                per_page(&mut pass, &self.layer_pd, &|p| p.job_count);
+                if rows {
+                    per_page(&mut pass, &self.layer_pd_rows, &row_groups);
+                } else {
+                    per_page(&mut pass, &self.layer_pd, &|p| p.job_count);
+                }
                 per_tensor(&mut pass, &self.layer_total);
             }
             if self.has_split {
                 per_page(&mut pass, &self.apply_split, &split_groups);
+            }
+            if rows {
+                per_page(&mut pass, &self.apply_rows, &row_groups);
             }
             pass.set_pipeline(&self.apply);
             for page in &self.pages {
@@ -828,7 +931,7 @@ impl<'g> DeviceOptimizer<'g> {
 
     fn nonfinite(&self) -> Result<Vec<String>, OptimError> {
         let w = self.status_words()?;
-        Ok(self.specs.iter().enumerate().filter(|(t, _)| w[2 * t + 1] != 0).map(|(_, s)| s.name.clone()).collect())
+        Ok(self.specs.iter().enumerate().filter(|(t, _)| w[STATUS_WORDS as usize * t + 1] != 0).map(|(_, s)| s.name.clone()).collect())
     }
 
     /// Waits for the device to finish queued work.
@@ -848,7 +951,7 @@ impl<'g> DeviceOptimizer<'g> {
     /// Reads a tensor's state: `exp_avg`/`exp_avg_sq` (Adam family) or the momentum buffer.
     pub fn state(&self, t: usize) -> Result<Vec<Vec<f32>>, OptimError> {
         let mut out = vec![self.read_tensor(t, Role::State0)?];
-        if self.algo.is_adam_family() {
+        if self.config.algorithm().is_adam_family() {
             out.push(self.read_tensor(t, Role::State1)?);
         }
         Ok(out)
@@ -858,7 +961,7 @@ impl<'g> DeviceOptimizer<'g> {
     pub fn projected(&self) -> Result<Vec<Projected>, OptimError> {
         let w = self.status_words()?;
         Ok((0..self.specs.len())
-            .map(|t| match w[2 * t] {
+            .map(|t| match w[STATUS_WORDS as usize * t] {
                 PROJ_CHANNEL => Projected::Channel,
                 PROJ_LAYER => Projected::Layer,
                 _ => Projected::None,
@@ -869,6 +972,11 @@ impl<'g> DeviceOptimizer<'g> {
     /// The projection kind the kernels use per tensor (`none`, `channel`, `layer`, `runtime`).
     pub fn modes(&self) -> Vec<&'static str> {
         self.kinds.iter().map(|k| ["none", "channel", "layer", "runtime"][*k as usize]).collect()
+    }
+
+    /// The kernel variant for projected rows.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Global-memory bytes one step reads and writes (parameters, gradients, state).
@@ -905,26 +1013,25 @@ fn words_to_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-fn validate_hyper(algo: Algorithm, h: &Hyper) -> Result<(), OptimError> {
-    let bad = |what: &str, v: f64| Err(OptimError::Hyper(format!("{what} = {v}")));
-    for (what, v) in [("lr", h.lr), ("eps", h.eps), ("weight_decay", h.weight_decay), ("delta", h.delta), ("wd_ratio", h.wd_ratio)] {
-        if !v.is_finite() || v < 0.0 {
-            return bad(what, v);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shader body declares nothing the generated interface declares, so
+    /// every shared constant, record and the uniform block have one source.
+    #[test]
+    fn the_interface_is_generated_once() {
+        let generated = shader_source();
+        let interface = &generated[..generated.len() - SHADER_BODY.len()];
+        let body = super::super::wgsl::declared(SHADER_BODY);
+        for name in super::super::wgsl::declared(interface) {
+            assert!(!body.contains(&name), "shaders/optim.wgsl declares '{name}' itself; it is generated from Rust");
         }
+        for name in ["WG", "SEG", "K", "PROJ_RUNTIME", "TENSOR_WORDS", "T_NUMEL", "JOB_WORDS", "Job", "load_job_record", "Params"] {
+            assert!(super::super::wgsl::declared(interface).iter().any(|d| d == name), "{name} is not generated");
+        }
+        // The uniform block's words follow the WGSL struct's fields one for one.
+        assert_eq!(Params::default().words().len(), Params::FIELDS.len());
+        assert!(interface.contains("struct Params {\n    algo: u32,\n"), "{interface}");
     }
-    if algo.is_adam_family() {
-        for (what, v) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-            if !(0.0..1.0).contains(&v) {
-                return bad(what, v);
-            }
-        }
-    } else {
-        if !(0.0..1.0).contains(&h.momentum) {
-            return bad("momentum", h.momentum);
-        }
-        if h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0) {
-            return Err(OptimError::Hyper("nesterov needs momentum > 0 and zero dampening".into()));
-        }
-    }
-    Ok(())
 }
