@@ -115,11 +115,17 @@ pub mod mask {
 
     /// Re-indexes a mask from a value of rank `from` to a broadcast result of rank `to`
     /// (numpy right alignment).
+    /// The analysis never reasons about ranks above 64 (it says `unknown`
+    /// first); past them this saturates instead of overflowing.
     pub fn align(m: Mask, from: usize, to: usize) -> Mask {
         if to >= from {
-            m << (to - from)
+            match u32::try_from(to - from).ok().and_then(|k| m.checked_shl(k)).filter(|s| s >> (to - from) == m) {
+                Some(shifted) => shifted,
+                None if m == 0 => 0,
+                None => u64::MAX,
+            }
         } else {
-            m >> (from - to)
+            u32::try_from(from - to).ok().and_then(|k| m.checked_shr(k)).unwrap_or(0)
         }
     }
 

@@ -20,7 +20,13 @@ pub mod rules;
 use crate::ir::{Dim, Graph, NodeId, ValueId};
 use effect::{mask, Affine, Flow, Scale, Shift};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use crate::ir::Node;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+/// The most axes a value may have for the analysis to reason about it (the
+/// width of an axis mask).
+const MAX_RANK: usize = 64;
 
 /// How a parameter may be rescaled without changing the model's outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,7 +106,7 @@ pub struct ParamReport {
 /// A problem with the export that hides or destroys invariance evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
-    /// Stable identifier (`folded-normalization`, `eval-batchnorm`, `unsupported-ops`).
+    /// Stable identifier (`folded-normalization`, `eval-batchnorm`, `shape-conflict`, `unsupported-ops`).
     pub code: String,
     /// What happened and what to do.
     pub message: String,
@@ -164,10 +170,23 @@ const MIN_SLOTS: usize = 8;
 
 /// Analyses a graph: a class with evidence for every trainable parameter.
 pub fn analyze(g: &Graph) -> Analysis {
+    analyze_with(g, true)
+}
+
+/// [`analyze`], optionally without reusing continuations (the tests compare both).
+fn analyze_with(g: &Graph, reuse_tails: bool) -> Analysis {
     let params = trainable_params(g);
     let const_params = const_param_sources(g, &params);
     let reaches = reaches_output(g);
-    let mut engine = Engine { g, const_params: &const_params, reaches: &reaches, next_token: 1, unsupported: BTreeSet::new() };
+    let mut engine = Engine {
+        g,
+        const_params: &const_params,
+        reaches: &reaches,
+        next_token: 1,
+        unsupported: BTreeSet::new(),
+        tails: HashMap::new(),
+        reuse_tails,
+    };
 
     let mut classes: Vec<(ScaleClass, Evidence)> = Vec::with_capacity(params.len());
     let mut joint_candidates: Vec<(usize, Vec<ValueId>)> = Vec::new();
@@ -339,6 +358,61 @@ struct Engine<'a> {
     reaches: &'a [bool],
     next_token: u32,
     unsupported: BTreeSet<String>,
+    /// Continuations of runs from a single changed value (see [`Engine::run`]).
+    tails: HashMap<TailKey, Tail>,
+    /// Whether `tails` are used.
+    reuse_tails: bool,
+}
+
+/// A changed value and its effect, where that effect's tokens are the
+/// hypotheses' own (which every run uses alike), never fresh ones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TailKey {
+    value: ValueId,
+    scale: Option<(effect::Mask, u32, u64)>,
+    shift: Option<(effect::Mask, u32, Vec<ValueId>)>,
+}
+
+impl TailKey {
+    fn of(value: ValueId, e: &Affine) -> Option<TailKey> {
+        // Tokens a run makes fresh differ between runs: no later run meets them.
+        let shared = |t: u32| t == 0 || t >= u32::MAX - 1;
+        if e.scale.as_ref().is_some_and(|s| !shared(s.token)) || e.shift.as_ref().is_some_and(|t| !shared(t.token)) {
+            return None;
+        }
+        Some(TailKey {
+            value,
+            scale: e.scale.as_ref().map(|s| (s.mask, s.token, s.exp.to_bits())),
+            shift: e.shift.as_ref().map(|t| (t.mask, t.token, t.sources.clone())),
+        })
+    }
+}
+
+/// What a run did from a checkpoint on: enough to finish another run that
+/// reaches the same changed value with the same effect.
+#[derive(Debug)]
+struct Tail {
+    /// Normalizers found after the checkpoint, in order.
+    normalizers: Vec<NodeId>,
+    /// The path's part after the checkpoint to the first of them.
+    norm_path: Vec<NodeId>,
+    variant: Option<(NodeId, String)>,
+    /// The path's part after the checkpoint to the proof of variance.
+    variant_path: Vec<NodeId>,
+    culprits: Vec<ValueId>,
+    unknown: Option<(NodeId, String)>,
+    /// Nodes visited after the checkpoint.
+    visits: usize,
+}
+
+/// A point of a run where one changed value carries the whole change.
+struct Checkpoint {
+    key: TailKey,
+    /// The next node to visit.
+    at: NodeId,
+    /// Normalizers found before it.
+    normalizers: usize,
+    visits: usize,
 }
 
 impl Engine<'_> {
@@ -354,39 +428,138 @@ impl Engine<'_> {
     }
 
     /// Propagates the seeds' changes; stops at the first proof of variance.
+    ///
+    /// Where a single changed value `v` carries all that is left of the change
+    /// (every other changed value has no consumer left), the rest of the run
+    /// depends on `v` and its effect only: such continuations are remembered
+    /// ([`Tail`]) and reused by later runs, so a chain that every parameter's
+    /// change travels to the end is walked once, not once per parameter.
     fn run(&mut self, seeds: &[(ValueId, Affine)]) -> Outcome {
         let g = self.g;
         let mut out = Outcome::default();
         let mut effects: HashMap<ValueId, Affine> = HashMap::new();
         let mut pred: HashMap<ValueId, (NodeId, ValueId)> = HashMap::new();
         let mut queue: BTreeSet<NodeId> = BTreeSet::new();
+        // Changed inputs of queued nodes, as (slot, value): a node's inputs are
+        // never scanned, so a node reading 10^5 values costs what changed.
+        let mut pending: HashMap<NodeId, Vec<(usize, ValueId)>> = HashMap::new();
+        // Changed values by their last consumer: those still live.
+        let mut live: BinaryHeap<Reverse<(NodeId, ValueId)>> = BinaryHeap::new();
+        let mut checkpoints: Vec<Checkpoint> = Vec::new();
+        // The path to each normalizer when it was first found (for the tails).
+        let mut norm_paths: Vec<Vec<NodeId>> = Vec::new();
+        let mut limit_hit = false;
+        let enqueue = |v: ValueId, queue: &mut BTreeSet<NodeId>, pending: &mut HashMap<NodeId, Vec<(usize, ValueId)>>, live: &mut BinaryHeap<Reverse<(NodeId, ValueId)>>| {
+            let mut last = None;
+            for &(n, slot) in &g.values[v].consumers {
+                queue.insert(n);
+                if slot != usize::MAX {
+                    pending.entry(n).or_default().push((slot, v));
+                }
+                last = last.max(Some(n));
+            }
+            if let Some(last) = last {
+                live.push(Reverse((last, v)));
+            }
+        };
         for (v, a) in seeds {
             effects.insert(*v, a.clone());
             if g.values[*v].is_output {
                 out.variant = Some((usize::MAX, format!("'{}' is itself a graph output", g.values[*v].name)));
                 return out;
             }
-            queue.extend(g.values[*v].consumers.iter().map(|&(n, _)| n));
+            enqueue(*v, &mut queue, &mut pending, &mut live);
         }
         let mut visits = 0usize;
-        while let Some(id) = queue.pop_first() {
+        'nodes: while let Some(id) = queue.pop_first() {
+            while live.peek().is_some_and(|Reverse((last, _))| *last < id) {
+                live.pop();
+            }
+            if let (1, Some(Reverse((_, v)))) = (live.len(), live.peek()) {
+                let v = *v;
+                if let Some(key) = effects.get(&v).and_then(|e| TailKey::of(v, e)) {
+                    if let Some(tail) = self.tails.get(&key).filter(|t| self.reuse_tails && visits + t.visits <= VISIT_LIMIT) {
+                        let prefix = chain_to(&pred, v);
+                        for (k, &n) in tail.normalizers.iter().enumerate() {
+                            if k == 0 && out.normalizers.is_empty() {
+                                out.first_path = join_paths(&prefix, &tail.norm_path);
+                                norm_paths.push(out.first_path.clone());
+                            }
+                            if !out.normalizers.contains(&n) {
+                                out.normalizers.push(n);
+                                if k > 0 || norm_paths.len() < out.normalizers.len() {
+                                    norm_paths.push(join_paths(&prefix, if k == 0 { &tail.norm_path } else { &[] }));
+                                }
+                            }
+                        }
+                        if out.unknown.is_none() {
+                            out.unknown = tail.unknown.clone();
+                        }
+                        if let Some(variant) = &tail.variant {
+                            out.variant = Some(variant.clone());
+                            out.first_path = join_paths(&prefix, &tail.variant_path);
+                            out.culprits = tail.culprits.clone();
+                        }
+                        visits += tail.visits;
+                        break 'nodes;
+                    }
+                    // A parameter is only ever a seed, never met again: no checkpoint.
+                    if out.unknown.is_none() && g.values[v].producer.is_some() {
+                        checkpoints.push(Checkpoint { key, at: id, normalizers: out.normalizers.len(), visits });
+                    }
+                }
+            }
             visits += 1;
             if visits > VISIT_LIMIT {
                 out.unknown = Some((id, "the change spreads over too many nodes to follow".into()));
-                return out;
+                limit_hit = true;
+                break;
             }
             let node = &g.nodes[id];
-            let mut inputs: Vec<Option<Affine>> = node.inputs.iter().map(|v| v.and_then(|v| effects.get(&v).cloned())).collect();
+            let changed_slots = pending.remove(&id).unwrap_or_default();
+            // Concat's rule depends on which inputs changed only through their
+            // number: a node of thousands of inputs is shown with its changed
+            // inputs and one unchanged representative.
+            let compact;
+            let (node, changed_slots) = if node.op_type == "Concat" && node.inputs.len() > MIN_SLOTS {
+                let mut slots: Vec<usize> = changed_slots.iter().map(|&(s, _)| s).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                let unchanged = node.inputs.iter().enumerate().find(|(i, v)| slots.binary_search(i).is_err() || v.is_none()).map(|(_, v)| *v);
+                let mut inputs: Vec<Option<ValueId>> = slots.iter().map(|&s| node.inputs[s]).collect();
+                let renumbered: Vec<(usize, ValueId)> = slots.iter().enumerate().filter_map(|(k, &s)| node.inputs[s].map(|v| (k, v))).collect();
+                inputs.extend(unchanged);
+                // (field by field: cloning the node would copy all its inputs)
+                compact = Node {
+                    name: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    domain: node.domain.clone(),
+                    inputs,
+                    outputs: node.outputs.clone(),
+                    implicit_inputs: node.implicit_inputs.clone(),
+                    attrs: node.attrs.clone(),
+                    source: node.source,
+                };
+                (&compact, renumbered)
+            } else {
+                (node, changed_slots)
+            };
             // Rules index inputs by slot: a malformed node with fewer inputs
             // reads absent (unchanged) ones instead of panicking.
-            if inputs.len() < MIN_SLOTS {
-                inputs.resize(MIN_SLOTS, None);
+            let mut inputs: Vec<Option<Affine>> = vec![None; node.inputs.len().max(MIN_SLOTS)];
+            for &(slot, v) in &changed_slots {
+                if let Some(e) = effects.get(&v) {
+                    inputs[slot] = Some(e.clone());
+                }
             }
             let implicit_changed = node.implicit_inputs.iter().any(|v| effects.contains_key(v));
             let flows = if node.outputs.is_empty() {
                 Vec::new()
             } else if implicit_changed {
                 vec![Flow::Unknown(format!("{} reads the change inside a subgraph", node.op_type)); node.outputs.len()]
+            } else if let Some(rank) = node.inputs.iter().chain(&node.outputs).flatten().filter_map(|&v| g.values[v].shape.as_ref().map(Vec::len)).find(|&r| r > MAX_RANK) {
+                // Effects track axes in 64-bit masks: beyond them no claim is sound.
+                vec![Flow::Unknown(format!("a value of rank {rank} (the analysis tracks at most {MAX_RANK} axes)")); node.outputs.len()]
             } else {
                 match rules::rule_for(&node.op_type).filter(|_| node.is_default_domain()) {
                     Some(rule) => {
@@ -402,7 +575,12 @@ impl Engine<'_> {
                     }
                 }
             };
-            let from = node.inputs.iter().flatten().chain(&node.implicit_inputs).copied().find(|v| effects.contains_key(v));
+            // The first changed input in slot order (then the subgraph reads).
+            let from = changed_slots
+                .iter()
+                .min_by_key(|&&(slot, _)| slot)
+                .map(|&(_, v)| v)
+                .or_else(|| node.implicit_inputs.iter().copied().find(|v| effects.contains_key(v)));
             for (k, o) in node.outputs.iter().enumerate() {
                 let Some(o) = *o else { continue };
                 let mut flow = flows.get(k).cloned().unwrap_or(Flow::Same);
@@ -426,6 +604,7 @@ impl Engine<'_> {
                         }
                         if !out.normalizers.contains(&id) {
                             out.normalizers.push(id);
+                            norm_paths.push(backtrack(&pred, from, id));
                         }
                     }
                     Flow::Changed(a) if a.is_identity() => {}
@@ -436,10 +615,10 @@ impl Engine<'_> {
                         if g.values[o].is_output && self.reaches[o] {
                             out.variant = Some((id, format!("the change reaches graph output '{}'", g.values[o].name)));
                             out.first_path = backtrack(&pred, from, id);
-                            return out;
+                            break 'nodes;
                         }
-                        queue.extend(g.values[o].consumers.iter().map(|&(n, _)| n));
                         effects.insert(o, a);
+                        enqueue(o, &mut queue, &mut pending, &mut live);
                     }
                     Flow::Variant(why) => {
                         if self.reaches[o] {
@@ -449,7 +628,7 @@ impl Engine<'_> {
                             culprits.sort_unstable();
                             culprits.dedup();
                             out.culprits = culprits;
-                            return out;
+                            break 'nodes;
                         }
                     }
                     Flow::Unknown(why) => {
@@ -458,6 +637,22 @@ impl Engine<'_> {
                         }
                     }
                 }
+            }
+        }
+        if !limit_hit {
+            for cp in checkpoints {
+                // Only what happened from the checkpoint on (nodes `at` and later).
+                let after = |path: &[NodeId]| -> Vec<NodeId> { path.iter().copied().filter(|&n| n >= cp.at).collect() };
+                let tail = Tail {
+                    normalizers: out.normalizers[cp.normalizers..].to_vec(),
+                    norm_path: norm_paths.get(cp.normalizers).map(|p| after(p)).unwrap_or_default(),
+                    variant: out.variant.clone(),
+                    variant_path: if out.variant.is_some() { after(&out.first_path) } else { Vec::new() },
+                    culprits: if out.variant.is_some() { out.culprits.clone() } else { Vec::new() },
+                    unknown: out.unknown.clone(),
+                    visits: visits - cp.visits,
+                };
+                self.tails.entry(cp.key).or_insert(tail);
             }
         }
         out
@@ -557,13 +752,43 @@ impl Engine<'_> {
     }
 }
 
+/// Nodes up to `v`'s producer, following the first changed input backwards
+/// (as [`backtrack`] does), at most as many as a path holds.
+fn chain_to(pred: &HashMap<ValueId, (NodeId, ValueId)>, v: ValueId) -> Vec<NodeId> {
+    let mut path = Vec::new();
+    let mut cur = Some(v);
+    while let Some(val) = cur {
+        match pred.get(&val) {
+            Some(&(n, prev)) if path.len() < PATH_LIMIT => {
+                path.push(n);
+                cur = Some(prev);
+            }
+            _ => break,
+        }
+    }
+    path.reverse();
+    path
+}
+
+/// A prefix and a tail of a path, cut to the last [`PATH_LIMIT`] nodes as [`backtrack`] does.
+fn join_paths(prefix: &[NodeId], tail: &[NodeId]) -> Vec<NodeId> {
+    let mut path: Vec<NodeId> = prefix.iter().chain(tail).copied().collect();
+    if path.len() > PATH_LIMIT {
+        path.drain(..path.len() - PATH_LIMIT);
+    }
+    path
+}
+
+/// Most nodes an evidence path lists (the last ones before the verdict).
+const PATH_LIMIT: usize = 32;
+
 /// Nodes from the seed to `last`, following the first changed input backwards.
 fn backtrack(pred: &HashMap<ValueId, (NodeId, ValueId)>, from: Option<ValueId>, last: NodeId) -> Vec<NodeId> {
     let mut path = vec![last];
     let mut v = from;
     while let Some(val) = v {
         match pred.get(&val) {
-            Some(&(n, prev)) if path.len() < 32 => {
+            Some(&(n, prev)) if path.len() < PATH_LIMIT => {
                 path.push(n);
                 v = Some(prev);
             }
@@ -578,8 +803,12 @@ fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -
     let mut out = Vec::new();
     let has_norm = g.nodes.iter().any(|n| NORMALIZERS.contains(&n.op_type.as_str()));
     let any_invariant = params.iter().any(|p| p.class.is_scale_invariant() || matches!(p.class, ScaleClass::Joint { .. } | ScaleClass::Dead));
+    let convs = g.nodes.iter().filter(|n| n.op_type == "Conv").count();
     let conv_with_bias = g.nodes.iter().filter(|n| n.op_type == "Conv" && n.input(2).is_some()).count();
-    if !has_norm && !any_invariant && conv_with_bias > 0 {
+    // Folding BatchNorm into Conv leaves every Conv with a bias; a model with
+    // one Conv (a patch stem before MLPs) or with bias-free Convs never had it.
+    let looks_folded = conv_with_bias >= 2 && conv_with_bias == convs;
+    if !has_norm && !any_invariant && looks_folded {
         out.push(Warning {
             code: "folded-normalization".into(),
             message: format!(
@@ -607,6 +836,22 @@ fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -
             ),
         });
     }
+    if !g.shape_conflicts.is_empty() {
+        let shown: Vec<String> = g
+            .shape_conflicts
+            .iter()
+            .take(3)
+            .map(|c| format!("'{}' declared {} but inferred {}", g.values[c.value].name, c.declared, c.inferred))
+            .collect();
+        out.push(Warning {
+            code: "shape-conflict".into(),
+            message: format!(
+                "{} value_info declaration(s) contradict the shapes the op definitions imply, e.g. {}: the inferred shapes are used",
+                g.shape_conflicts.len(),
+                shown.join(", ")
+            ),
+        });
+    }
     if !unsupported.is_empty() {
         let ops: Vec<&str> = unsupported.iter().map(String::as_str).collect();
         out.push(Warning {
@@ -618,4 +863,61 @@ fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::onnx::{load_model, load_model_bytes, Attr, GraphBuilder, TensorData};
+
+    fn same_with_and_without_tails(g: &crate::ir::Graph, what: &str) {
+        let with = serde_json::to_string(&super::analyze_with(g, true)).expect("serializes");
+        let without = serde_json::to_string(&super::analyze_with(g, false)).expect("serializes");
+        assert_eq!(with, without, "{what}: reusing continuations changed the analysis");
+    }
+
+    #[test]
+    fn reusing_continuations_changes_no_result_on_the_zoo() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo");
+        let mut models = 0;
+        for entry in std::fs::read_dir(&dir).expect("zoo") {
+            let path = entry.expect("entry").path();
+            let name = path.to_string_lossy().into_owned();
+            if !(name.ends_with(".onnx") || name.ends_with(".onnx.gz")) {
+                continue;
+            }
+            let g = crate::ir::from_model(&load_model(&path).expect("loads")).expect("builds");
+            same_with_and_without_tails(&g, &name);
+            models += 1;
+        }
+        assert!(models > 20, "only {models} zoo models");
+    }
+
+    #[test]
+    fn reusing_continuations_changes_no_result_on_chains_and_branches() {
+        // Chains of scaled values with residual adds, normalizations and a
+        // two-way branch: continuations meet at many shared values.
+        for width in [1usize, 3, 7] {
+            let mut b = GraphBuilder::new("t", 17);
+            b.input("x", &[-1, 4]);
+            let mut prev = "x".to_string();
+            for i in 0..40 {
+                let (p, y) = (format!("p{i}"), format!("y{i}"));
+                b.initializer(&p, &[4], TensorData::Zeros);
+                b.node(if i % 5 == 4 { "Add" } else { "Mul" }, &[&prev, &p], &[&y], &[]);
+                prev = y;
+                if i % width == 0 {
+                    let (g, bb, n) = (format!("g{i}"), format!("b{i}"), format!("n{i}"));
+                    b.initializer(&g, &[4], TensorData::Zeros);
+                    b.initializer(&bb, &[4], TensorData::Zeros);
+                    b.node("LayerNormalization", &[&prev, &g, &bb], &[&n], &[("axis", Attr::Int(-1))]);
+                    let r = format!("r{i}");
+                    b.node("Add", &[&n, &prev], &[&r], &[]);
+                    prev = r;
+                }
+            }
+            b.output(&prev);
+            let g = crate::ir::from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect("builds");
+            same_with_and_without_tails(&g, &format!("chain of width {width}"));
+        }
+    }
 }

@@ -51,62 +51,132 @@ impl Ctx<'_> {
     }
 }
 
+/// The analysis rule of every op that has one (default domain), by op type.
+pub const RULES: &[(&str, Rule)] = &[
+    ("BatchNormalization", batch_norm),
+    ("InstanceNormalization", instance_norm),
+    ("LayerNormalization", layer_norm),
+    ("GroupNormalization", group_norm),
+    ("LpNormalization", lp_norm),
+    ("RMSNormalization", rms_norm),
+    ("MeanVarianceNormalization", mean_variance_norm),
+    ("Relu", homogeneous),
+    ("LeakyRelu", homogeneous),
+    ("Abs", homogeneous),
+    ("Neg", neg),
+    ("Identity", identity),
+    ("Dropout", identity),
+    ("Cast", cast),
+    ("CastLike", cast),
+    ("PRelu", prelu),
+    ("Clip", clip),
+    ("Max", max),
+    ("Sqrt", sqrt),
+    ("Reciprocal", reciprocal),
+    ("Pow", pow),
+    ("Sigmoid", nonlinear),
+    ("Tanh", nonlinear),
+    ("Exp", nonlinear),
+    ("Log", nonlinear),
+    ("Gelu", nonlinear),
+    ("Erf", nonlinear),
+    ("Softplus", nonlinear),
+    ("Softsign", nonlinear),
+    ("HardSigmoid", nonlinear),
+    ("HardSwish", nonlinear),
+    ("Elu", nonlinear),
+    ("Selu", nonlinear),
+    ("Celu", nonlinear),
+    ("Mish", nonlinear),
+    ("Softmax", nonlinear),
+    ("LogSoftmax", nonlinear),
+    ("Sin", nonlinear),
+    ("Cos", nonlinear),
+    ("Floor", nonlinear),
+    ("Ceil", nonlinear),
+    ("Round", nonlinear),
+    ("Sign", nonlinear),
+    ("ThresholdedRelu", nonlinear),
+    ("Shrink", nonlinear),
+    ("Min", nonlinear),
+    ("Mod", nonlinear),
+    ("Equal", nonlinear),
+    ("Less", nonlinear),
+    ("Greater", nonlinear),
+    ("LessOrEqual", nonlinear),
+    ("GreaterOrEqual", nonlinear),
+    ("Not", nonlinear),
+    ("And", nonlinear),
+    ("Or", nonlinear),
+    ("Where", nonlinear),
+    ("IsNaN", nonlinear),
+    ("IsInf", nonlinear),
+    ("Add", add),
+    ("Sum", add),
+    ("Sub", sub),
+    ("Mul", mul),
+    ("Div", div),
+    ("Conv", conv),
+    ("ConvTranspose", conv_transpose),
+    ("Gemm", gemm),
+    ("MatMul", matmul),
+    ("MaxPool", pool),
+    ("AveragePool", pool),
+    ("LpPool", pool),
+    ("GlobalAveragePool", pool),
+    ("GlobalMaxPool", pool),
+    ("GlobalLpPool", pool),
+    ("ReduceMean", reduce),
+    ("ReduceSum", reduce),
+    ("ReduceMax", reduce),
+    ("ReduceMin", reduce),
+    ("ReduceL2", reduce),
+    ("ReduceL1", reduce),
+    ("ReduceSumSquare", reduce),
+    ("ArgMax", arg_reduce),
+    ("ArgMin", arg_reduce),
+    ("Transpose", transpose),
+    ("Squeeze", reshape_like),
+    ("Unsqueeze", reshape_like),
+    ("Reshape", reshape_like),
+    ("Flatten", reshape_like),
+    ("Expand", expand),
+    ("Concat", concat),
+    ("Split", select),
+    ("Slice", select),
+    ("Gather", select),
+    ("Tile", select),
+    ("Pad", pad),
+    ("Resize", resize),
+    ("Upsample", resize),
+    ("DepthToSpace", depth_space),
+    ("SpaceToDepth", depth_space),
+    ("Shape", shape_only),
+    ("Size", shape_only),
+    ("RandomUniformLike", random_draw),
+    ("RandomNormalLike", random_draw),
+    ("RandomUniform", random_draw),
+    ("RandomNormal", random_draw),
+    ("Bernoulli", nonlinear),
+    ("Multinomial", nonlinear),
+];
+
 /// The rule for an op type in the default domain, if there is one.
 pub fn rule_for(op: &str) -> Option<Rule> {
-    Some(match op {
-        // normalizations: the sources of invariance
-        "BatchNormalization" => batch_norm,
-        "InstanceNormalization" => instance_norm,
-        "LayerNormalization" => layer_norm,
-        "GroupNormalization" => group_norm,
-        "LpNormalization" => lp_norm,
-        "RMSNormalization" => rms_norm,
-        "MeanVarianceNormalization" => mean_variance_norm,
-        // positively homogeneous elementwise ops
-        "Relu" | "LeakyRelu" | "Abs" => homogeneous,
-        "Neg" => neg,
-        "Identity" | "Dropout" => identity,
-        "Cast" | "CastLike" => cast,
-        "PRelu" => prelu,
-        "Clip" => clip,
-        "Max" => max,
-        // powers
-        "Sqrt" => |c, n, e| power(c, n, e, 0.5),
-        "Reciprocal" => |c, n, e| power(c, n, e, -1.0),
-        "Pow" => pow,
-        // not homogeneous: only an unchanged input passes
-        "Sigmoid" | "Tanh" | "Exp" | "Log" | "Gelu" | "Erf" | "Softplus" | "Softsign" | "HardSigmoid" | "HardSwish"
-        | "Elu" | "Selu" | "Celu" | "Mish" | "Softmax" | "LogSoftmax" | "Sin" | "Cos" | "Floor" | "Ceil" | "Round"
-        | "Sign" | "ThresholdedRelu" | "Shrink" | "Min" | "Mod" | "Equal" | "Less" | "Greater" | "LessOrEqual"
-        | "GreaterOrEqual" | "Not" | "And" | "Or" | "Where" | "IsNaN" | "IsInf" => nonlinear,
-        // arithmetic
-        "Add" | "Sum" => add,
-        "Sub" => sub,
-        "Mul" => mul,
-        "Div" => div,
-        // linear layers
-        "Conv" => conv,
-        "ConvTranspose" => conv_transpose,
-        "Gemm" => gemm,
-        "MatMul" => matmul,
-        // pooling
-        "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => pool,
-        // reductions
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2" | "ReduceL1" | "ReduceSumSquare" => reduce,
-        "ArgMax" | "ArgMin" => arg_reduce,
-        // layout
-        "Transpose" => transpose,
-        "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" => reshape_like,
-        "Expand" => expand,
-        "Concat" => concat,
-        "Split" | "Slice" | "Gather" | "Tile" => select,
-        "Pad" => pad,
-        "Resize" | "Upsample" => resize,
-        "DepthToSpace" | "SpaceToDepth" => depth_space,
-        // shape-only consumers
-        "Shape" | "Size" => |_, n, _| vec![Flow::Same; n.outputs.len()],
-        _ => return None,
-    })
+    RULES.iter().find(|(name, _)| *name == op).map(|(_, rule)| *rule)
+}
+
+fn sqrt(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    power(c, n, e, 0.5)
+}
+
+fn reciprocal(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    power(c, n, e, -1.0)
+}
+
+/// Shape and Size read only the shape, which no change alters.
+fn shape_only(_: &mut Ctx, n: &Node, _: &[Option<Affine>]) -> Vec<Flow> {
+    vec![Flow::Same; n.outputs.len()]
 }
 
 /// A rule: input effects (index-aligned with `node.inputs`) to output flows.
@@ -397,6 +467,15 @@ fn identity(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         }
     }
     flows
+}
+
+/// RandomUniform(Like), RandomNormal(Like): the draw reads only the input's
+/// shape and element type (and the attributes), which no rescaling or
+/// perturbation of a parameter alters. For each fixed state of the generator the
+/// output is therefore the same tensor before and after the change: unchanged.
+/// (Bernoulli and Multinomial read their input's values: `nonlinear`.)
+fn random_draw(_: &mut Ctx, n: &Node, _: &[Option<Affine>]) -> Vec<Flow> {
+    vec![Flow::Same; n.outputs.len().max(1)]
 }
 
 fn dropout_may_train(n: &Node) -> bool {

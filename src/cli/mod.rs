@@ -1,10 +1,11 @@
 //! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`.
 mod table;
+mod terminal;
 
 use crate::analysis::Analysis;
-use crate::plan::{Hyperparameters, Optimizer, Plan};
+use crate::optim::{Algorithm, Config, Detect, Overrides};
+use crate::plan::Plan;
 use crate::rewrite::{Loss, Options};
-use crate::runtime::{Algorithm, Detect, Hyper};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,24 @@ pub enum PlanFormat {
     Table,
     /// Python parameter groups for PyTorch optimizers.
     Torch,
+}
+
+/// The optimizers a plan is for (the projecting ones).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanOptimizer {
+    /// AdamP.
+    Adamp,
+    /// SGDP.
+    Sgdp,
+}
+
+impl From<PlanOptimizer> for Algorithm {
+    fn from(o: PlanOptimizer) -> Algorithm {
+        match o {
+            PlanOptimizer::Adamp => Algorithm::Adamp,
+            PlanOptimizer::Sgdp => Algorithm::Sgdp,
+        }
+    }
 }
 
 /// Optimizer hyperparameters (defaults: the official adamp 0.3.0 package).
@@ -78,82 +97,30 @@ fn parse_betas(s: &str) -> Result<(f64, f64), String> {
     }
 }
 
-impl HyperArgs {
-    /// Resolves against the optimizer's defaults and validates ranges (the plan's form).
-    pub fn resolve(&self, opt: Optimizer) -> anyhow::Result<Hyperparameters> {
-        let algo = match opt {
-            Optimizer::Adamp => Algorithm::Adamp,
-            Optimizer::Sgdp => Algorithm::Sgdp,
-        };
-        let h = self.resolve_for(algo)?;
-        let adam = opt == Optimizer::Adamp;
-        Ok(Hyperparameters {
-            lr: h.lr,
-            betas: adam.then_some((h.beta1, h.beta2)),
-            momentum: (!adam).then_some(h.momentum),
-            dampening: (!adam).then_some(h.dampening),
-            eps: h.eps,
-            weight_decay: h.weight_decay,
-            delta: h.delta,
-            wd_ratio: h.wd_ratio,
-            nesterov: h.nesterov,
-        })
+#[cfg(feature = "gpu")]
+fn parse_steps(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("at least one timed step is needed to report a time".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
 
 impl HyperArgs {
-    /// Resolves against an optimizer's reference defaults (torch.optim for
-    /// Adam, AdamW and SGD) and validates the combination.
-    pub fn resolve_for(&self, algo: Algorithm) -> anyhow::Result<Hyper> {
-        let mut hp = Hyper::defaults(algo);
-        let adam = algo.is_adam_family();
-        if adam && (self.momentum.is_some() || self.dampening.is_some()) {
-            anyhow::bail!("--momentum and --dampening are SGD-family options; {} takes --betas", algo.name());
-        }
-        if !adam && self.betas.is_some() {
-            anyhow::bail!("--betas is an Adam-family option; {} takes --momentum and --dampening", algo.name());
-        }
-        if !algo.projects() && (self.delta.is_some() || self.wd_ratio.is_some()) {
-            anyhow::bail!("--delta and --wd-ratio apply to adamp and sgdp only");
-        }
-        if self.nesterov && matches!(algo, Algorithm::Adam | Algorithm::Adamw) {
-            anyhow::bail!("--nesterov is not an option of torch.optim.{}", if algo == Algorithm::Adam { "Adam" } else { "AdamW" });
-        }
-        let set = |dst: &mut f64, v: Option<f64>| {
-            if let Some(v) = v {
-                *dst = v;
-            }
+    /// The optimizer's configuration: its reference defaults with these values, validated.
+    pub fn config(&self, algo: Algorithm) -> Result<Config, crate::optim::ConfigError> {
+        let o = Overrides {
+            lr: self.lr,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            nesterov: self.nesterov,
+            delta: self.delta,
+            wd_ratio: self.wd_ratio,
         };
-        set(&mut hp.lr, self.lr);
-        set(&mut hp.eps, self.eps);
-        set(&mut hp.weight_decay, self.weight_decay);
-        set(&mut hp.delta, self.delta);
-        set(&mut hp.wd_ratio, self.wd_ratio);
-        set(&mut hp.momentum, self.momentum);
-        set(&mut hp.dampening, self.dampening);
-        if let Some((b1, b2)) = self.betas {
-            (hp.beta1, hp.beta2) = (b1, b2);
-        }
-        hp.nesterov = self.nesterov;
-        let check = |name: &str, v: f64, ok: bool| -> anyhow::Result<()> {
-            if !v.is_finite() || !ok {
-                anyhow::bail!("invalid {name}: {v}");
-            }
-            Ok(())
-        };
-        check("--lr", hp.lr, hp.lr >= 0.0)?;
-        check("--eps", hp.eps, hp.eps >= 0.0)?;
-        check("--weight-decay", hp.weight_decay, hp.weight_decay >= 0.0)?;
-        check("--delta", hp.delta, hp.delta >= 0.0)?;
-        check("--wd-ratio", hp.wd_ratio, hp.wd_ratio >= 0.0)?;
-        check("beta1", hp.beta1, (0.0..1.0).contains(&hp.beta1))?;
-        check("beta2", hp.beta2, (0.0..1.0).contains(&hp.beta2))?;
-        check("--momentum", hp.momentum, (0.0..1.0).contains(&hp.momentum))?;
-        check("--dampening", hp.dampening, (0.0..=1.0).contains(&hp.dampening))?;
-        if self.nesterov && !adam && (hp.momentum <= 0.0 || hp.dampening != 0.0) {
-            anyhow::bail!("nesterov needs a momentum > 0 and zero dampening");
-        }
-        Ok(hp)
+        Config::with(algo, &o)
     }
 }
 
@@ -176,8 +143,8 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Optimizer.
-        #[arg(long, value_enum, default_value_t = Optimizer::Adamp)]
-        optimizer: Optimizer,
+        #[arg(long, value_enum, default_value_t = PlanOptimizer::Adamp)]
+        optimizer: PlanOptimizer,
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Json)]
         format: PlanFormat,
@@ -186,6 +153,7 @@ pub enum Command {
         hyper: HyperArgs,
     },
     /// Times optimizer steps over the model's trainable tensors on the GPU.
+    #[cfg(feature = "gpu")]
     Bench {
         /// The ONNX model.
         model: PathBuf,
@@ -195,8 +163,8 @@ pub enum Command {
         /// Which tensors are projected.
         #[arg(long, value_enum, default_value_t = Detect::Auto)]
         detect: Detect,
-        /// Timed steps (the median is reported).
-        #[arg(long, default_value_t = 20)]
+        /// Timed steps (the median is reported); at least 1.
+        #[arg(long, default_value_t = 20, value_parser = parse_steps)]
         steps: usize,
         /// Untimed steps first.
         #[arg(long, default_value_t = 3)]
@@ -207,6 +175,9 @@ pub enum Command {
         /// Adapter: a substring of its name, or a backend/type (overrides $ADAMP_GRAPH_ADAPTER).
         #[arg(long)]
         adapter: Option<String>,
+        /// Kernels for projected rows [default: rows on CPU adapters, fused elsewhere].
+        #[arg(long, value_enum)]
+        variant: Option<crate::runtime::Variant>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -242,14 +213,34 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_display_probe();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Library errors already name their cause; `{:#}` would repeat it.
-            eprintln!("error: {e}");
+            // Names in them come from the model file: escaped for the terminal.
+            eprintln!("error: {}", terminal::escape(&e.to_string()));
             ExitCode::from(2)
         }
     }
+}
+
+/// The Vulkan loader's window-system probe prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set" when that variable is not an absolute path; no command
+/// opens a window, so an absolute directory that exists is enough to keep it quiet.
+fn quiet_display_probe() {
+    let valid = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute());
+    if !valid {
+        // SAFETY (edition 2021: safe): set before any thread starts.
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+}
+
+/// Reads a plan file given with `--plan`, refusing a FIFO or directory first
+/// (reading a FIFO would block).
+fn read_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
+    crate::onnx::open_input(path)?;
+    Ok(crate::plan::read(path)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -257,60 +248,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze { model, format } => {
             let analysis = crate::analyze_file(&model)?;
             print!("{}", render_analysis(&analysis, format));
+            if format == Format::Table {
+                // Warnings are not table rows: standard error, so a pipe keeps only the table.
+                eprint!("{}", table::analysis_warnings(&analysis));
+            }
         }
         Command::Plan { model, output, optimizer, format, hyper } => {
-            let hp = hyper.resolve(optimizer)?;
-            let analysis = crate::analyze_file(&model)?;
-            let plan = crate::plan::build(&analysis, optimizer, hp);
+            let config = hyper.config(optimizer.into())?;
+            let loaded = crate::onnx::load_model(&model)?;
+            if let Some(path) = &output {
+                crate::onnx::check_output(path, loaded.input_files())?;
+            }
+            let analysis = crate::analysis::analyze(&crate::ir::from_model(&loaded)?);
+            let plan = crate::plan::build(&analysis, &config)?;
             let text = render_plan(&plan, format);
             match output {
                 Some(path) => crate::onnx::write_atomic(&path, text.as_bytes())?,
                 None => print!("{text}"),
             }
         }
-        Command::Bench { model, optimizer, detect, steps, warmup, plan, adapter, format } => {
+        #[cfg(feature = "gpu")]
+        Command::Bench { model, optimizer, detect, steps, warmup, plan, adapter, variant, format } => {
             let analysis = crate::analyze_file(&model)?;
             let specs = match plan {
-                Some(p) => crate::runtime::bench::specs_from_plan(&analysis, &crate::plan::read(&p)?)?,
-                None => crate::runtime::bench::specs_from_analysis(&analysis),
+                Some(p) => crate::plan::specs_from_plan(&analysis, &read_plan(&p)?)?,
+                None => crate::plan::specs_from_analysis(&analysis),
             };
             let gpu = crate::runtime::Gpu::open(adapter.as_deref())?;
-            let report = crate::runtime::bench::run(&gpu, &specs, optimizer, detect, warmup, steps)?;
+            let report = crate::runtime::bench::run(&gpu, &specs, optimizer, detect, variant, warmup, steps)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => print!("{}", table::bench_table(&report)),
             }
         }
         Command::Rewrite { model, loss, optimizer, detect, plan, gradients, output, hyper } => {
-            let hyper = hyper.resolve_for(optimizer)?;
-            if output.exists() && std::fs::canonicalize(&output).ok() == std::fs::canonicalize(&model).ok() {
-                anyhow::bail!("{}: the output would overwrite the input model", output.display());
-            }
-            let plan = plan.map(|p| crate::plan::read(&p)).transpose()?;
+            let config = hyper.config(optimizer)?;
             let loaded = crate::onnx::load_model(&model)?;
-            let opts = Options { loss, algorithm: optimizer, detect, hyper, plan, gradients };
+            let mut inputs = loaded.input_files().to_vec();
+            inputs.extend(plan.clone());
+            crate::onnx::check_output(&output, &inputs)?;
+            let plan = plan.map(|p| read_plan(&p)).transpose()?;
+            let opts = Options { loss, config, detect, plan, gradients };
             let step = crate::rewrite::rewrite(&loaded, &opts)?;
             step.save(&output)?;
             println!(
                 "{}: {} parameters, {} state tensors, {} buffers; {} {} detection",
-                output.display(),
+                terminal::escape(&output.display().to_string()),
                 step.params.len(),
                 step.state.len(),
                 step.buffers.len(),
                 optimizer.name(),
-                detect_name(detect)
+                detect.name()
             );
         }
     }
     Ok(())
-}
-
-fn detect_name(d: Detect) -> &'static str {
-    match d {
-        Detect::Runtime => "runtime",
-        Detect::Static => "static",
-        Detect::Auto => "auto",
-    }
 }
 
 /// Renders a plan in a format (what `plan` prints).

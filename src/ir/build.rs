@@ -85,7 +85,11 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
             }
         }
         let v = b.define(&vi.name, "graph input")?;
-        b.declare(v, vi)?;
+        // A graph input's declared type is its definition, not a hint.
+        if let Some((dtype, shape)) = b.declared(vi)? {
+            b.values[v].dtype = dtype;
+            b.values[v].shape = shape;
+        }
         inputs.push(v);
     }
 
@@ -137,15 +141,22 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
         implicit.sort_unstable();
         nodes[i].implicit_inputs = implicit;
     }
+    // Exporter-declared types of computed values are checked against inference
+    // (shape::infer), so they are kept apart; the first declaration counts.
+    let mut declared: Vec<Option<shape::Declared>> = vec![None; b.values.len()];
     for vi in &g.value_info {
         if let Some(&v) = b.by_name.get(&vi.name) {
-            b.declare(v, vi)?;
+            if declared[v].is_none() {
+                declared[v] = b.declared(vi)?;
+            }
         }
     }
     let mut outputs = Vec::new();
     for vi in &g.output {
         let v = *b.by_name.get(&vi.name).ok_or_else(|| IrError::DanglingOutput { path: path.clone(), value: vi.name.clone() })?;
-        b.declare(v, vi)?;
+        if declared[v].is_none() {
+            declared[v] = b.declared(vi)?;
+        }
         b.values[v].is_output = true;
         outputs.push(v);
     }
@@ -197,29 +208,42 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
         outputs,
         symbols: b.symbols,
         by_name: b.by_name,
+        shape_conflicts: Vec::new(),
     };
-    shape::infer(&mut graph);
+    shape::infer(&mut graph, &declared);
     Ok(graph)
 }
 
 /// Names a subgraph reads from outer scopes (recursively through nested subgraphs).
+/// `defined` holds names the caller's scopes already define (usually empty).
 pub(crate) fn outer_reads(g: &pb::GraphProto, defined: &mut HashSet<String>, out: &mut HashSet<String>) {
-    let mut local: HashSet<String> = defined.clone();
-    local.extend(g.input.iter().map(|i| i.name.clone()));
-    local.extend(g.initializer.iter().map(|i| i.name.clone()));
+    let mut scopes: Vec<HashSet<&str>> = vec![defined.iter().map(String::as_str).collect()];
+    reads_in_scope(g, &mut scopes, out);
+}
+
+/// One scope per subgraph on a stack, innermost last: a name is local when any
+/// scope defines it. Nothing is copied per subgraph, so the walk is linear in
+/// the names (times the nesting depth) however many subgraphs a branch holds.
+fn reads_in_scope<'g>(g: &'g pb::GraphProto, scopes: &mut Vec<HashSet<&'g str>>, out: &mut HashSet<String>) {
+    let mut local: HashSet<&'g str> = g.input.iter().map(|i| i.name.as_str()).collect();
+    local.extend(g.initializer.iter().map(|i| i.name.as_str()));
+    scopes.push(local);
     for n in &g.node {
         for i in &n.input {
-            if !i.is_empty() && !local.contains(i) {
+            if !i.is_empty() && !scopes.iter().any(|s| s.contains(i.as_str())) {
                 out.insert(i.clone());
             }
         }
         for a in &n.attribute {
             for sub in a.g.iter().chain(a.graphs.iter()) {
-                outer_reads(sub, &mut local.clone(), out);
+                reads_in_scope(sub, scopes, out);
             }
         }
-        local.extend(n.output.iter().cloned());
+        if let Some(innermost) = scopes.last_mut() {
+            innermost.extend(n.output.iter().map(String::as_str));
+        }
     }
+    scopes.pop();
 }
 
 struct Builder {
@@ -245,15 +269,13 @@ impl Builder {
         IrError::BadTensor { path: self.path.clone(), tensor: tensor.into(), detail }
     }
 
-    /// Records a declared type/shape (value_info, inputs, outputs) where none is known yet.
-    fn declare(&mut self, v: ValueId, vi: &pb::ValueInfoProto) -> Result<(), IrError> {
+    /// The element type and shape a value_info declares (inputs, outputs, value_info).
+    fn declared(&mut self, vi: &pb::ValueInfoProto) -> Result<Option<shape::Declared>, IrError> {
         let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            return Ok(());
+            return Ok(None);
         };
-        if self.values[v].dtype.is_none() && t.elem_type != 0 {
-            self.values[v].dtype = Some(DType::from_onnx(t.elem_type));
-        }
-        let Some(shape) = &t.shape else { return Ok(()) };
+        let dtype = (t.elem_type != 0).then(|| DType::from_onnx(t.elem_type));
+        let Some(shape) = &t.shape else { return Ok(Some((dtype, None))) };
         use pb::tensor_shape_proto::dimension::Value as D;
         let mut dims = Vec::with_capacity(shape.dim.len());
         for d in &shape.dim {
@@ -266,10 +288,7 @@ impl Builder {
                 _ => Dim::Unknown,
             });
         }
-        if self.values[v].shape.is_none() {
-            self.values[v].shape = Some(dims);
-        }
-        Ok(())
+        Ok(Some((dtype, Some(dims))))
     }
 
     fn symbol(&mut self, name: &str) -> u32 {
@@ -346,4 +365,47 @@ fn typed_fields(t: &pb::TensorProto, dtype: DType) -> Bytes {
         DType::Other(_) => Vec::new(),
     };
     Bytes::from(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str], sub: Option<pb::GraphProto>) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: sub.map(|g| pb::AttributeProto { name: "then_branch".into(), g: Some(g), ..Default::default() }).into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outer_reads_sees_through_nesting_and_respects_scopes() {
+        // inner reads: its own input `i`, the branch's `b1` (local to the
+        // branch), and `outer` (from the enclosing graph).
+        let inner = pb::GraphProto {
+            input: vec![pb::ValueInfoProto { name: "i".into(), ..Default::default() }],
+            node: vec![node("Add", &["i", "b1"], &["t"], None), node("Add", &["t", "outer"], &["u"], None)],
+            ..Default::default()
+        };
+        let branch = pb::GraphProto {
+            node: vec![
+                node("Relu", &["x"], &["b1"], None),
+                node("If", &["c"], &["b2"], Some(inner)),
+                // `u` is the inner graph's, not visible here: an outer read.
+                node("Add", &["b2", "u"], &["b3"], None),
+            ],
+            ..Default::default()
+        };
+        let mut out = HashSet::new();
+        outer_reads(&branch, &mut HashSet::new(), &mut out);
+        let mut got: Vec<&str> = out.iter().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, ["c", "outer", "u", "x"]);
+        let mut out = HashSet::new();
+        outer_reads(&branch, &mut ["x".to_string()].into_iter().collect(), &mut out);
+        assert!(!out.contains("x"), "names the caller defines are not outer reads");
+    }
 }

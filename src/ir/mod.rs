@@ -3,11 +3,13 @@
 //! analysis needs (inferred here where the exporter left them out).
 
 mod build;
+#[cfg(test)]
+mod node_tests;
 mod shape;
 
 pub use build::{from_model, IrError};
 pub(crate) use build::outer_reads;
-pub use shape::{broadcast, norm_axis, product, reduce_axes};
+pub use shape::{broadcast, norm_axis, product, reduce_axes, SHAPE_RULE_OPS};
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -155,6 +157,30 @@ impl Tensor {
         }
     }
 
+    /// The values as f64 when this is a small float or integer tensor.
+    pub fn as_floats(&self) -> Option<Vec<f64>> {
+        let n = self.elements() as usize;
+        if n > shape::MAX_TRACKED_INTS {
+            return None;
+        }
+        let size = self.dtype.size()?;
+        if self.data.len() != n * size {
+            return None;
+        }
+        self.data
+            .chunks_exact(size)
+            .map(|c| match self.dtype {
+                DType::F32 => Some(f32::from_le_bytes(c.try_into().ok()?) as f64),
+                DType::F64 => Some(f64::from_le_bytes(c.try_into().ok()?)),
+                DType::F16 => Some(half_to_f64(u16::from_le_bytes(c.try_into().ok()?))),
+                DType::BF16 => Some(f32::from_bits((u16::from_le_bytes(c.try_into().ok()?) as u32) << 16) as f64),
+                DType::I64 => Some(i64::from_le_bytes(c.try_into().ok()?) as f64),
+                DType::I32 => Some(i32::from_le_bytes(c.try_into().ok()?) as f64),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The value as f64 when this is a one-element float or integer tensor.
     pub fn as_scalar(&self) -> Option<f64> {
         if self.elements() != 1 {
@@ -169,6 +195,19 @@ impl Tensor {
             DType::Bool if b.len() == 1 => Some(b[0] as f64),
             _ => None,
         }
+    }
+}
+
+/// IEEE half precision to f64 (exact).
+fn half_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
     }
 }
 
@@ -327,8 +366,22 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Names of symbolic dims.
     pub symbols: Vec<String>,
+    /// Values whose exporter-declared shape disagrees with the inferred one
+    /// (the inferred shape is used).
+    pub shape_conflicts: Vec<ShapeConflict>,
     /// Value ids by name.
     pub(crate) by_name: HashMap<String, ValueId>,
+}
+
+/// A declared (value_info) shape that contradicts what the op definitions imply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeConflict {
+    /// The value.
+    pub value: ValueId,
+    /// The declared shape, rendered (`[N, 3, 224]`).
+    pub declared: String,
+    /// The inferred shape, rendered.
+    pub inferred: String,
 }
 
 impl Graph {
@@ -344,7 +397,12 @@ impl Graph {
 
     /// Renders a shape for humans (`[N, 3, 224, 224]`).
     pub fn shape_string(&self, v: ValueId) -> String {
-        match &self.values[v].shape {
+        self.dims_string(self.values[v].shape.as_deref())
+    }
+
+    /// Renders dims for humans (`?` for an unknown rank).
+    pub fn dims_string(&self, dims: Option<&[Dim]>) -> String {
+        match dims {
             None => "?".into(),
             Some(dims) => {
                 let parts: Vec<String> = dims

@@ -11,6 +11,15 @@ pub enum TensorData {
     I64(Vec<i64>),
     /// float32 zeros of the dims' product.
     Zeros,
+    /// float32 data in an external file (`location` relative to the model's folder).
+    External {
+        /// The file.
+        location: String,
+        /// Byte offset in it.
+        offset: u64,
+        /// Byte length.
+        length: u64,
+    },
 }
 
 /// An attribute value for [`GraphBuilder::node`].
@@ -26,6 +35,8 @@ pub enum Attr {
     Str(String),
     /// `TENSOR` (dims, data)
     Tensor(Vec<i64>, TensorData),
+    /// `TENSORS`: (dims, data) each
+    Tensors(Vec<(Vec<i64>, TensorData)>),
     /// `GRAPH`: a subgraph (If branches, Loop bodies); it may read outer values by name.
     Graph(Box<GraphBuilder>),
 }
@@ -67,16 +78,7 @@ impl GraphBuilder {
     /// Adds a float32 initializer whose data lives in an external file
     /// (`location` relative to the model's folder).
     pub fn external_initializer(&mut self, name: &str, dims: &[i64], location: &str, offset: u64, length: u64) -> &mut Self {
-        let entry = |k: &str, v: String| pb::StringStringEntryProto { key: k.into(), value: v };
-        self.graph.initializer.push(pb::TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: pb::tensor_proto::DataType::Float as i32,
-            data_location: pb::tensor_proto::DataLocation::External as i32,
-            external_data: vec![entry("location", location.into()), entry("offset", offset.to_string()), entry("length", length.to_string())],
-            ..Default::default()
-        });
-        self
+        self.initializer(name, dims, TensorData::External { location: location.into(), offset, length })
     }
 
     /// Adds a node in the default domain; `""` in `inputs` marks an absent optional input.
@@ -152,6 +154,17 @@ fn tensor(name: &str, dims: &[i64], data: TensorData) -> pb::TensorProto {
         TensorData::F32(v) => (pb::tensor_proto::DataType::Float, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         TensorData::I64(v) => (pb::tensor_proto::DataType::Int64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         TensorData::Zeros => (pb::tensor_proto::DataType::Float, vec![0u8; 4 * count.max(0) as usize]),
+        TensorData::External { location, offset, length } => {
+            let entry = |k: &str, v: String| pb::StringStringEntryProto { key: k.into(), value: v };
+            return pb::TensorProto {
+                name: name.into(),
+                dims: dims.to_vec(),
+                data_type: pb::tensor_proto::DataType::Float as i32,
+                data_location: pb::tensor_proto::DataLocation::External as i32,
+                external_data: vec![entry("location", location), entry("offset", offset.to_string()), entry("length", length.to_string())],
+                ..Default::default()
+            };
+        }
     };
     pb::TensorProto {
         name: name.into(),
@@ -171,6 +184,9 @@ fn attribute(name: &str, a: &Attr) -> pb::AttributeProto {
         Attr::Ints(v) => (p.ints, p.r#type) = (v.clone(), T::Ints as i32),
         Attr::Str(s) => (p.s, p.r#type) = (s.clone().into_bytes().into(), T::String as i32),
         Attr::Tensor(dims, data) => (p.t, p.r#type) = (Some(tensor("", dims, data.clone())), T::Tensor as i32),
+        Attr::Tensors(ts) => {
+            (p.tensors, p.r#type) = (ts.iter().map(|(dims, data)| tensor("", dims, data.clone())).collect(), T::Tensors as i32)
+        }
         Attr::Graph(g) => (p.g, p.r#type) = (Some(g.graph.clone()), T::Graph as i32),
     }
     p

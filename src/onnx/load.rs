@@ -6,15 +6,14 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-/// Largest inflated size accepted for a gzip-compressed model.
-const MAX_INFLATED_BYTES: u64 = 8 << 30;
-
 /// A decoded ONNX model with every tensor's payload resolved in memory.
 #[derive(Debug)]
 pub struct LoadedModel {
     /// The file it came from (for error messages); `<memory>` for bytes.
     pub path: PathBuf,
     pub(crate) proto: pb::ModelProto,
+    /// Every file the model was read from: the model and its external-data files.
+    pub(crate) inputs: Vec<PathBuf>,
 }
 
 impl LoadedModel {
@@ -49,59 +48,129 @@ impl LoadedModel {
         super::write_atomic(path, &self.encode()?)
     }
 
+    /// Every file the model was read from (the model file and its external-data
+    /// files), so that outputs can refuse to replace any of them.
+    pub fn input_files(&self) -> &[PathBuf] {
+        &self.inputs
+    }
+
     /// The model's producer, as the exporter recorded it.
     pub fn producer(&self) -> String {
         format!("{} {}", self.proto.producer_name, self.proto.producer_version).trim().to_string()
     }
 }
 
+/// Bounds on what a model file may make the loader allocate, relative to the
+/// bytes it really holds: a small file cannot claim a large model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// Largest inflated size of a gzip-compressed model. Protobuf caps one
+    /// message at 2 GiB, so nothing larger can be a valid model.
+    pub max_inflated_bytes: u64,
+    /// Protobuf entries (nodes, attributes, tensors, value infos, names) any
+    /// model may hold, whatever its size.
+    pub entries_floor: u64,
+    /// Further entries allowed per byte of the file as stored (the compressed
+    /// size for gzip), so that a tiny file of empty messages cannot decode into
+    /// gigabytes of structs.
+    pub entries_per_byte: u64,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits { max_inflated_bytes: 2 << 30, entries_floor: 1 << 18, entries_per_byte: 2 }
+    }
+}
+
 /// Loads a model file (`.onnx`, or gzip-compressed), resolving external data
 /// relative to the file's folder. The file is only read, never modified.
 pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
-    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    load_model_with(path, &LoadLimits::default())
+}
+
+/// [`load_model`] under explicit limits.
+pub fn load_model_with(path: &Path, limits: &LoadLimits) -> Result<LoadedModel, OnnxError> {
+    let (file, len) = open_input(path)?;
     if len == 0 {
         return Err(OnnxError::Empty { path: path.to_path_buf() });
     }
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
     // SAFETY: the mapping is read-only; the input is never written by this process.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let bytes = Bytes::from_owner(map);
-    let bytes = maybe_inflate(path, bytes)?;
+    let bytes = maybe_inflate(path, bytes, limits)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    decode(path, bytes, Some(&base_dir))
+    decode(path, bytes, len, Some(&base_dir), limits)
 }
 
 /// Decodes a model held in memory. External data is refused: it has no folder.
 pub fn load_model_bytes(bytes: Vec<u8>) -> Result<LoadedModel, OnnxError> {
+    load_model_bytes_with(bytes, &LoadLimits::default())
+}
+
+/// [`load_model_bytes`] under explicit limits.
+pub fn load_model_bytes_with(bytes: Vec<u8>, limits: &LoadLimits) -> Result<LoadedModel, OnnxError> {
     let path = PathBuf::from("<memory>");
     if bytes.is_empty() {
         return Err(OnnxError::Empty { path });
     }
-    let bytes = maybe_inflate(&path, Bytes::from(bytes))?;
-    decode(&path, bytes, None)
+    let stored = bytes.len() as u64;
+    let bytes = maybe_inflate(&path, Bytes::from(bytes), limits)?;
+    decode(&path, bytes, stored, None, limits)
 }
 
-fn maybe_inflate(path: &Path, bytes: Bytes) -> Result<Bytes, OnnxError> {
+/// Opens a file this process will only read, refusing anything but a regular
+/// file: a directory, and a FIFO or device, which could block or never end.
+/// Returns the file and its length.
+pub fn open_input(path: &Path) -> Result<(std::fs::File, u64), OnnxError> {
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO for reading blocks until a writer comes; O_NONBLOCK
+        // returns at once and the type check below refuses it.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(OnnxError::NotAFile { path: path.to_path_buf(), kind: "a directory" });
+    }
+    if !meta.is_file() {
+        return Err(OnnxError::NotAFile { path: path.to_path_buf(), kind: "not a regular file (a FIFO, socket or device)" });
+    }
+    Ok((file, meta.len()))
+}
+
+fn maybe_inflate(path: &Path, bytes: Bytes, limits: &LoadLimits) -> Result<Bytes, OnnxError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
+    let cap = limits.max_inflated_bytes;
     let mut out = Vec::new();
-    let mut reader = flate2::read::GzDecoder::new(&bytes[..]).take(MAX_INFLATED_BYTES + 1);
+    // Multi-member streams (concatenated gzip files, pigz) are valid gzip.
+    let mut reader = flate2::read::MultiGzDecoder::new(&bytes[..]).take(cap + 1);
     reader.read_to_end(&mut out).map_err(|e| OnnxError::Decode {
         path: path.to_path_buf(),
         detail: format!("gzip stream: {e}"),
     })?;
-    if out.len() as u64 > MAX_INFLATED_BYTES {
+    if out.len() as u64 > cap {
         return Err(OnnxError::Decode {
             path: path.to_path_buf(),
-            detail: format!("gzip stream inflates past {MAX_INFLATED_BYTES} bytes"),
+            detail: format!("gzip stream inflates past {cap} bytes (protobuf's limit for one model)"),
         });
     }
     Ok(Bytes::from(out))
 }
 
-fn decode(path: &Path, bytes: Bytes, base_dir: Option<&Path>) -> Result<LoadedModel, OnnxError> {
+fn decode(path: &Path, bytes: Bytes, stored: u64, base_dir: Option<&Path>, limits: &LoadLimits) -> Result<LoadedModel, OnnxError> {
+    let allowed = limits.entries_floor.saturating_add(limits.entries_per_byte.saturating_mul(stored));
+    let entries = super::wire::count_entries(&bytes, allowed);
+    if entries > allowed {
+        return Err(OnnxError::TooManyEntries { path: path.to_path_buf(), stored, allowed });
+    }
     let mut proto = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Decode {
         path: path.to_path_buf(),
         detail: e.to_string(),
@@ -111,10 +180,10 @@ fn decode(path: &Path, bytes: Bytes, base_dir: Option<&Path>) -> Result<LoadedMo
         _ => return Err(OnnxError::EmptyGraph { path: path.to_path_buf() }),
     }
     let mut resolver = ExternalData { model_path: path, base_dir, files: HashMap::new() };
-    if let Some(graph) = proto.graph.as_mut() {
-        resolver.resolve_graph(graph)?;
-    }
-    Ok(LoadedModel { path: path.to_path_buf(), proto })
+    resolver.resolve_model(&mut proto)?;
+    let mut inputs: Vec<PathBuf> = base_dir.map(|_| path.to_path_buf()).into_iter().collect();
+    inputs.extend(resolver.files.into_keys());
+    Ok(LoadedModel { path: path.to_path_buf(), proto, inputs })
 }
 
 /// Resolves `data_location = EXTERNAL` tensors to slices of mapped files.
@@ -125,30 +194,77 @@ struct ExternalData<'a> {
 }
 
 impl ExternalData<'_> {
-    fn resolve_graph(&mut self, graph: &mut pb::GraphProto) -> Result<(), OnnxError> {
-        for tensor in &mut graph.initializer {
-            self.resolve_tensor(tensor)?;
+    /// Visits every tensor the model holds: initializers, sparse initializers,
+    /// attribute tensors (`TENSOR`, `TENSORS`, sparse ones) in every subgraph,
+    /// functions and training graphs, so that none escapes the checks.
+    fn resolve_model(&mut self, model: &mut pb::ModelProto) -> Result<(), OnnxError> {
+        if let Some(graph) = model.graph.as_mut() {
+            self.resolve_graph(graph)?;
         }
-        for node in &mut graph.node {
-            for attr in &mut node.attribute {
-                if let Some(t) = attr.t.as_mut() {
-                    self.resolve_tensor(t)?;
-                }
-                if let Some(g) = attr.g.as_mut() {
-                    self.resolve_graph(g)?;
-                }
-                for g in &mut attr.graphs {
-                    self.resolve_graph(g)?;
-                }
+        for f in &mut model.functions {
+            for node in &mut f.node {
+                self.resolve_node(node)?;
+            }
+            for attr in &mut f.attribute_proto {
+                self.resolve_attribute(attr)?;
+            }
+        }
+        for t in &mut model.training_info {
+            for g in t.initialization.iter_mut().chain(t.algorithm.iter_mut()) {
+                self.resolve_graph(g)?;
             }
         }
         Ok(())
     }
 
-    fn resolve_tensor(&mut self, tensor: &mut pb::TensorProto) -> Result<(), OnnxError> {
-        if tensor.data_location != pb::tensor_proto::DataLocation::External as i32 {
-            return Ok(());
+    fn resolve_graph(&mut self, graph: &mut pb::GraphProto) -> Result<(), OnnxError> {
+        for tensor in &mut graph.initializer {
+            self.resolve_tensor(tensor)?;
         }
+        for sparse in &mut graph.sparse_initializer {
+            self.resolve_sparse(sparse)?;
+        }
+        for node in &mut graph.node {
+            self.resolve_node(node)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_node(&mut self, node: &mut pb::NodeProto) -> Result<(), OnnxError> {
+        for attr in &mut node.attribute {
+            self.resolve_attribute(attr)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_attribute(&mut self, attr: &mut pb::AttributeProto) -> Result<(), OnnxError> {
+        for t in attr.t.iter_mut().chain(attr.tensors.iter_mut()) {
+            self.resolve_tensor(t)?;
+        }
+        for s in attr.sparse_tensor.iter_mut().chain(attr.sparse_tensors.iter_mut()) {
+            self.resolve_sparse(s)?;
+        }
+        for g in attr.g.iter_mut().chain(attr.graphs.iter_mut()) {
+            self.resolve_graph(g)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_sparse(&mut self, sparse: &mut pb::SparseTensorProto) -> Result<(), OnnxError> {
+        for t in sparse.values.iter_mut().chain(sparse.indices.iter_mut()) {
+            self.resolve_tensor(t)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_tensor(&mut self, tensor: &mut pb::TensorProto) -> Result<(), OnnxError> {
+        if tensor.data_location == pb::tensor_proto::DataLocation::External as i32 {
+            self.resolve_external(tensor)?;
+        }
+        check_payload(self.model_path, tensor)
+    }
+
+    fn resolve_external(&mut self, tensor: &mut pb::TensorProto) -> Result<(), OnnxError> {
         let err = |detail: String| OnnxError::ExternalData {
             path: self.model_path.to_path_buf(),
             tensor: tensor.name.clone(),
@@ -173,7 +289,7 @@ impl ExternalData<'_> {
             .ok_or_else(|| err("model loaded from memory cannot reference external files".into()))?;
         let file = resolve_location(base_dir, &location).map_err(err)?;
         if !self.files.contains_key(&file) {
-            let f = std::fs::File::open(&file).map_err(|e| err(format!("cannot open '{location}': {e}")))?;
+            let (f, _) = open_input(&file).map_err(|e| err(format!("'{location}': {}", e.cause())))?;
             // SAFETY: read-only mapping of a file this process never writes.
             let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| err(format!("cannot map '{location}': {e}")))?;
             self.files.insert(file.clone(), Bytes::from_owner(map));
@@ -192,6 +308,36 @@ impl ExternalData<'_> {
         tensor.external_data.clear();
         Ok(())
     }
+}
+
+/// Refuses a tensor that declares elements but holds no data, or far fewer
+/// entries than elements: its size would come from the dims alone, and later
+/// stages (bench, rewrite) allocate by size. Every element is backed by input.
+fn check_payload(model_path: &Path, t: &pb::TensorProto) -> Result<(), OnnxError> {
+    // Negative or overflowing dims are the IR's to report, with their own message.
+    let Some(elements) = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))) else {
+        return Ok(());
+    };
+    let entries = t.raw_data.len()
+        + t.float_data.len()
+        + t.int32_data.len()
+        + t.string_data.len()
+        + t.int64_data.len()
+        + t.double_data.len()
+        + t.uint64_data.len();
+    // Two elements per entry: 4-bit types pack two into a byte.
+    if elements > 2 * entries as u64 {
+        return Err(OnnxError::BadTensor {
+            path: model_path.to_path_buf(),
+            tensor: t.name.clone(),
+            detail: if entries == 0 {
+                format!("dims {:?} declare {elements} elements but the tensor holds no data", t.dims)
+            } else {
+                format!("dims {:?} declare {elements} elements but the tensor holds only {entries} data entries", t.dims)
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Joins a relative external-data location to the model folder, refusing

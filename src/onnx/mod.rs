@@ -10,9 +10,12 @@ pub(crate) mod pb;
 
 mod builder;
 mod load;
+mod output;
+mod wire;
 
 pub use builder::{Attr, GraphBuilder, TensorData};
-pub use load::{load_model, load_model_bytes, LoadedModel};
+pub use load::{load_model, load_model_bytes, load_model_bytes_with, load_model_with, open_input, LoadLimits, LoadedModel};
+pub use output::{check_output, write_atomic};
 
 use std::path::PathBuf;
 
@@ -37,6 +40,28 @@ pub enum OnnxError {
         path: PathBuf,
         /// What the decoder reported.
         detail: String,
+    },
+    /// The path is a directory, FIFO, socket or device, not a model file.
+    #[error("{path}: is {kind}; give the path of a model file")]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file holds more protobuf entries than its size can justify (a
+    /// decompression bomb or a flood of empty messages).
+    #[error(
+        "{path}: holds more than {allowed} protobuf entries (nodes, attributes, tensors, names) in {stored} bytes as stored; \
+         a real model needs more bytes per entry, so it is refused before decoding"
+    )]
+    TooManyEntries {
+        /// The model file.
+        path: PathBuf,
+        /// Its size as stored (compressed, for gzip).
+        stored: u64,
+        /// The entries its size allows.
+        allowed: u64,
     },
     /// The file is empty.
     #[error("{path}: file is empty, not an ONNX model")]
@@ -70,6 +95,14 @@ pub enum OnnxError {
         /// What is wrong.
         detail: String,
     },
+    /// An output path that must not be written: one of the inputs, or not a regular file.
+    #[error("{path}: refusing to write the output here: {reason}")]
+    OutputRefused {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Writing an output file failed.
     #[error("{path}: cannot write: {source}")]
     Write {
@@ -80,24 +113,13 @@ pub enum OnnxError {
     },
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), OnnxError> {
-    use std::io::Write;
-    let err = |source| OnnxError::Write { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+impl OnnxError {
+    /// The cause without the path, for errors reported under another file's name.
+    pub fn cause(&self) -> String {
+        match self {
+            OnnxError::Io { source, .. } | OnnxError::Write { source, .. } => source.to_string(),
+            OnnxError::NotAFile { kind, .. } => format!("is {kind}"),
+            other => other.to_string(),
+        }
     }
-    result.map_err(err)
 }

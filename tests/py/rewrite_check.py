@@ -14,6 +14,10 @@ the Rust side applies the tolerances.
   rewrite_check.py train CASE.json STEP.onnx
       The check above, then K steps, feeding each `<name>.new` back as `<name>`; per step the loss and
       the parameters against the recorded PyTorch run.
+  rewrite_check.py optim TRACE.json UPDATE.onnx
+      The check above, then the trace's gradients through an update graph
+      (`rewrite::update_graph`, one tensor named "p"); per step the parameter
+      and the state, for the Rust side to compare with the trace.
 
 Needs numpy, onnx and onnxruntime (scripts/test.sh installs them in a venv).
 """
@@ -195,6 +199,29 @@ def smoke(model_path, step_path, steps=2):
     return {"losses": losses, "nonfinite": [], "outputs": len(out_names)}
 
 
+def optim(trace_path, update_path):
+    check(update_path)
+    with open(trace_path) as f:
+        trace = json.load(f)
+    s = session(update_path)
+    names = [i.name for i in s.get_inputs()]
+    state = [n for n in names if n.startswith("p.") and n != "p.grad"]
+    shape = trace["shape"]
+    feeds = {"p": np.asarray(trace["initial"], dtype=np.float32).reshape(shape)}
+    for n in state:
+        feeds[n] = np.zeros(shape, dtype=np.float32)
+    lr = np.asarray(trace["defaults"]["lr"], dtype=np.float32)
+    steps = []
+    for t, step in enumerate(trace["steps"]):
+        feeds["p.grad"] = np.asarray(step["grad"], dtype=np.float32).reshape(shape)
+        out = dict(zip([o.name for o in s.get_outputs()], s.run(None, {**feeds, "step": np.asarray(t + 1, dtype=np.int64), "lr": lr})))
+        feeds["p"] = out["p.new"]
+        for n in state:
+            feeds[n] = out[n + ".new"]
+        steps.append({"param": out["p.new"].ravel().tolist(), "state": [out[n + ".new"].ravel().tolist() for n in state]})
+    return {"state": state, "steps": steps}
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "check":
@@ -203,6 +230,8 @@ if __name__ == "__main__":
         out = grads(sys.argv[2], sys.argv[3])
     elif mode == "smoke":
         out = smoke(sys.argv[2], sys.argv[3])
+    elif mode == "optim":
+        out = optim(sys.argv[2], sys.argv[3])
     else:
         out = train(sys.argv[2], sys.argv[3])
     print(json.dumps(out))
