@@ -1,0 +1,8 @@
+//! AFL target: `targets::analyze` on each input.
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| targets::analyze(data));
+}
