@@ -4,7 +4,7 @@
 //! - Zero false positives: every channel/layer/dead/joint claim must hold in the truth.
 //! - Recall ≥ 99% over the zoo: every parameter the truth finds dead, channel-wise
 //!   (some axis) or layer-wise must get that class (and one of the true axes).
-mod common;
+use crate::common;
 
 use adamp_graph::analysis::ScaleClass;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! residual blocks of Conv (padding, bias, depthwise), BatchNormalization in
 //! training mode, Relu/Sigmoid, pooling, and a global-pool + Gemm head,
 //! evaluated in float64; every invariance the analysis claims must hold.
-mod common;
+use crate::common;
 
 use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
 use common::random::{self, Rng, T};

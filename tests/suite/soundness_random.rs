@@ -2,7 +2,7 @@
 //! reasons about, evaluated in float64 by a tiny reference evaluator; every
 //! invariance the analysis claims (channel, layer, joint, dead) must hold
 //! numerically. Deterministic seeds, so a failure reproduces.
-mod common;
+use crate::common;
 
 use adamp_graph::onnx::{Attr, GraphBuilder, TensorData};
 use common::random::{self, Rng, T};
@@ -167,6 +167,12 @@ enum Op {
     Mul(usize, usize),
     Div(usize, usize),
     BatchCenter(usize),
+    /// Stochastic depth / dropout by random ops: `v * (RandomUniformLike(v) < 0.5) / 0.5`,
+    /// the draw averaged per sample (`true`: one factor per row) or not; the
+    /// `u64` seeds the draw, fixed across evaluations like a generator state.
+    DropMask(usize, u64, bool),
+    /// `v * Bernoulli(0.3 * Relu(v))`: the mask reads the changed values.
+    BernoulliMask(usize, u64),
 }
 
 struct Case {
@@ -209,7 +215,9 @@ fn random_case(seed: u64) -> Case {
             let c: Vec<usize> = (0..vals.len()).filter(|&j| width(vals, j) == w).collect();
             (!c.is_empty()).then(|| c[rng.below(c.len())])
         };
-        let op = match rng.below(17) {
+        let op = match rng.below(19) {
+            17 => Op::DropMask(i, 1000 * seed + s as u64, rng.below(2) == 0),
+            18 => Op::BernoulliMask(i, 1000 * seed + s as u64),
             13 => Op::Sub(i, same_width(&mut rng, &vals).unwrap_or(i)),
             14 => Op::Mul(i, same_width(&mut rng, &vals).unwrap_or(i)),
             15 => Op::Div(i, same_width(&mut rng, &vals).unwrap_or(i)),
@@ -289,6 +297,26 @@ fn eval_op(op: &Op, v: &[T], p: &HashMap<String, T>) -> T {
         Op::Mul(i, j) => binary(&v[*i], &v[*j], |x, y| x * y),
         Op::Div(i, j) => binary(&v[*i], &v[*j], |x, y| x / y),
         Op::BatchCenter(i) => binary(&v[*i], &mean(&v[*i], 0), |x, y| x - y),
+        Op::DropMask(i, draw, per_sample) => {
+            let u = uniform_like(&v[*i], *draw);
+            let u = if *per_sample { mean(&u, 1) } else { u };
+            binary(&v[*i], &unary(&u, |r| if r < 0.5 { 1.0 / 0.5 } else { 0.0 }), |x, m| x * m)
+        }
+        Op::BernoulliMask(i, draw) => {
+            let u = uniform_like(&v[*i], *draw);
+            let p = unary(&v[*i], |x| 0.3 * x.max(0.0));
+            let m = binary(&u, &p, |r, p| if r < p { 1.0 } else { 0.0 });
+            binary(&v[*i], &m, |x, m| x * m)
+        }
+    }
+}
+
+/// A fixed draw of uniforms shaped like `a` (the generator state is part of the case).
+fn uniform_like(a: &T, draw: u64) -> T {
+    let mut rng = Rng::new(draw);
+    T {
+        shape: a.shape.clone(),
+        data: a.data.iter().map(|_| rng.unit()).collect(),
     }
 }
 
@@ -316,6 +344,8 @@ fn to_onnx(case: &Case) -> Vec<u8> {
     b.initializer("two", &[], TensorData::F32(vec![2.0]));
     b.initializer("eps", &[], TensorData::F32(vec![1e-30]));
     b.initializer("ax1", &[1], TensorData::I64(vec![1]));
+    b.initializer("half", &[], TensorData::F32(vec![0.5]));
+    b.initializer("pt3", &[], TensorData::F32(vec![0.3]));
     for (s, op) in case.ops.iter().enumerate() {
         let v = |i: &usize| format!("v{i}");
         let out = format!("v{}", s + 1);
@@ -410,6 +440,25 @@ fn to_onnx(case: &Case) -> Vec<u8> {
                 b.node("ReduceMean", &[&v(i), &t("ax0")], &[&t("mu")], &[]);
                 b.node("Sub", &[&v(i), &t("mu")], &[&out], &[]);
             }
+            Op::DropMask(i, _, per_sample) => {
+                b.node("RandomUniformLike", &[&v(i)], &[&t("u")], &[]);
+                let u = if *per_sample {
+                    b.node("ReduceMean", &[&t("u"), "ax1"], &[&t("um")], &[]);
+                    t("um")
+                } else {
+                    t("u")
+                };
+                b.node("Less", &[&u, "half"], &[&t("keep")], &[]);
+                b.node("Cast", &[&t("keep")], &[&t("kf")], &[("to", Attr::Int(1))]);
+                b.node("Div", &[&t("kf"), "half"], &[&t("m")], &[]);
+                b.node("Mul", &[&v(i), &t("m")], &[&out], &[]);
+            }
+            Op::BernoulliMask(i, _) => {
+                b.node("Relu", &[&v(i)], &[&t("r")], &[]);
+                b.node("Mul", &[&t("r"), "pt3"], &[&t("p")], &[]);
+                b.node("Bernoulli", &[&t("p")], &[&t("m")], &[]);
+                b.node("Mul", &[&v(i), &t("m")], &[&out], &[]);
+            }
             Op::L2Normalize(i) => {
                 // mean of squares then sqrt: a norm up to a constant factor
                 b.node("Pow", &[&v(i), "two"], &[&t("sq")], &[]);
@@ -426,7 +475,7 @@ fn to_onnx(case: &Case) -> Vec<u8> {
 
 #[test]
 fn every_claim_holds_on_random_graphs() {
-    let (mut graphs, mut claims) = (0, 0);
+    let (mut graphs, mut claims, mut masked) = (0, 0, 0);
     for seed in 1..=600u64 {
         let case = random_case(seed);
         let analysis = adamp_graph::analyze_bytes(to_onnx(&case))
@@ -440,12 +489,16 @@ fn every_claim_holds_on_random_graphs() {
         ) {
             graphs += 1;
             claims += n;
+            if case.ops.iter().any(|op| matches!(op, Op::DropMask(..) | Op::BernoulliMask(..))) {
+                masked += n;
+            }
         }
     }
+    assert!(masked > 30, "only {masked} claims on graphs with random masks: the generator is too weak");
     assert!(graphs > 450, "only {graphs} random graphs evaluated");
     assert!(
         claims > 200,
         "only {claims} claims checked: the generator is too weak"
     );
-    eprintln!("{graphs} random graphs, {claims} invariance claims verified numerically");
+    eprintln!("{graphs} random graphs, {claims} invariance claims verified numerically ({masked} with random masks)");
 }

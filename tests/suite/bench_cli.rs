@@ -22,7 +22,7 @@ fn bench_json_has_the_documented_keys() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        for k in ["device", "optimizer", "detect", "tensors", "elements", "ms_per_step", "baseline", "baseline_ms_per_step", "ratio", "bytes_per_step", "gbps", "copy_gbps"] {
+        for k in ["device", "optimizer", "detect", "tensors", "elements", "ms_per_step", "baseline", "baseline_ms_per_step", "ratio", "bytes_per_step", "gbps", "copy_gbps", "shader_copy_gbps", "variant"] {
             assert!(keys.contains(&k), "missing key {k}: {keys:?}");
         }
         assert_eq!(v["optimizer"], opt);
@@ -33,6 +33,7 @@ fn bench_json_has_the_documented_keys() {
         let expect = v["ms_per_step"].as_f64().unwrap() / v["baseline_ms_per_step"].as_f64().unwrap();
         assert!((ratio - expect).abs() < 1e-9 * expect.max(1.0));
         assert!(v["copy_gbps"].as_f64().unwrap() > 0.0);
+        assert!(v["shader_copy_gbps"].as_f64().unwrap() > 0.0);
     }
 }
 

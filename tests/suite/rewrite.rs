@@ -3,10 +3,10 @@
 //! tests/rewrite_ort.rs executes the graphs.
 use adamp_graph::onnx::{load_model_bytes, Attr, GraphBuilder, TensorData};
 use adamp_graph::rewrite::{rewrite, Loss, Options, RewriteError, Rewritten};
-use adamp_graph::runtime::{Algorithm, Detect, Hyper};
+use adamp_graph::optim::{Algorithm, Config, Detect};
 
 fn opts(algo: Algorithm, loss: Loss) -> Options {
-    Options { loss, algorithm: algo, detect: Detect::Auto, hyper: Hyper::defaults(algo), plan: None, gradients: false }
+    Options { loss, config: Config::defaults(algo), detect: Detect::Auto, plan: None, gradients: false }
 }
 
 fn run(b: &GraphBuilder, o: &Options) -> Result<Rewritten, RewriteError> {
@@ -109,7 +109,7 @@ fn gradients_flag_adds_grad_outputs() {
 fn the_plan_drives_static_projection() {
     let b = cnn();
     let a = adamp_graph::analyze_bytes(b.to_bytes()).expect("analysis");
-    let plan = adamp_graph::plan::build(&a, adamp_graph::plan::Optimizer::Adamp, adamp_graph::plan::Hyperparameters::defaults(adamp_graph::plan::Optimizer::Adamp));
+    let plan = adamp_graph::plan::build(&a, &Config::defaults(Algorithm::Adamp)).expect("plan");
     let mut o = opts(Algorithm::Adamp, Loss::CrossEntropy);
     o.detect = Detect::Static;
     let direct = run(&b, &o).expect("rewrite").encode().expect("encode");

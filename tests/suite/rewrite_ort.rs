@@ -30,7 +30,7 @@
 //! - Training (float32): loss within 1e-5 relative per step; parameters within
 //!   1e-6 + 1e-5·max|p| of the reference after each step.
 use adamp_graph::rewrite::{self, Loss, Options};
-use adamp_graph::runtime::{Algorithm, Detect, Hyper};
+use adamp_graph::optim::{Algorithm, Config, Detect, Overrides};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -101,9 +101,8 @@ fn op_gradients() {
         let model = case_path.with_extension("onnx");
         let opts = Options {
             loss: loss_of(&case),
-            algorithm: Algorithm::Adamp,
+            config: Config::defaults(Algorithm::Adamp),
             detect: Detect::Auto,
-            hyper: Hyper::defaults(Algorithm::Adamp),
             plan: None,
             gradients: true,
         };
@@ -149,32 +148,21 @@ fn op_gradients() {
     assert!(checked >= 20, "only {checked} op cases");
 }
 
-fn hyper_of(case: &Value, algo: Algorithm) -> Hyper {
-    let mut hp = Hyper::defaults(algo);
+fn config_of(case: &Value, algo: Algorithm) -> Config {
     let h = &case["hyperparameters"];
     let get = |k: &str| h.get(k).and_then(Value::as_f64);
-    hp.lr = get("lr").expect("lr");
-    if let Some(v) = get("weight_decay") {
-        hp.weight_decay = v;
-    }
-    if let Some(v) = get("momentum") {
-        hp.momentum = v;
-    }
-    if let Some(v) = get("dampening") {
-        hp.dampening = v;
-    }
-    if let Some(v) = get("delta") {
-        hp.delta = v;
-    }
-    if let Some(v) = get("wd_ratio") {
-        hp.wd_ratio = v;
-    }
-    if let Some(b) = h.get("betas").and_then(Value::as_array) {
-        hp.beta1 = f(&b[0]);
-        hp.beta2 = f(&b[1]);
-    }
-    hp.nesterov = h.get("nesterov").and_then(Value::as_bool).unwrap_or(false);
-    hp
+    let o = Overrides {
+        lr: Some(get("lr").expect("lr")),
+        betas: h.get("betas").and_then(Value::as_array).map(|b| (f(&b[0]), f(&b[1]))),
+        eps: get("eps"),
+        weight_decay: get("weight_decay"),
+        momentum: get("momentum"),
+        dampening: get("dampening"),
+        nesterov: h.get("nesterov").and_then(Value::as_bool).unwrap_or(false),
+        delta: get("delta"),
+        wd_ratio: get("wd_ratio"),
+    };
+    Config::with(algo, &o).unwrap_or_else(|e| panic!("{}: {e}", case["name"]))
 }
 
 #[test]
@@ -202,7 +190,7 @@ fn training_matches_reference() {
         };
         detects.insert(format!("{detect:?}"));
         algos.insert(algo.name());
-        let opts = Options { loss: loss_of(&case), algorithm: algo, detect, hyper: hyper_of(&case, algo), plan: None, gradients: false };
+        let opts = Options { loss: loss_of(&case), config: config_of(&case, algo), detect, plan: None, gradients: false };
         let model = case_path.with_file_name(case["model"].as_str().expect("model"));
         let step = write_step(&model, &opts, dir.path(), &name);
         let r = run_py(&["train", case_path.to_str().expect("utf8"), step.to_str().expect("utf8")]);
@@ -255,9 +243,8 @@ fn zoo_models_train_in_onnxruntime() {
                 loaded.save(&plain).expect("save");
                 let opts = Options {
                     loss: Loss::Mse,
-                    algorithm: Algorithm::Adamp,
+                    config: Config::defaults(Algorithm::Adamp),
                     detect: Detect::Auto,
-                    hyper: Hyper::defaults(Algorithm::Adamp),
                     plan: None,
                     gradients: false,
                 };
@@ -329,9 +316,8 @@ fn inlined_opset11_branch_is_upgraded() {
     b.output("y");
     let opts = Options {
         loss: Loss::Mse,
-        algorithm: Algorithm::Sgd,
+        config: Config::defaults(Algorithm::Sgd),
         detect: Detect::Auto,
-        hyper: Hyper::defaults(Algorithm::Sgd),
         plan: None,
         gradients: true,
     };
@@ -341,4 +327,36 @@ fn inlined_opset11_branch_is_upgraded() {
     step.save(&path).expect("save");
     let r = run_py(&["check", path.to_str().expect("utf8")]);
     assert_eq!(r["ok"], true);
+}
+
+/// The ONNX backend of the optimizer (`rewrite::update_graph`) replays every
+/// golden trace in onnxruntime: parameters and state per step, with the
+/// golden tolerance (tests/suite/golden_optim.rs).
+#[test]
+fn every_golden_trace_replays_through_the_onnx_update() {
+    use crate::golden_optim::{algorithm, close, config, floats, reference_state, traces};
+    use adamp_graph::optim::TensorSpec;
+    use adamp_graph::plan::Projection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for path in traces() {
+        let case = path.file_name().expect("name").to_string_lossy().into_owned();
+        let d: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let algo = algorithm(d["optimizer"].as_str().expect("optimizer"));
+        let shape: Vec<usize> = d["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().expect("dim") as usize).collect();
+        let spec = TensorSpec { name: "p".into(), shape, projection: Projection::Runtime };
+        let update = adamp_graph::rewrite::update_graph(&[spec], &config(algo, &d["defaults"]), Detect::Runtime).expect("update graph");
+        let file = dir.path().join(format!("{case}.onnx"));
+        update.save(&file).expect("save");
+        let r = run_py(&["optim", path.to_str().expect("utf8"), file.to_str().expect("utf8")]);
+        let names: Vec<&str> = r["state"].as_array().expect("state").iter().map(|n| n.as_str().expect("name")).collect();
+        for (k, (got, want)) in r["steps"].as_array().expect("steps").iter().zip(d["steps"].as_array().expect("steps")).enumerate() {
+            close(&case, "param", k + 1, &floats(&got["param"]), &floats(&want["param"]));
+            assert_eq!(names.len(), algo.state_names().len(), "{case}: state inputs {names:?}");
+            for (i, n) in names.iter().enumerate() {
+                let key = n.trim_start_matches("p.");
+                let w = reference_state(want, key).unwrap_or_else(|| panic!("{case} step {}: no state '{key}' in the trace", k + 1));
+                close(&case, key, k + 1, &floats(&got["state"][i]), &floats(w));
+            }
+        }
+    }
 }

@@ -628,3 +628,146 @@ fn layout_selection_and_misc_rules() {
     });
     assert_eq!(got, "layer", "ReduceSum over channels then LayerNorm");
 }
+
+/// Stochastic depth as torchvision exports it in training mode:
+/// `x + block(x) * (RandomUniformLike(noise) < p) / p`, noise per sample.
+fn stochastic_depth(b: &mut GraphBuilder, x: &str, y: &str, prefix: &str) {
+    let t = |s: &str| format!("{prefix}.{s}");
+    b.initializer(&t("shape"), &[4], TensorData::I64(vec![2, 1, 1, 1]));
+    b.initializer(&t("p"), &[], TensorData::F32(vec![0.8]));
+    b.node("ConstantOfShape", &[&t("shape")], &[&t("zeros")], &[("value", Attr::Tensor(vec![1], TensorData::F32(vec![0.0])))]);
+    b.node("RandomUniformLike", &[&t("zeros")], &[&t("u")], &[]);
+    b.node("Less", &[&t("u"), &t("p")], &[&t("keep")], &[]);
+    b.node("Cast", &[&t("keep")], &[&t("kf")], &[("to", Attr::Int(1))]);
+    b.node("Div", &[&t("kf"), &t("p")], &[&t("mask")], &[]);
+    b.node("Mul", &[x, &t("mask")], &[y], &[]);
+}
+
+#[test]
+fn stochastic_depth_keeps_shapes_and_invariance() {
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[2, 4, 8, 8]);
+    w(&mut b, "W1", &[4, 4, 3, 3]);
+    w(&mut b, "W2", &[4, 4, 1, 1]);
+    b.node("Conv", &["x", "W1"], &["c1"], &[("pads", ints(&[1, 1, 1, 1]))]);
+    bn(&mut b, "c1", "n1", 4, "bn1");
+    stochastic_depth(&mut b, "n1", "sd", "sd");
+    b.node("Add", &["x", "sd"], &["res"], &[]);
+    b.node("Conv", &["res", "W2"], &["c2"], &[]);
+    bn(&mut b, "c2", "y", 4, "bn2");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W1"), "channel:0");
+    assert_eq!(class(&a, "W2"), "channel:0", "{:?}", a.param("W2").unwrap().evidence);
+    // gamma of the first norm: scaled by the random mask, then added to x: not invariant
+    assert_eq!(class(&a, "bn1.g"), "none");
+    assert!(a.warnings.iter().all(|w| w.code != "unsupported-ops"), "{:?}", a.warnings);
+}
+
+#[test]
+fn random_mask_of_a_biased_value_is_not_a_shift() {
+    // mask * (conv + B): the bias' contribution varies per element with the draw,
+    // so BatchNorm does not remove it; only W and B scaled together pass.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    w(&mut b, "B", &[4]);
+    b.node("Conv", &["x", "W", "B"], &["c"], &[]);
+    b.initializer("p", &[], TensorData::F32(vec![0.5]));
+    b.node("RandomUniformLike", &["c"], &["u"], &[]);
+    b.node("Less", &["u", "p"], &["keep"], &[]);
+    b.node("Cast", &["keep"], &["m"], &[("to", Attr::Int(1))]);
+    b.node("Mul", &["c", "m"], &["d"], &[]);
+    bn(&mut b, "d", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "B"), "joint:B,W");
+    assert_eq!(class(&a, "W"), "joint:B,W");
+}
+
+#[test]
+fn bernoulli_of_a_changed_value_is_not_invariant() {
+    // The draw compares against the changed probabilities: the mask changes.
+    let mut b = conv_input(17);
+    w(&mut b, "W", &[4, 3, 1, 1]);
+    b.node("Conv", &["x", "W"], &["c"], &[]);
+    b.node("Sigmoid", &["x"], &["unused"], &[]);
+    b.node("Relu", &["c"], &["r"], &[]);
+    b.node("Bernoulli", &["r"], &["m"], &[]);
+    b.node("Mul", &["c", "m"], &["d"], &[]);
+    bn(&mut b, "d", "y", 4, "bn");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W"), "none");
+}
+
+#[test]
+fn an_op_without_rule_does_not_erase_shapes_after_it() {
+    // A custom op hides its output's shape; the Conv after it has its weight's
+    // rank by definition, so the weights after the custom op are still decided.
+    let mut b = conv_input(17);
+    w(&mut b, "W0", &[4, 3, 1, 1]);
+    w(&mut b, "W1", &[4, 4, 3, 3]);
+    w(&mut b, "W2", &[4, 4, 1, 1]);
+    b.node("Conv", &["x", "W0"], &["c0"], &[]);
+    b.node_in_domain("com.example", "Mystery", &["c0"], &["h"], &[]);
+    b.node("Conv", &["h", "W1"], &["c1"], &[("pads", ints(&[1, 1, 1, 1]))]);
+    bn(&mut b, "c1", "n1", 4, "bn1");
+    b.node("Relu", &["n1"], &["r"], &[]);
+    b.node("Add", &["r", "h"], &["s"], &[]);
+    b.node("MaxPool", &["s"], &["p"], &[("kernel_shape", ints(&[2, 2]))]);
+    b.node("Conv", &["p", "W2"], &["c2"], &[]);
+    bn(&mut b, "c2", "y", 4, "bn2");
+    b.output("y");
+    let a = analyze(&b);
+    assert_eq!(class(&a, "W0"), "unknown");
+    assert_eq!(class(&a, "W1"), "channel:0", "{:?}", a.param("W1").unwrap().evidence);
+    assert_eq!(class(&a, "W2"), "channel:0", "{:?}", a.param("W2").unwrap().evidence);
+}
+
+/// The folded-normalization warning needs the trace of a fold (every Conv
+/// carries a bias, and there are several); a patch stem before MLPs, or an
+/// MLP, never had a normalization to fold.
+#[test]
+fn folded_normalization_is_claimed_only_for_folded_looking_cnns() {
+    let warned = |b: &GraphBuilder| analyze(b).warnings.iter().any(|w| w.code == "folded-normalization");
+    let mut stem = conv_input(17);
+    w(&mut stem, "W", &[4, 3, 4, 4]);
+    w(&mut stem, "B", &[4]);
+    stem.node("Conv", &["x", "W", "B"], &["c"], &[("strides", ints(&[4, 4]))]);
+    stem.node("Flatten", &["c"], &["f"], &[]);
+    w(&mut stem, "fc", &[16, 5]);
+    stem.node("MatMul", &["f", "fc"], &["y"], &[]);
+    stem.output("y");
+    assert!(!warned(&stem), "one Conv stem and an MLP: nothing was folded");
+    let mut cnn = conv_input(17);
+    for (i, (x, y)) in [("x", "c1"), ("c1", "c2")].into_iter().enumerate() {
+        let (wn, bn) = (format!("W{i}"), format!("B{i}"));
+        w(&mut cnn, &wn, &[3, 3, 3, 3]);
+        w(&mut cnn, &bn, &[3]);
+        cnn.node("Conv", &[x, &wn, &bn], &[y], &[("pads", ints(&[1, 1, 1, 1]))]);
+    }
+    cnn.output("c2");
+    assert!(warned(&cnn), "every Conv with a bias and no normalization: probably folded");
+}
+
+/// Split sizes that are negative or do not add up to the axis leave the
+/// outputs' dims along it unknown, never negative (a negative dim once
+/// surfaced as an error about the rewrite's own `labels` input).
+#[test]
+fn invalid_split_sizes_give_unknown_dims() {
+    use adamp_graph::ir::Dim;
+    for sizes in [vec![-1, 5], vec![1, 1]] {
+        let mut b = GraphBuilder::new("t", 13);
+        b.input("x", &[2, 4]);
+        b.initializer("sizes", &[2], TensorData::I64(sizes.clone()));
+        b.node("Split", &["x", "sizes"], &["a", "b"], &[("axis", Attr::Int(1))]);
+        b.output("a");
+        b.output("b");
+        let model = adamp_graph::onnx::load_model_bytes(b.to_bytes()).expect("loads");
+        let g = adamp_graph::ir::from_model(&model).expect("ir");
+        for out in ["a", "b"] {
+            let shape = g.values[g.value_by_name(out).expect("output")].shape.clone().expect("rank known");
+            assert_eq!(shape, vec![Dim::Known(2), Dim::Unknown], "sizes {sizes:?}, output {out}");
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! `analyze --format json` for every zoo model, pinned with insta.
-mod common;
+use crate::common;
 
 use adamp_graph::cli::{render_analysis, Format};
 
@@ -23,16 +23,17 @@ fn analyze_table_resnet18() {
 #[test]
 fn plan_outputs() {
     use adamp_graph::cli::{render_plan, PlanFormat};
-    use adamp_graph::plan::{build, Hyperparameters, Optimizer};
+    use adamp_graph::optim::{Algorithm, Config, SgdpConfig};
+    use adamp_graph::plan::build;
     let zoo = common::fixtures().join("zoo");
     let bn = adamp_graph::analyze_file(&zoo.join("bn1d_mlp.onnx")).unwrap();
-    let adamp = build(&bn, Optimizer::Adamp, Hyperparameters::defaults(Optimizer::Adamp));
+    let adamp = build(&bn, &Config::defaults(Algorithm::Adamp)).unwrap();
     insta::assert_snapshot!("plan_bn1d_mlp_adamp_json", render_plan(&adamp, PlanFormat::Json));
-    let sgdp_hp = Hyperparameters { momentum: Some(0.9), weight_decay: 1e-4, ..Hyperparameters::defaults(Optimizer::Sgdp) };
-    let sgdp = build(&bn, Optimizer::Sgdp, sgdp_hp);
+    let sgdp_hp = Config::Sgdp(SgdpConfig { momentum: 0.9, weight_decay: 1e-4, ..SgdpConfig::default() });
+    let sgdp = build(&bn, &sgdp_hp).unwrap();
     insta::assert_snapshot!("plan_bn1d_mlp_sgdp_torch", render_plan(&sgdp, PlanFormat::Torch));
     let r18 = adamp_graph::analyze_file(&zoo.join("resnet18.onnx.gz")).unwrap();
-    let plan = build(&r18, Optimizer::Adamp, Hyperparameters::defaults(Optimizer::Adamp));
+    let plan = build(&r18, &Config::defaults(Algorithm::Adamp)).unwrap();
     insta::assert_snapshot!("plan_resnet18_table", render_plan(&plan, PlanFormat::Table));
     // The JSON plan reads back as the same plan.
     let dir = tempfile::tempdir().unwrap();

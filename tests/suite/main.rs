@@ -1,0 +1,20 @@
+//! The integration tests, as modules of one test binary: every test binary
+//! links the library (and wgpu) again, so one binary keeps the build short.
+//! Run one group with `cargo test --test suite zoo::`.
+
+mod common;
+
+mod bench_cli;
+mod errors;
+mod fuzz_corpus;
+mod golden_optim;
+mod gpu_optim;
+mod hostile;
+mod op_sweep;
+mod rewrite;
+mod rewrite_ort;
+mod rules;
+mod snapshots;
+mod soundness_random;
+mod soundness_random_cnn;
+mod zoo;
