@@ -27,6 +27,17 @@ if ! have_vulkan_icd || ! have_vulkan_loader; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
+# A venv at $1, installing python3-venv first where the machine lacks it.
+make_venv() {
+    if ! python3 -m venv "$1" >/dev/null 2>&1; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+        rm -rf "$1"
+        python3 -m venv "$1"
+    fi
+}
 # The training-graph tests (tests/rewrite_ort.rs) run the step graph in
 # onnxruntime: a venv with numpy, onnx and onnxruntime, unless
 # $ADAMP_GRAPH_PYTHON already names a Python that has them.
@@ -34,14 +45,7 @@ if [ -z "${ADAMP_GRAPH_PYTHON:-}" ]; then
     PYENV="target/test-python"
     if ! "$PYENV/bin/python" -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
         echo "test.sh: installing numpy, onnx and onnxruntime into $PYENV"
-        if ! python3 -m venv "$PYENV" >/dev/null 2>&1; then
-            SUDO=""
-            [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-            $SUDO apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
-            rm -rf "$PYENV"
-            python3 -m venv "$PYENV"
-        fi
+        make_venv "$PYENV"
         "$PYENV/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
     fi
     export ADAMP_GRAPH_PYTHON="$PWD/$PYENV/bin/python"
@@ -49,3 +53,22 @@ fi
 # The Vulkan loader complains without it; harmless, but noisy.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --locked --all-targets
+
+# The Python package (python/, issue 12): built with maturin into a venv with
+# torch in target/test-torch, then its pytest suite (golden replay, official
+# adamp, name mapping on torchvision/timm models, DDP and FSDP2 over gloo).
+# PyPI's Linux torch wheel pulls its CUDA libraries (about 4 GB installed, about
+# 2.5 minutes from a clean machine here); `import torch` needs them even on a CPU.
+TORCH_ENV="target/test-torch"
+if ! "$TORCH_ENV/bin/python" -c "import torch, torchvision, timm, adamp, onnx, pytest, maturin" >/dev/null 2>&1; then
+    echo "test.sh: installing torch, torchvision, timm, adamp, onnx, pytest and maturin into $TORCH_ENV"
+    rm -rf "$TORCH_ENV"
+    make_venv "$TORCH_ENV"
+    "$TORCH_ENV/bin/pip" install -q --disable-pip-version-check torch==2.15.0 torchvision==0.29.2 timm==1.0.31 \
+        adamp==0.3.0 onnx==1.23.2 numpy==2.4.6 pytest==9.2.0 maturin==1.16.0
+fi
+WHEELS="${CARGO_TARGET_DIR:-target}/python-wheels"
+rm -rf "$WHEELS"
+"$TORCH_ENV/bin/maturin" build --locked --profile dev -m python/Cargo.toml -o "$WHEELS" --quiet
+"$TORCH_ENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/adamp_graph-*.whl
+(cd python/tests && "../../$TORCH_ENV/bin/python" -m pytest -q -p no:cacheprovider)
