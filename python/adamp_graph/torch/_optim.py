@@ -251,6 +251,14 @@ def _all_reduce_rows(layout, stats):
         stats.index_copy_(0, ix, part)
 
 
+def _closure_loss(closure):
+    """The closure's loss, computed with gradients on (torch's optimizer convention), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class _ProjectedOptimizer(Optimizer):
     """What AdamP and SGDP share: group options, layouts, the projection factors."""
 
@@ -390,10 +398,7 @@ class AdamP(_ProjectedOptimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One AdamP step over every group; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for index, group in enumerate(self.param_groups):
             params = self._prepare(group, self._init_state)
             by_step = {}
@@ -478,10 +483,7 @@ class SGDP(_ProjectedOptimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One SGDP step over every group; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for index, group in enumerate(self.param_groups):
             params = self._prepare(group, self._init_state)
             if params:
