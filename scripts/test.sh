@@ -27,46 +27,76 @@ if ! have_vulkan_icd || ! have_vulkan_loader; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
-# A venv at $1, installing python3-venv first where the machine lacks it.
-make_venv() {
-    if ! python3 -m venv "$1" >/dev/null 2>&1; then
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
-        rm -rf "$1"
-        python3 -m venv "$1"
-    fi
-}
-# The training-graph tests (tests/rewrite_ort.rs) run the step graph in
+# python3's venv module, installing python3-venv first where the machine lacks
+# it (Debian's python3 comes without ensurepip). Checked once, up front: the
+# venvs below are made in parallel, and two apt-gets would fight over the lock.
+probe="$(mktemp -d)"
+if ! python3 -m venv "$probe/venv" >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+fi
+rm -rf "$probe"
+mkdir -p target
+
+# The training-graph tests (tests/suite/rewrite_ort.rs) run the step graph in
 # onnxruntime: a venv with numpy, onnx and onnxruntime, unless
 # $ADAMP_GRAPH_PYTHON already names a Python that has them.
-if [ -z "${ADAMP_GRAPH_PYTHON:-}" ]; then
-    PYENV="target/test-python"
-    if ! "$PYENV/bin/python" -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
-        echo "test.sh: installing numpy, onnx and onnxruntime into $PYENV"
-        make_venv "$PYENV"
-        "$PYENV/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
+setup_test_python() {
+    local env="target/test-python"
+    if ! "$env/bin/python" -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
+        echo "test.sh: installing numpy, onnx and onnxruntime into $env"
+        rm -rf "$env"
+        python3 -m venv "$env"
+        "$env/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
     fi
-    export ADAMP_GRAPH_PYTHON="$PWD/$PYENV/bin/python"
+}
+# The Python package (python/, issue 12) is tested in a venv with torch:
+# PyPI's Linux torch wheel pulls its CUDA libraries (about 4 GB installed);
+# `import torch` needs them even on a CPU.
+TORCH_ENV="target/test-torch"
+setup_test_torch() {
+    if ! "$TORCH_ENV/bin/python" -c "import torch, torchvision, timm, adamp, onnx, pytest, maturin" >/dev/null 2>&1; then
+        echo "test.sh: installing torch, torchvision, timm, adamp, onnx, pytest and maturin into $TORCH_ENV"
+        rm -rf "$TORCH_ENV"
+        python3 -m venv "$TORCH_ENV"
+        "$TORCH_ENV/bin/pip" install -q --disable-pip-version-check torch==2.15.0 torchvision==0.29.2 timm==1.0.31 \
+            adamp==0.3.0 onnx==1.23.2 numpy==2.4.6 pytest==9.2.0 maturin==1.16.0
+    fi
+}
+# The venvs are mostly downloads: they are made while cargo builds the test
+# binaries, each logging to target/, and a failure fails the run.
+waits=()
+# A failed build must not leave the installs running behind it.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+if [ -z "${ADAMP_GRAPH_PYTHON:-}" ]; then
+    setup_test_python > target/test-setup-python.log 2>&1 &
+    waits+=("$!:target/test-setup-python.log")
+    export ADAMP_GRAPH_PYTHON="$PWD/target/test-python/bin/python"
 fi
+setup_test_torch > target/test-setup-torch.log 2>&1 &
+torch_setup="$!:target/test-setup-torch.log"
+# Waits for a background setup "PID:LOG", showing its log; its failure ends the run.
+await() {
+    local pid="${1%%:*}" log="${1#*:}"
+    if ! wait "$pid"; then
+        cat "$log" >&2
+        echo "test.sh: the setup logged in $log failed" >&2
+        exit 1
+    fi
+    cat "$log"
+}
 # The Vulkan loader complains without it; harmless, but noisy.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+cargo test --locked --all-targets --no-run
+for w in "${waits[@]}"; do await "$w"; done
 cargo test --locked --all-targets
 
-# The Python package (python/, issue 12): built with maturin into a venv with
-# torch in target/test-torch, then its pytest suite (golden replay, official
-# adamp, name mapping on torchvision/timm models, DDP and FSDP2 over gloo).
-# PyPI's Linux torch wheel pulls its CUDA libraries (about 4 GB installed, about
-# 2.5 minutes from a clean machine here); `import torch` needs them even on a CPU.
-TORCH_ENV="target/test-torch"
-if ! "$TORCH_ENV/bin/python" -c "import torch, torchvision, timm, adamp, onnx, pytest, maturin" >/dev/null 2>&1; then
-    echo "test.sh: installing torch, torchvision, timm, adamp, onnx, pytest and maturin into $TORCH_ENV"
-    rm -rf "$TORCH_ENV"
-    make_venv "$TORCH_ENV"
-    "$TORCH_ENV/bin/pip" install -q --disable-pip-version-check torch==2.15.0 torchvision==0.29.2 timm==1.0.31 \
-        adamp==0.3.0 onnx==1.23.2 numpy==2.4.6 pytest==9.2.0 maturin==1.16.0
-fi
+# The Python package: built with maturin into the torch venv, then its pytest
+# suite (golden replay, official adamp, name mapping on torchvision/timm models,
+# DDP and FSDP2 over gloo).
+await "$torch_setup"
 WHEELS="${CARGO_TARGET_DIR:-target}/python-wheels"
 rm -rf "$WHEELS"
 "$TORCH_ENV/bin/maturin" build --locked --profile dev -m python/Cargo.toml -o "$WHEELS" --quiet
