@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod cli;
 pub mod ir;
 pub mod onnx;
+pub mod ops;
 pub mod optim;
 pub mod plan;
 pub mod rewrite;

@@ -151,16 +151,6 @@ impl Analysis {
 pub const EXPORT_RECIPE: &str = "torch.onnx.export(model, args, f, dynamo=False, \
 training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)";
 
-/// Ops that normalize activations or weights (sources of invariance).
-pub const NORMALIZERS: &[&str] = &[
-    "BatchNormalization",
-    "InstanceNormalization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "LpNormalization",
-    "RMSNormalization",
-    "MeanVarianceNormalization",
-];
 
 /// Most nodes one hypothesis may visit before it gives up with `unknown`.
 const VISIT_LIMIT: usize = 1 << 18;
@@ -263,19 +253,6 @@ fn summarize(parameters: &[ParamReport]) -> Summary {
     }
 }
 
-/// Input slots that take shapes, indices, bounds or exponents, never weights.
-fn is_attribute_slot(op: &str, slot: usize) -> bool {
-    match op {
-        "Reshape" | "Expand" | "Tile" | "Squeeze" | "Unsqueeze" | "Upsample" | "Split" | "TopK" | "CumSum" => slot >= 1,
-        "Slice" | "Pad" | "Resize" | "OneHot" | "Dropout" | "Clip" | "Range" => slot >= 1 || op == "Range",
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2" | "ReduceL1" | "ReduceProd" | "ReduceSumSquare"
-        | "ReduceLogSum" | "ReduceLogSumExp" => slot >= 1,
-        "Pow" => slot == 1,
-        "ConstantOfShape" => true,
-        "BatchNormalization" => slot >= 3,
-        _ => false,
-    }
-}
 
 /// Float initializers that training updates: not running statistics, not
 /// shape/index constants, not scalars the exporter inlined.
@@ -287,7 +264,7 @@ pub fn trainable_params(g: &Graph) -> Vec<ValueId> {
             init.tensor.dtype.is_float()
                 && !init.tensor.dims.is_empty()
                 && !v.consumers.is_empty()
-                && v.consumers.iter().any(|&(n, slot)| slot == usize::MAX || !is_attribute_slot(&g.nodes[n].op_type, slot))
+                && v.consumers.iter().any(|&(n, slot)| slot == usize::MAX || !g.nodes[n].def.is_some_and(|d| d.arg_slots.contains(slot)))
         })
         .map(|init| init.value)
         .collect()
@@ -319,7 +296,7 @@ fn const_param_sources(g: &Graph, params: &[ValueId]) -> Vec<Vec<ValueId>> {
 fn is_statistics_output(g: &Graph, v: ValueId) -> bool {
     g.values[v].producer.is_some_and(|n| {
         let node = &g.nodes[n];
-        matches!(node.op_type.as_str(), "BatchNormalization" | "LayerNormalization" | "RMSNormalization") && node.output(0) != Some(v)
+        node.def.is_some_and(|d| d.statistics_outputs) && node.output(0) != Some(v)
     })
 }
 
@@ -330,7 +307,7 @@ fn reaches_output(g: &Graph) -> Vec<bool> {
         reach[o] = !is_statistics_output(g, o);
     }
     for n in g.nodes.iter().rev() {
-        if matches!(n.op_type.as_str(), "Shape" | "Size") && n.is_default_domain() {
+        if n.def.is_some_and(|d| d.shape_only) {
             continue;
         }
         if n.outputs.iter().flatten().any(|&o| reach[o]) {
@@ -521,7 +498,7 @@ impl Engine<'_> {
             // number: a node of thousands of inputs is shown with its changed
             // inputs and one unchanged representative.
             let compact;
-            let (node, changed_slots) = if node.op_type == "Concat" && node.inputs.len() > MIN_SLOTS {
+            let (node, changed_slots) = if node.is(&crate::ops::CONCAT) && node.inputs.len() > MIN_SLOTS {
                 let mut slots: Vec<usize> = changed_slots.iter().map(|&(s, _)| s).collect();
                 slots.sort_unstable();
                 slots.dedup();
@@ -533,6 +510,7 @@ impl Engine<'_> {
                 compact = Node {
                     name: node.name.clone(),
                     op_type: node.op_type.clone(),
+                    def: node.def,
                     domain: node.domain.clone(),
                     inputs,
                     outputs: node.outputs.clone(),
@@ -561,7 +539,7 @@ impl Engine<'_> {
                 // Effects track axes in 64-bit masks: beyond them no claim is sound.
                 vec![Flow::Unknown(format!("a value of rank {rank} (the analysis tracks at most {MAX_RANK} axes)")); node.outputs.len()]
             } else {
-                match rules::rule_for(&node.op_type).filter(|_| node.is_default_domain()) {
+                match node.def.and_then(|d| d.analysis_rule()) {
                     Some(rule) => {
                         let mut ctx = rules::Ctx { g, next_token: self.next_token, const_params: self.const_params };
                         let f = rule(&mut ctx, node, &inputs);
@@ -705,15 +683,7 @@ impl Engine<'_> {
         let mut axes: Vec<usize> = Vec::new();
         for &(n, slot) in &g.values[p].consumers {
             let node = &g.nodes[n];
-            let preferred = match (node.op_type.as_str(), slot) {
-                ("Conv", 1) => Some(0),
-                ("ConvTranspose", 1) => Some(1),
-                ("Gemm", 1) => Some(if node.attr_int("transB", 0) != 0 { 0 } else { 1 }),
-                ("Gemm", 0) => Some(if node.attr_int("transA", 0) != 0 { 1 } else { 0 }),
-                ("MatMul", 1) if rank >= 1 => Some(rank - 1),
-                ("MatMul", 0) if rank >= 2 => Some(rank - 2),
-                _ => None,
-            };
+            let preferred = node.def.and_then(|d| d.channel_axis).and_then(|axis| axis(node, slot, rank));
             if let Some(a) = preferred {
                 if !axes.contains(&a) {
                     axes.push(a);
@@ -801,10 +771,10 @@ fn backtrack(pred: &HashMap<ValueId, (NodeId, ValueId)>, from: Option<ValueId>, 
 
 fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -> Vec<Warning> {
     let mut out = Vec::new();
-    let has_norm = g.nodes.iter().any(|n| NORMALIZERS.contains(&n.op_type.as_str()));
+    let has_norm = g.nodes.iter().any(|n| n.def.is_some_and(|d| d.normalizer));
     let any_invariant = params.iter().any(|p| p.class.is_scale_invariant() || matches!(p.class, ScaleClass::Joint { .. } | ScaleClass::Dead));
-    let convs = g.nodes.iter().filter(|n| n.op_type == "Conv").count();
-    let conv_with_bias = g.nodes.iter().filter(|n| n.op_type == "Conv" && n.input(2).is_some()).count();
+    let convs = g.nodes.iter().filter(|n| n.is(&crate::ops::CONV)).count();
+    let conv_with_bias = g.nodes.iter().filter(|n| n.is(&crate::ops::CONV) && n.input(2).is_some()).count();
     // Folding BatchNorm into Conv leaves every Conv with a bias; a model with
     // one Conv (a patch stem before MLPs) or with bias-free Convs never had it.
     let looks_folded = conv_with_bias >= 2 && conv_with_bias == convs;
@@ -820,7 +790,7 @@ fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -
     let eval_bn: Vec<&str> = g
         .nodes
         .iter()
-        .filter(|n| n.op_type == "BatchNormalization")
+        .filter(|n| n.is(&crate::ops::BATCH_NORMALIZATION))
         .filter(|n| if g.opset >= 14 { n.attr_int("training_mode", 0) == 0 } else { n.outputs.iter().skip(1).all(Option::is_none) })
         .map(|n| n.name.as_str())
         .collect();

@@ -105,9 +105,11 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
         for a in &n.attribute {
             attrs.insert(a.name.clone(), b.attribute(a, &name)?);
         }
+        let def = crate::ops::lookup(&n.domain, &n.op_type);
         nodes.push(Node {
             name,
             op_type: n.op_type.clone(),
+            def,
             domain: n.domain.clone(),
             inputs: Vec::new(),
             outputs,

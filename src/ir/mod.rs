@@ -9,7 +9,10 @@ mod shape;
 
 pub use build::{from_model, IrError};
 pub(crate) use build::outer_reads;
-pub use shape::{broadcast, norm_axis, product, reduce_axes, SHAPE_RULE_OPS};
+pub(crate) use shape::{refine, MAX_TRACKED_INTS};
+pub use crate::ops::util::broadcast::broadcast;
+pub use crate::ops::util::dims::{norm_axis, product};
+pub use crate::ops::util::axes::reduce_axes;
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -239,6 +242,9 @@ pub struct Node {
     pub name: String,
     /// Operator type (`Conv`, ...).
     pub op_type: String,
+    /// The registry's definition of the op (`None` for ops it does not know,
+    /// custom domains included).
+    pub def: Option<&'static crate::ops::OpDef>,
     /// Operator domain (`""` for the default ONNX domain).
     pub domain: String,
     /// Inputs; `None` for an absent optional input.
@@ -257,6 +263,11 @@ impl Node {
     /// True for the default ONNX domain.
     pub fn is_default_domain(&self) -> bool {
         self.domain.is_empty() || self.domain == "ai.onnx"
+    }
+
+    /// True when the node is the op `def` (its domain included).
+    pub fn is(&self, def: &crate::ops::OpDef) -> bool {
+        self.def.is_some_and(|d| d == def)
     }
 
     /// Input `i`, when present.

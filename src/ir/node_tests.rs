@@ -19,9 +19,6 @@ use crate::onnx::{load_model_bytes, pb};
 use prost::Message;
 use std::path::{Path, PathBuf};
 
-/// Ops whose output shape depends on the values of their data input.
-const DATA_DEPENDENT: &[&str] = &["NonZero", "Unique", "Compress", "NonMaxSuppression", "StringSplit", "Loop"];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -85,7 +82,7 @@ fn verdict(dir: &Path) -> String {
             graph.initializer.push(t);
         }
     }
-    let ops: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
+    let ops: Vec<(String, String)> = graph.node.iter().map(|n| (n.domain.clone(), n.op_type.clone())).collect();
     let g = match from_model(&model) {
         Ok(g) => g,
         Err(e) => return format!("unsupported (the IR refuses the model: {e})"),
@@ -106,7 +103,8 @@ fn verdict(dir: &Path) -> String {
     if problems.is_empty() {
         return "pass".into();
     }
-    if let Some(op) = ops.iter().find(|op| DATA_DEPENDENT.contains(&op.as_str())) {
+    // Ops whose output shape depends on the values of their data input.
+    if let Some((_, op)) = ops.iter().find(|(domain, op)| crate::ops::lookup(domain, op).is_some_and(|d| d.data_dependent)) {
         return format!("data-dependent ({op})");
     }
     // Name the first op whose inputs are all static but an output is not: the

@@ -1,6 +1,7 @@
 //! Emitting ONNX nodes: fresh names, constants, and the op forms that change
 //! between opsets (axes as attributes or as inputs).
 use crate::onnx::pb;
+use crate::ops::{self, OpDef};
 use std::collections::HashMap;
 
 /// `TensorProto.DataType` codes the rewrite emits.
@@ -110,11 +111,11 @@ impl Emitter {
     }
 
     /// Adds a node with the given outputs.
-    pub(crate) fn node(&mut self, op: &str, inputs: &[&str], outputs: &[String], attribute: Vec<pb::AttributeProto>) {
-        let name = self.fresh(&format!("{op}_node"));
+    pub(crate) fn node(&mut self, op: &OpDef, inputs: &[&str], outputs: &[String], attribute: Vec<pb::AttributeProto>) {
+        let name = self.fresh(&format!("{}_node", op.name));
         self.nodes.push(pb::NodeProto {
             name,
-            op_type: op.into(),
+            op_type: op.name.into(),
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.to_vec(),
             attribute,
@@ -123,20 +124,20 @@ impl Emitter {
     }
 
     /// Adds a one-output node and returns its output's name.
-    pub(crate) fn op(&mut self, op: &str, inputs: &[&str], attribute: Vec<pb::AttributeProto>) -> String {
-        let out = self.fresh(op);
+    pub(crate) fn op(&mut self, op: &OpDef, inputs: &[&str], attribute: Vec<pb::AttributeProto>) -> String {
+        let out = self.fresh(op.name);
         self.node(op, inputs, std::slice::from_ref(&out), attribute);
         out
     }
 
     /// A `Constant` node.
     pub(crate) fn constant(&mut self, t: pb::TensorProto) -> String {
-        self.op("Constant", &[], vec![a_tensor("value", t)])
+        self.op(&ops::CONSTANT, &[], vec![a_tensor("value", t)])
     }
 
     /// A `Constant` node with a given output name.
     pub(crate) fn constant_named(&mut self, t: pb::TensorProto, name: &str) {
-        self.node("Constant", &[], &[name.to_string()], vec![a_tensor("value", t)]);
+        self.node(&ops::CONSTANT, &[], &[name.to_string()], vec![a_tensor("value", t)]);
     }
 
     /// A rank-0 constant of the model's float type.
@@ -177,8 +178,8 @@ impl Emitter {
 
     /// A reduction; `axes: None` reduces every axis. Emits the axes as an
     /// input where the opset wants one (ReduceSum from 13, the rest from 18).
-    pub(crate) fn reduce(&mut self, op: &str, x: &str, axes: Option<&[i64]>, keepdims: bool) -> String {
-        let input_form = if op == "ReduceSum" { self.opset >= 13 } else { self.opset >= 18 };
+    pub(crate) fn reduce(&mut self, op: &OpDef, x: &str, axes: Option<&[i64]>, keepdims: bool) -> String {
+        let input_form = if *op == ops::REDUCE_SUM { self.opset >= 13 } else { self.opset >= 18 };
         let keep = a_int("keepdims", keepdims as i64);
         match axes {
             None => self.op(op, &[x], vec![keep]),
@@ -192,20 +193,20 @@ impl Emitter {
 
     /// ReduceSum over axes given as a runtime int64 tensor; no reduction when it is empty.
     pub(crate) fn reduce_sum_dyn(&mut self, x: &str, axes: &str) -> String {
-        self.op("ReduceSum", &[x, axes], vec![a_int("keepdims", 1), a_int("noop_with_empty_axes", 1)])
+        self.op(&ops::REDUCE_SUM, &[x, axes], vec![a_int("keepdims", 1), a_int("noop_with_empty_axes", 1)])
     }
 
     pub(crate) fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
         let a = self.ints(axes);
-        self.op("Unsqueeze", &[x, &a], vec![])
+        self.op(&ops::UNSQUEEZE, &[x, &a], vec![])
     }
 
     pub(crate) fn shape(&mut self, x: &str) -> String {
-        self.op("Shape", &[x], vec![])
+        self.op(&ops::SHAPE, &[x], vec![])
     }
 
     pub(crate) fn reshape(&mut self, x: &str, shape: &str) -> String {
-        self.op("Reshape", &[x, shape], vec![])
+        self.op(&ops::RESHAPE, &[x, shape], vec![])
     }
 
     pub(crate) fn reshape_like(&mut self, x: &str, like: &str) -> String {
@@ -214,27 +215,27 @@ impl Emitter {
     }
 
     pub(crate) fn cast(&mut self, x: &str, to: i32) -> String {
-        self.op("Cast", &[x], vec![a_int("to", to as i64)])
+        self.op(&ops::CAST, &[x], vec![a_int("to", to as i64)])
     }
 
     pub(crate) fn add(&mut self, a: &str, b: &str) -> String {
-        self.op("Add", &[a, b], vec![])
+        self.op(&ops::ADD, &[a, b], vec![])
     }
 
     pub(crate) fn sub(&mut self, a: &str, b: &str) -> String {
-        self.op("Sub", &[a, b], vec![])
+        self.op(&ops::SUB, &[a, b], vec![])
     }
 
     pub(crate) fn mul(&mut self, a: &str, b: &str) -> String {
-        self.op("Mul", &[a, b], vec![])
+        self.op(&ops::MUL, &[a, b], vec![])
     }
 
     pub(crate) fn div(&mut self, a: &str, b: &str) -> String {
-        self.op("Div", &[a, b], vec![])
+        self.op(&ops::DIV, &[a, b], vec![])
     }
 
     pub(crate) fn neg(&mut self, a: &str) -> String {
-        self.op("Neg", &[a], vec![])
+        self.op(&ops::NEG, &[a], vec![])
     }
 
     pub(crate) fn mul_scalar(&mut self, a: &str, v: f64) -> String {
@@ -243,7 +244,7 @@ impl Emitter {
     }
 
     pub(crate) fn where_(&mut self, c: &str, a: &str, b: &str) -> String {
-        self.op("Where", &[c, a, b], vec![])
+        self.op(&ops::WHERE, &[c, a, b], vec![])
     }
 
     /// Zeros of the model's float type with the shape of `like`.
@@ -259,7 +260,7 @@ impl Emitter {
 
     /// A tensor of a runtime shape filled with `value` of type `elem`.
     pub(crate) fn filled(&mut self, shape: &str, value: f64, elem: i32) -> String {
-        self.op("ConstantOfShape", &[shape], vec![a_tensor("value", tensor_f("", elem, &[1], &[value]))])
+        self.op(&ops::CONSTANT_OF_SHAPE, &[shape], vec![a_tensor("value", tensor_f("", elem, &[1], &[value]))])
     }
 
     /// Sum of several values (one is passed through).
@@ -268,7 +269,7 @@ impl Emitter {
             [one] => one.clone(),
             _ => {
                 let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
-                self.op("Sum", &refs, vec![])
+                self.op(&ops::SUM, &refs, vec![])
             }
         }
     }

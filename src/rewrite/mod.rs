@@ -18,12 +18,15 @@
 //! primitive ops) and attaches the loss; the IR of that graph is
 //! differentiated by [`grad::backward`] (one rule table); [`update`] emits the
 //! optimizer step; unused nodes are pruned.
-mod emit;
-mod grad;
-mod lower;
+pub(crate) mod emit;
+pub(crate) mod grad;
+pub(crate) mod lower;
 mod update;
 
+pub(crate) use grad::{ExpandFn, GradFn};
+
 use crate::ir::{self, DType};
+use crate::ops;
 use crate::onnx::{pb, LoadedModel, OnnxError};
 use crate::plan::Plan;
 use crate::optim::{Config, Detect};
@@ -343,11 +346,11 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     inputs.push(value_info("lr", FLOAT, &[]));
     let mut initializers = src.initializer.clone();
     initializers.push(tensor_f("lr", FLOAT, &[], &[opts.config.lr()]));
-    let bind = |em: &mut Emitter, from: &str, to: &str| em.node("Identity", &[from], &[to.to_string()], vec![]);
+    let bind = |em: &mut Emitter, from: &str, to: &str| em.node(&ops::IDENTITY, &[from], &[to.to_string()], vec![]);
     if float == FLOAT {
         bind(&mut em, &loss_t, "loss");
     } else {
-        em.node("Cast", &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
+        em.node(&ops::CAST, &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
     }
     let shared = update::shared(&mut em, &opts.config);
     let mut state_inputs = Vec::new();
@@ -486,11 +489,11 @@ pub fn update_graph(specs: &[crate::optim::TensorSpec], config: &Config, detect:
             update::emit(&mut em, &shared, config, detect, spec, &slot)
         };
         let new = format!("{}.new", spec.name);
-        em.node("Identity", &[&p], std::slice::from_ref(&new), vec![]);
+        em.node(&ops::IDENTITY, &[&p], std::slice::from_ref(&new), vec![]);
         outputs.push(value_info(&new, FLOAT, &dims));
         for (s, v) in state.iter().zip(st) {
             let new = format!("{s}.new");
-            em.node("Identity", &[&v], std::slice::from_ref(&new), vec![]);
+            em.node(&ops::IDENTITY, &[&v], std::slice::from_ref(&new), vec![]);
             outputs.push(value_info(&new, FLOAT, &dims));
         }
         state_all.extend(state);

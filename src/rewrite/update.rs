@@ -4,6 +4,7 @@
 //! (bias corrections, step size, decay multipliers) are computed in float64.
 use super::emit::{Emitter, DOUBLE};
 use crate::optim::{Algorithm, Config, Detect, Hyper, Label, TensorSpec};
+use crate::ops;
 
 /// Names of one tensor's update.
 pub(crate) struct Slot<'a> {
@@ -38,11 +39,11 @@ pub(crate) fn shared(em: &mut Emitter, config: &Config) -> Shared {
     let step_d = em.cast("step", DOUBLE);
     let lr_d = em.cast("lr", DOUBLE);
     let one = em.scalar_of(1.0, super::emit::INT64);
-    let is_first = em.op("Equal", &["step", &one], vec![]);
+    let is_first = em.op(&ops::EQUAL, &["step", &one], vec![]);
     let lr = em.cast("lr", em.float);
     let bias_correction = |em: &mut Emitter, beta: f64| {
         let b = em.scalar_of(beta, DOUBLE);
-        let bt = em.op("Pow", &[&b, &step_d], vec![]);
+        let bt = em.op(&ops::POW, &[&b, &step_d], vec![]);
         let one = em.scalar_of(1.0, DOUBLE);
         em.sub(&one, &bt)
     };
@@ -50,7 +51,7 @@ pub(crate) fn shared(em: &mut Emitter, config: &Config) -> Shared {
     let bc2 = bias_correction(em, hp.beta2);
     let step_d = em.div(&lr_d, &bc1);
     let step_size = em.cast(&step_d, em.float);
-    let sq = em.op("Sqrt", &[&bc2], vec![]);
+    let sq = em.op(&ops::SQRT, &[&bc2], vec![]);
     let sqrt_bc2 = em.cast(&sq, em.float);
     // SGDP divides its decay by (1 - momentum).
     let scale = config.decay_scale();
@@ -79,15 +80,15 @@ fn lin(em: &mut Emitter, x: &str, a: f64, y: &str, b: f64) -> String {
 fn project(em: &mut Emitter, p: &str, perturb: &str, axes: Option<&[i64]>, eps: f64) -> String {
     let e = em.scalar(eps);
     let norm = match axes {
-        Some([]) => em.op("Abs", &[p], vec![]),
-        _ => em.reduce("ReduceL2", p, axes, true),
+        Some([]) => em.op(&ops::ABS, &[p], vec![]),
+        _ => em.reduce(&ops::REDUCE_L2, p, axes, true),
     };
     let ne = em.add(&norm, &e);
     let pn = em.div(p, &ne);
     let prod = em.mul(&pn, perturb);
     let dot = match axes {
         Some([]) => prod,
-        _ => em.reduce("ReduceSum", &prod, axes, true),
+        _ => em.reduce(&ops::REDUCE_SUM, &prod, axes, true),
     };
     let r = em.mul(&pn, &dot);
     em.sub(perturb, &r)
@@ -97,18 +98,18 @@ fn project(em: &mut Emitter, p: &str, perturb: &str, axes: Option<&[i64]>, eps: 
 fn cosine_test(em: &mut Emitter, p: &str, g: &str, axes: Option<&[i64]>, row_len: i64, hp: &Hyper) -> String {
     let e = em.scalar(hp.eps);
     let unit = |em: &mut Emitter, x: &str| {
-        let n = em.reduce("ReduceL2", x, axes, true);
-        let m = em.op("Max", &[&n, &e], vec![]);
+        let n = em.reduce(&ops::REDUCE_L2, x, axes, true);
+        let m = em.op(&ops::MAX, &[&n, &e], vec![]);
         em.div(x, &m)
     };
     let gu = unit(em, g);
     let pu = unit(em, p);
     let prod = em.mul(&gu, &pu);
-    let cos = em.reduce("ReduceSum", &prod, axes, true);
-    let a = em.op("Abs", &[&cos], vec![]);
-    let max = em.reduce("ReduceMax", &a, None, false);
+    let cos = em.reduce(&ops::REDUCE_SUM, &prod, axes, true);
+    let a = em.op(&ops::ABS, &[&cos], vec![]);
+    let max = em.reduce(&ops::REDUCE_MAX, &a, None, false);
     let t = em.scalar(hp.delta / (row_len.max(1) as f64).sqrt());
-    em.op("Less", &[&max, &t], vec![])
+    em.op(&ops::LESS, &[&max, &t], vec![])
 }
 
 /// Projects `perturb` per the tensor's effective projection; returns it and
@@ -131,7 +132,7 @@ fn projection(em: &mut Emitter, s: &Slot, perturb: &str, label: Label, hp: &Hype
             let pl = project(em, s.param, perturb, None, hp.eps);
             let inner = em.where_(&l_ok, &pl, perturb);
             let out = em.where_(&c_ok, &pc, &inner);
-            let any = em.op("Or", &[&c_ok, &l_ok], vec![]);
+            let any = em.op(&ops::OR, &[&c_ok, &l_ok], vec![]);
             (out, Flag::Dynamic(any))
         }
         Label::None => (perturb.to_string(), Flag::No),
@@ -168,7 +169,7 @@ pub(crate) fn emit(em: &mut Emitter, sh: &Shared, config: &Config, detect: Detec
             let m = lin(em, &s.state[0], b1, &g, 1.0 - b1);
             let g2 = em.mul(&g, &g);
             let v = lin(em, &s.state[1], b2, &g2, 1.0 - b2);
-            let root = em.op("Sqrt", &[&v], vec![]);
+            let root = em.op(&ops::SQRT, &[&v], vec![]);
             let q = em.div(&root, &sh.sqrt_bc2);
             let e = em.scalar(hp.eps);
             let denom = em.add(&q, &e);

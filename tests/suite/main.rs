@@ -11,6 +11,7 @@ mod golden_optim;
 mod gpu_optim;
 mod hostile;
 mod op_sweep;
+mod registry;
 mod rewrite;
 mod rewrite_ort;
 mod rules;

@@ -1,0 +1,77 @@
+//! The `Clip`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Clip` op.
+pub static CLIP: OpDef = OpDef {
+    name: "Clip",
+    module: module_path!(),
+    inputs: Arity::range(1, 3),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(clip_rule),
+    arg_slots: ArgSlots::From(1),
+    gradient: Gradient::Rule(clip_grad),
+    ..OpDef::BASE
+};
+
+pub(crate) fn clip_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    if e.iter().skip(1).any(Option::is_some) {
+        return one(variant("Clip bounds change"));
+    }
+    let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
+    // Clip(x, 0 or eps, +inf) is Relu up to an epsilon: positively homogeneous.
+    let (min_ok, no_max) = if c.g.opset >= 11 {
+        (n.input(1).is_some() && tiny_or_zero(c, n.input(1)), n.input(2).is_none())
+    } else {
+        let min = n.attr_float("min", f32::MIN) as f64;
+        (n.attrs.contains_key("min") && (0.0..=EPSILON_MAX).contains(&min), !n.attrs.contains_key("max"))
+    };
+    if min_ok && no_max && x.shift.is_none() {
+        one(changed(x.clone()))
+    } else {
+        one(variant("Clip with bounds that do not scale"))
+    }
+}
+
+/// True when a bound is absent or a constant no larger than an epsilon in magnitude.
+pub(crate) fn tiny_or_zero(c: &Ctx, v: Option<ValueId>) -> bool {
+    match v {
+        None => true,
+        Some(v) => c.g.values[v].scalar.is_some_and(|s| (0.0..=EPSILON_MAX).contains(&s)),
+    }
+}
+
+pub(crate) fn clip_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(Ad::err(n, "the gradient with respect to the clip bounds is not supported"));
+    }
+    let x = ad.name(n, 0);
+    let mut mask: Option<String> = None;
+    // Opset 11+: bounds are inputs; before, attributes.
+    let bounds = [(1, &GREATER_OR_EQUAL, "min"), (2, &LESS_OR_EQUAL, "max")];
+    for (i, cmp, attr) in bounds {
+        let bound = match n.input(i) {
+            Some(_) => Some(ad.name(n, i)),
+            None => n.attrs.get(attr).map(|_| ad.em.scalar(n.attr_float(attr, 0.0) as f64)),
+        };
+        if let Some(b) = bound {
+            let c = ad.em.op(cmp, &[&x, &b], vec![]);
+            mask = Some(match mask {
+                Some(m) => ad.em.op(&AND, &[&m, &c], vec![]),
+                None => c,
+            });
+        }
+    }
+    let g = match mask {
+        Some(m) => {
+            let z = ad.zero();
+            ad.em.where_(&m, &dy, &z)
+        }
+        None => dy,
+    };
+    Ok(grads(n, vec![(0, g)]))
+}

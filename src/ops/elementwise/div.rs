@@ -1,0 +1,43 @@
+//! The `Div`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Div` op.
+pub static DIV: OpDef = OpDef {
+    name: "Div",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(div_shape),
+    analysis: Analysis::Rule(div_rule),
+    gradient: Gradient::Rule(div_grad),
+    reads: 2,
+    ..OpDef::BASE
+};
+
+pub(crate) fn div_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    one(mul_div(c, n, e, -1.0))
+}
+
+pub(crate) fn div_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let b = ad.as_float(n, 1);
+    let mut out = Vec::new();
+    if nd(need, 0) {
+        let g = ad.em.div(&dy, &b);
+        out.push((0, ad.unb(n, 0, &g)?));
+    }
+    if nd(need, 1) {
+        let y = ad.out(n, 0);
+        let gy = ad.em.mul(&dy, &y);
+        let q = ad.em.div(&gy, &b);
+        let g = ad.em.neg(&q);
+        out.push((1, ad.unb(n, 1, &g)?));
+    }
+    Ok(grads(n, out))
+}
+
+pub(crate) fn div_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    arith_shape(g, n, Arith::Div, |a, b| a / b)
+}

@@ -1,0 +1,389 @@
+//! The `Exp`, `Log`, `Sqrt`, `Reciprocal`, `Erf`, `Sin`, `Cos`, `Tan`, `Asin`, `Acos`, `Atan`, `Sinh`, `Cosh`, `Asinh`, `Acosh`, `Atanh`, `Floor`, `Ceil`, `Round`, `Sign`, `IsNaN`, `IsInf`, `Not`, `BitwiseNot`, `Binarizer`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Exp` op.
+pub static EXP: OpDef = OpDef {
+    name: "Exp",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Rule(exp_grad),
+    ..OpDef::BASE
+};
+
+/// The `Log` op.
+pub static LOG: OpDef = OpDef {
+    name: "Log",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Rule(log_grad),
+    ..OpDef::BASE
+};
+
+/// The `Sqrt` op.
+pub static SQRT: OpDef = OpDef {
+    name: "Sqrt",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(sqrt_rule),
+    gradient: Gradient::Rule(sqrt_grad),
+    ..OpDef::BASE
+};
+
+/// The `Reciprocal` op.
+pub static RECIPROCAL: OpDef = OpDef {
+    name: "Reciprocal",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(reciprocal_rule),
+    gradient: Gradient::Rule(reciprocal_grad),
+    ..OpDef::BASE
+};
+
+/// The `Erf` op.
+pub static ERF: OpDef = OpDef {
+    name: "Erf",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Rule(erf_grad),
+    ..OpDef::BASE
+};
+
+/// The `Sin` op.
+pub static SIN: OpDef = OpDef {
+    name: "Sin",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Rule(sin_grad),
+    ..OpDef::BASE
+};
+
+/// The `Cos` op.
+pub static COS: OpDef = OpDef {
+    name: "Cos",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Rule(cos_grad),
+    ..OpDef::BASE
+};
+
+/// The `Tan` op.
+pub static TAN: OpDef = OpDef {
+    name: "Tan",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Asin` op.
+pub static ASIN: OpDef = OpDef {
+    name: "Asin",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Acos` op.
+pub static ACOS: OpDef = OpDef {
+    name: "Acos",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Atan` op.
+pub static ATAN: OpDef = OpDef {
+    name: "Atan",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 7, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Sinh` op.
+pub static SINH: OpDef = OpDef {
+    name: "Sinh",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Cosh` op.
+pub static COSH: OpDef = OpDef {
+    name: "Cosh",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Asinh` op.
+pub static ASINH: OpDef = OpDef {
+    name: "Asinh",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Acosh` op.
+pub static ACOSH: OpDef = OpDef {
+    name: "Acosh",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Atanh` op.
+pub static ATANH: OpDef = OpDef {
+    name: "Atanh",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Floor` op.
+pub static FLOOR: OpDef = OpDef {
+    name: "Floor",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Zero("piecewise constant"),
+    ..OpDef::BASE
+};
+
+/// The `Ceil` op.
+pub static CEIL: OpDef = OpDef {
+    name: "Ceil",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Zero("piecewise constant"),
+    ..OpDef::BASE
+};
+
+/// The `Round` op.
+pub static ROUND: OpDef = OpDef {
+    name: "Round",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 11, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Zero("piecewise constant"),
+    ..OpDef::BASE
+};
+
+/// The `Sign` op.
+pub static SIGN: OpDef = OpDef {
+    name: "Sign",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Zero("piecewise constant"),
+    ..OpDef::BASE
+};
+
+/// The `IsNaN` op.
+pub static IS_NA_N: OpDef = OpDef {
+    name: "IsNaN",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 9, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `IsInf` op.
+pub static IS_INF: OpDef = OpDef {
+    name: "IsInf",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 10, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Not` op.
+pub static NOT: OpDef = OpDef {
+    name: "Not",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Rule(nonlinear),
+    gradient: Gradient::Zero("boolean output"),
+    ..OpDef::BASE
+};
+
+/// The `BitwiseNot` op.
+pub static BITWISE_NOT: OpDef = OpDef {
+    name: "BitwiseNot",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 18, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `Binarizer` op.
+pub static BINARIZER: OpDef = OpDef {
+    name: "Binarizer",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(same_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+pub(crate) fn sqrt_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    power(c, n, e, 0.5)
+}
+
+pub(crate) fn reciprocal_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    power(c, n, e, -1.0)
+}
+
+pub(crate) fn erf_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    let x2 = ad.em.mul(&x, &x);
+    let nx2 = ad.em.neg(&x2);
+    let e = ad.em.op(&EXP, &[&nx2], vec![]);
+    let d = ad.em.mul_scalar(&e, 2.0 / std::f64::consts::PI.sqrt());
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &d))]))
+}
+
+pub(crate) fn sin_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    pointwise(ad, n, dy, |em, x, _| em.op(&COS, &[x], vec![]))
+}
+
+pub(crate) fn cos_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    pointwise(ad, n, dy, |em, x, _| {
+        let s = em.op(&SIN, &[x], vec![]);
+        em.neg(&s)
+    })
+}
+
+pub(crate) fn sqrt_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let y2 = ad.em.mul_scalar(&y, 2.0);
+    Ok(grads(n, vec![(0, ad.em.div(&dy, &y2))]))
+}
+
+pub(crate) fn exp_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    Ok(grads(n, vec![(0, ad.em.mul(&dy, &y))]))
+}
+
+pub(crate) fn log_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let x = ad.name(n, 0);
+    Ok(grads(n, vec![(0, ad.em.div(&dy, &x))]))
+}
+
+pub(crate) fn reciprocal_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let y = ad.out(n, 0);
+    let y2 = ad.em.mul(&y, &y);
+    let g = ad.em.mul(&dy, &y2);
+    Ok(grads(n, vec![(0, ad.em.neg(&g))]))
+}

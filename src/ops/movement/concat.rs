@@ -1,0 +1,87 @@
+//! The `Concat`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Concat` op.
+pub static CONCAT: OpDef = OpDef {
+    name: "Concat",
+    module: module_path!(),
+    inputs: Arity::range(1, Arity::VARIADIC),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(concat_shape),
+    analysis: Analysis::Rule(concat_rule),
+    gradient: Gradient::Rule(concat_grad),
+    ..OpDef::BASE
+};
+
+pub(crate) fn concat_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    let changed_in: Vec<&Affine> = e.iter().flatten().collect();
+    if changed_in.is_empty() {
+        return one(Flow::Same);
+    }
+    let Some(r) = c.rank(n.output(0)) else { return one(unknown("Concat rank unknown")) };
+    let Some(axis) = crate::ir::norm_axis(n.attr_int("axis", 0), r) else { return one(variant("bad axis")) };
+    let ab = mask::bit(axis);
+    let uniform = changed_in.len() == n.inputs.len() && changed_in.iter().all(|a| *a == changed_in[0]);
+    if uniform {
+        let x = changed_in[0];
+        return one(remap_effect(c, x, &|m| Some((m, m & ab == 0))));
+    }
+    // Blocks along `axis` change differently: the factor varies along `axis` too.
+    let mut scale: Option<Scale> = None;
+    let mut shift_mask: Option<Mask> = None;
+    let mut sources = Vec::new();
+    for x in &changed_in {
+        if let Some(s) = &x.scale {
+            match &scale {
+                None => scale = Some(s.clone()),
+                Some(p) if p.exp == s.exp => {}
+                Some(_) => return one(variant("Concat of differently scaled blocks")),
+            }
+        }
+    }
+    for t in changed_in.iter().filter_map(|x| x.shift.as_ref()) {
+        shift_mask = Some(shift_mask.unwrap_or(0) | t.mask | ab);
+        sources.extend(t.sources.iter().copied());
+    }
+    let scale = scale.map(|s| Scale { mask: s.mask | ab, token: c.fresh(), exp: s.exp });
+    let shift = shift_mask.map(|m| Shift { mask: m, token: c.fresh(), sources });
+    one(changed(Affine { scale, shift }))
+}
+
+pub(crate) fn concat_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    // Split sizes from the inputs' runtime shapes.
+    let mut sizes = Vec::new();
+    for i in 0..n.inputs.len() {
+        let x = ad.name(n, i);
+        sizes.push(ad.em.op(&SHAPE, &[&x], vec![a_int("start", axis), a_int("end", axis + 1)]));
+    }
+    let refs: Vec<&str> = sizes.iter().map(String::as_str).collect();
+    let split = ad.em.op(&CONCAT, &refs, vec![a_int("axis", 0)]);
+    let outs: Vec<String> = (0..n.inputs.len()).map(|_| ad.em.fresh("concat_grad")).collect();
+    ad.em.node(&SPLIT, &[&dy, &split], &outs, vec![a_int("axis", axis)]);
+    Ok(outs.into_iter().enumerate().map(|(i, o)| nd(need, i).then_some(o)).collect())
+}
+
+pub(crate) fn concat_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let shapes: Option<Vec<Vec<Dim>>> = n.inputs.iter().map(|i| i.and_then(|v| g.values[v].shape.clone())).collect();
+    let s = shapes.and_then(|shapes| {
+        let rank = shapes.first()?.len();
+        let axis = norm_axis(n.attr_int("axis", 0), rank)?;
+        let mut out = shapes[0].clone();
+        out[axis] = shapes.iter().map(|s| s.get(axis).copied().unwrap_or(Dim::Unknown)).reduce(|a, b| arith(a, b, Arith::Add))?;
+        Some(out)
+    });
+    let ints: Option<Vec<Dim>> = n
+        .inputs
+        .iter()
+        .map(|i| i.and_then(|v| g.values[v].ints.clone()))
+        .collect::<Option<Vec<_>>>()
+        .map(|parts| parts.concat())
+        .filter(|v| v.len() <= MAX_TRACKED_INTS);
+    vec![(s, ints, None, first_dtype(g, n))]
+}

@@ -1,0 +1,136 @@
+//! The `Gather`, `GatherElements`, `GatherND`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Gather` op.
+pub static GATHER: OpDef = OpDef {
+    name: "Gather",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(gather_shape),
+    analysis: Analysis::Rule(select),
+    gradient: Gradient::Rule(gather_grad),
+    reads: 2,
+    ..OpDef::BASE
+};
+
+/// The `GatherElements` op.
+pub static GATHER_ELEMENTS: OpDef = OpDef {
+    name: "GatherElements",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 11, until: None },
+    shape: Some(gather_elements_shape),
+    analysis: Analysis::Unknown("not written: per-element indices move values across positions"),
+    gradient: Gradient::Rule(gather_elements_grad),
+    reads: 2,
+    ..OpDef::BASE
+};
+
+/// The `GatherND` op.
+pub static GATHER_ND: OpDef = OpDef {
+    name: "GatherND",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 11, until: None },
+    shape: Some(gather_nd_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// Indices as int64 with negative entries wrapped by the size of `data`'s `axis`.
+pub(crate) fn wrapped_indices(ad: &mut Ad, n: &Node, data: &str, axis: i64) -> String {
+    let idx = ad.name(n, 1);
+    let is_i64 = n.input(1).and_then(|v| ad.g.values[v].dtype) == Some(crate::ir::DType::I64);
+    let idx = if is_i64 { idx } else { ad.em.cast(&idx, INT64) };
+    let dim = ad.em.op(&SHAPE, &[data], vec![a_int("start", axis), a_int("end", axis + 1)]);
+    // A scalar, so that scalar indices keep their rank.
+    let scalar = ad.em.ints(&[]);
+    let dim = ad.em.reshape(&dim, &scalar);
+    let zero = ad.em.scalar_of(0.0, INT64);
+    let neg = ad.em.op(&LESS, &[&idx, &zero], vec![]);
+    let shifted = ad.em.add(&idx, &dim);
+    ad.em.where_(&neg, &shifted, &idx)
+}
+
+pub(crate) fn gather_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Move the gathered axis to the front, scatter-add the gradient rows
+    // there (ScatterND), and move it back.
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let rq = ad.rank(n, 1)?;
+    let a = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    let data = ad.name(n, 0);
+    let idx = wrapped_indices(ad, n, &data, a as i64);
+    let idx = ad.em.unsqueeze(&idx, &[-1]);
+    let front: Vec<i64> = std::iter::once(a).chain((0..r).filter(|&k| k != a)).map(|k| k as i64).collect();
+    let (data_t, dy_t) = if a == 0 {
+        (data.clone(), dy)
+    } else {
+        let dt = ad.em.op(&TRANSPOSE, &[&data], vec![a_ints("perm", &front)]);
+        let dperm: Vec<i64> = (a..a + rq).chain(0..a).chain(a + rq..r - 1 + rq).map(|k| k as i64).collect();
+        (dt, ad.em.op(&TRANSPOSE, &[&dy], vec![a_ints("perm", &dperm)]))
+    };
+    let zeros = ad.em.zeros_like(&data_t);
+    let g = ad.em.op(&SCATTER_ND, &[&zeros, &idx, &dy_t], vec![a_str("reduction", "add")]);
+    if a == 0 {
+        return Ok(grads(n, vec![(0, g)]));
+    }
+    let mut inv = vec![0i64; r];
+    for (i, &p) in front.iter().enumerate() {
+        inv[p as usize] = i as i64;
+    }
+    Ok(grads(n, vec![(0, ad.em.op(&TRANSPOSE, &[&g], vec![a_ints("perm", &inv)]))]))
+}
+
+pub(crate) fn gather_elements_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let r = ad.rank(n, 0)?;
+    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let data = ad.name(n, 0);
+    let idx = wrapped_indices(ad, n, &data, axis);
+    let zeros = ad.em.zeros_like(&data);
+    let g = ad.em.op(&SCATTER_ELEMENTS, &[&zeros, &idx, &dy], vec![a_int("axis", axis), a_str("reduction", "add")]);
+    Ok(grads(n, vec![(0, g)]))
+}
+
+pub(crate) fn gather_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let data = shape_of(g, n, 0);
+    let idx = shape_of(g, n, 1);
+    let s = match (data, idx) {
+        (Some(d), Some(i)) => norm_axis(n.attr_int("axis", 0), d.len()).map(|a| [&d[..a], &i[..], &d[a + 1..]].concat()),
+        _ => None,
+    };
+    let ints = match (val(g, n, 0).and_then(|v| v.ints.clone()), ints_of(g, n, 1)) {
+        (Some(xs), Some(idx)) if n.attr_int("axis", 0) == 0 => idx
+            .iter()
+            .map(|&i| {
+                let i = if i < 0 { i + xs.len() as i64 } else { i };
+                usize::try_from(i).ok().and_then(|i| xs.get(i).copied())
+            })
+            .collect(),
+        _ => None,
+    };
+    vec![(s, ints, None, first_dtype(g, n))]
+}
+
+pub(crate) fn gather_nd_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let b = usize::try_from(n.attr_int("batch_dims", 0)).unwrap_or(0);
+    let s = match (shape_of(g, n, 0), shape_of(g, n, 1)) {
+        (Some(d), Some(i)) if !i.is_empty() => match i[i.len() - 1] {
+            Dim::Known(k) if k >= 0 && b + (k as usize) <= d.len() => Some([&i[..i.len() - 1], &d[b + k as usize..]].concat()),
+            _ => None,
+        },
+        _ => None,
+    };
+    vec![(s, None, None, first_dtype(g, n))]
+}
+
+pub(crate) fn gather_elements_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    vec![(shape_of(g, n, 1), None, None, first_dtype(g, n))]
+}

@@ -1,0 +1,122 @@
+//! The `Pad`, `CenterCropPad`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Pad` op.
+pub static PAD: OpDef = OpDef {
+    name: "Pad",
+    module: module_path!(),
+    inputs: Arity::range(2, 4),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(pad_shape),
+    analysis: Analysis::Rule(pad_rule),
+    arg_slots: ArgSlots::From(1),
+    gradient: Gradient::Rule(pad_grad),
+    reads: 2,
+    ..OpDef::BASE
+};
+
+/// The `CenterCropPad` op.
+pub static CENTER_CROP_PAD: OpDef = OpDef {
+    name: "CenterCropPad",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 18, until: None },
+    shape: Some(center_crop_pad_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+pub(crate) fn pad_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    if e.iter().skip(1).any(Option::is_some) {
+        return one(variant("Pad parameters change"));
+    }
+    let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
+    let mode = n.attr_str("mode").unwrap_or("constant");
+    let Some(r) = c.rank(n.input(0)) else { return one(unknown("Pad rank unknown")) };
+    let pads = n.input(1).and_then(|v| c.g.values[v].ints.clone()).and_then(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>()).or(n.attr_ints("pads").map(<[i64]>::to_vec));
+    let Some(pads) = pads.filter(|p| p.len() == 2 * r || n.input(3).is_some()) else { return one(unknown("Pad amounts unknown")) };
+    let padded: Mask = if n.input(3).is_some() { mask::below(r) } else { (0..r).filter(|&a| pads[a] != 0 || pads[a + r] != 0).fold(0, |m, a| m | mask::bit(a)) };
+    if mode == "constant" {
+        let value_zero = n.input(2).is_none_or(|v| c.g.values[v].scalar == Some(0.0)) && n.attr_float("value", 0.0) == 0.0;
+        if !value_zero && x.scale.is_some() {
+            return one(variant("Pad with a non-zero constant"));
+        }
+        if x.shift.is_some() && padded != 0 {
+            return one(variant("zero Pad of a shifted value"));
+        }
+    } else if x.shift.as_ref().is_some_and(|t| t.mask & padded != 0) {
+        return one(variant("Pad of a shift varying along a padded axis"));
+    }
+    one(remap_effect(c, x, &|m| Some((m, m & padded == 0))))
+}
+
+pub(crate) fn pad_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    // Pad the input's index map (shifted by one; constant padding reads slot 0)
+    // with the same mode; scatter-add the gradient through it.
+    let dy = dy0!(n, dy);
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(Ad::err(n, "the gradient with respect to the pad value is not supported"));
+    }
+    let x = ad.name(n, 0);
+    let idx = index_map(ad, &x, 1);
+    let zero = ad.em.scalar_of(0.0, INT64);
+    let mut ins = vec![idx, ad.name(n, 1), zero];
+    if n.inputs.len() > 3 && n.input(3).is_some() {
+        ins.push(ad.name(n, 3));
+    }
+    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let mode = n.attr_str("mode").unwrap_or("constant").to_string();
+    let padded = ad.em.op(&PAD, &refs, vec![a_str("mode", &mode)]);
+    Ok(grads(n, vec![(0, scatter_flat(ad, &x, &padded, &dy, 1))]))
+}
+
+pub(crate) fn pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let s = shape_of(g, n, 0).map(|s| {
+        let r = s.len();
+        let pads = ints_of(g, n, 1).or_else(|| n.attr_ints("pads").map(<[i64]>::to_vec));
+        // opset 18: pads for the listed axes only
+        let axes: Option<Vec<usize>> = match n.input(3) {
+            Some(_) => ints_of(g, n, 3).and_then(|a| a.iter().map(|&a| norm_axis(a, r)).collect()),
+            None => Some((0..r).collect()),
+        };
+        let mut out = s.clone();
+        match (pads, axes) {
+            (Some(p), Some(axes)) if p.len() == 2 * axes.len() => {
+                for (k, &a) in axes.iter().enumerate() {
+                    out[a] = match s[a] {
+                        Dim::Known(x) => x.checked_add(p[k]).and_then(|v| v.checked_add(p[k + axes.len()])).filter(|&v| v >= 0).map_or(Dim::Unknown, Dim::Known),
+                        other if p[k] == 0 && p[k + axes.len()] == 0 => other,
+                        _ => Dim::Unknown,
+                    };
+                }
+                out
+            }
+            _ => vec![Dim::Unknown; r],
+        }
+    });
+    vec![(s, None, None, first_dtype(g, n))]
+}
+
+pub(crate) fn center_crop_pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let s = match (shape_of(g, n, 0), val(g, n, 1).and_then(|v| v.ints.clone())) {
+        (Some(x), Some(z)) => {
+            let axes: Option<Vec<usize>> = match n.attr_ints("axes") {
+                Some(a) => a.iter().map(|&a| norm_axis(a, x.len())).collect(),
+                None => Some((0..x.len()).collect()),
+            };
+            axes.filter(|a| a.len() == z.len()).map(|axes| {
+                let mut out = x.clone();
+                for (a, d) in axes.iter().zip(&z) {
+                    out[*a] = *d;
+                }
+                out
+            })
+        }
+        _ => None,
+    };
+    vec![(s, None, None, first_dtype(g, n))]
+}

@@ -1,0 +1,222 @@
+//! The `MatMul`, `MatMulInteger`, `QLinearMatMul`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `MatMul` op.
+pub static MAT_MUL: OpDef = OpDef {
+    name: "MatMul",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(matmul_out_shape),
+    constraints: Some(matmul_constraints),
+    analysis: Analysis::Rule(matmul_rule),
+    channel_axis: Some(matmul_channel_axis),
+    gradient: Gradient::Rule(matmul_grad),
+    reads: 2,
+    ..OpDef::BASE
+};
+
+/// The `MatMulInteger` op.
+pub static MAT_MUL_INTEGER: OpDef = OpDef {
+    name: "MatMulInteger",
+    module: module_path!(),
+    inputs: Arity::range(2, 4),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 10, until: None },
+    shape: Some(matmul_integer_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+/// The `QLinearMatMul` op.
+pub static Q_LINEAR_MAT_MUL: OpDef = OpDef {
+    name: "QLinearMatMul",
+    module: module_path!(),
+    inputs: Arity::range(8, 8),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 10, until: None },
+    shape: Some(matmul_integer_shape),
+    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
+    gradient: Gradient::None("not written: an error on the gradient path"),
+    ..OpDef::BASE
+};
+
+pub(crate) fn matmul_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    let (ea, eb) = (e[0].as_ref(), e.get(1).and_then(Option::as_ref));
+    let (Some(ra), Some(rb), Some(ro)) = (c.rank(n.input(0)), c.rank(n.input(1)), c.rank(n.output(0))) else {
+        return one(unknown("MatMul ranks unknown"));
+    };
+    // Map an input axis to an output axis (None: contracted).
+    let map_a = |a: usize| -> Option<usize> {
+        if a == ra - 1 || ra == 1 {
+            None
+        } else if a == ra - 2 {
+            Some(ro - if rb == 1 { 1 } else { 2 })
+        } else {
+            Some(a + ro - ra)
+        }
+    };
+    let map_b = |b: usize| -> Option<usize> {
+        if rb == 1 || b == rb - 2 {
+            None
+        } else if b == rb - 1 {
+            Some(ro - 1)
+        } else {
+            Some(b + ro - rb)
+        }
+    };
+    let remap = |m: Mask, f: &dyn Fn(usize) -> Option<usize>| -> Option<Mask> {
+        let mut out = 0;
+        for a in mask::axes(m) {
+            out |= mask::bit(f(a)?);
+        }
+        Some(out)
+    };
+    let mut scale = None;
+    let mut shift = None;
+    if let Some(a) = ea {
+        if let Some(s) = &a.scale {
+            let Some(m) = remap(s.mask, &map_a) else { return one(variant("MatMul contracts over a varying scale")) };
+            scale = Some(Scale { mask: m, ..s.clone() });
+        }
+        if let Some(t) = &a.shift {
+            if eb.is_some() || !c.is_const(n.input(1)) {
+                return one(variant("MatMul of a shifted input by data"));
+            }
+            let kept = remap(t.mask & !mask::bit(ra - 1), &map_a).unwrap_or(mask::below(ro));
+            let m = kept | if rb > 1 { mask::bit(ro - 1) } else { 0 };
+            shift = Some(Shift { mask: m, token: c.fresh(), sources: t.sources.clone() });
+        }
+    }
+    if let Some(b) = eb {
+        if let Some(t) = &b.shift {
+            if ea.is_some() || !c.is_const(n.input(0)) {
+                return one(variant("MatMul by an additively changed weight"));
+            }
+            // A · T_B with a constant A: data-independent, may vary along every axis.
+            let extra = Shift { mask: mask::below(ro), token: c.fresh(), sources: t.sources.clone() };
+            shift = merge_shifts(c, shift, Some(extra));
+        }
+        if let Some(s) = &b.scale {
+            scale = match times_weight(c, scale, s, remap(s.mask, &map_b), true, ro, "MatMul weight scale varies along the contracted axis") {
+                Ok(s) => s,
+                Err(f) => return one(f),
+            };
+        }
+    }
+    one(changed(Affine { scale, shift }))
+}
+
+pub(crate) fn matmul_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
+    let dy = dy0!(n, dy);
+    let (ra, rb) = (ad.rank(n, 0)?, ad.rank(n, 1)?);
+    if ra == 0 || rb == 0 {
+        return Err(Ad::err(n, "an input has rank 0; MatMul needs rank 1 or more"));
+    }
+    let (mut a, mut b) = (ad.name(n, 0), ad.name(n, 1));
+    let (mut ad_dims, mut bd_dims) = (ad.dims(n.input(0)).unwrap_or_default(), ad.dims(n.input(1)).unwrap_or_default());
+    let mut g = dy;
+    let mut gd = ad.dims(n.output(0)).ok_or_else(|| Ad::err(n, "output shape unknown"))?;
+    // Vectors become matrices; the gradient gets the dims the product dropped.
+    if ra == 1 {
+        a = ad.em.unsqueeze(&a, &[0]);
+        ad_dims.insert(0, Dim::Known(1));
+        let at = gd.len().saturating_sub(if rb == 1 { 0 } else { 1 });
+        g = ad.em.unsqueeze(&g, &[at as i64]);
+        gd.insert(at, Dim::Known(1));
+    }
+    if rb == 1 {
+        b = ad.em.unsqueeze(&b, &[1]);
+        bd_dims.push(Dim::Known(1));
+        g = ad.em.unsqueeze(&g, &[gd.len() as i64]);
+        gd.push(Dim::Known(1));
+    }
+    // Inconsistent declared or inferred ranks (found by fuzzing) would make
+    // the index arithmetic below underflow.
+    if gd.len() < 2 || gd.len() < ad_dims.len().max(bd_dims.len()) {
+        return Err(Ad::err(n, &format!("output rank {} does not fit inputs of rank {ra} and {rb}", gd.len().saturating_sub(usize::from(ra == 1) + usize::from(rb == 1)))));
+    }
+    let t_last = |em: &mut Emitter, x: &str, r: usize| {
+        let mut perm: Vec<i64> = (0..r as i64).collect();
+        perm.swap(r - 2, r - 1);
+        em.op(&TRANSPOSE, &[x], vec![a_ints("perm", &perm)])
+    };
+    let mut out = Vec::new();
+    let batch = &gd[..gd.len() - 2];
+    if nd(need, 0) {
+        let bt = t_last(ad.em, &b, bd_dims.len());
+        let ga = ad.em.op(&MAT_MUL, &[&g, &bt], vec![]);
+        let gdims: Vec<Dim> = batch.iter().copied().chain(ad_dims[ad_dims.len() - 2..].iter().copied()).collect();
+        let r = ad.unbroadcast(n, &ga, Some(gdims), &a, Some(ad_dims.clone()))?;
+        let orig = ad.name(n, 0);
+        out.push((0, if ra == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
+    }
+    if nd(need, 1) {
+        let at = t_last(ad.em, &a, ad_dims.len());
+        let gb = ad.em.op(&MAT_MUL, &[&at, &g], vec![]);
+        let gdims: Vec<Dim> = batch.iter().copied().chain(bd_dims[bd_dims.len() - 2..].iter().copied()).collect();
+        let r = ad.unbroadcast(n, &gb, Some(gdims), &b, Some(bd_dims.clone()))?;
+        let orig = ad.name(n, 1);
+        out.push((1, if rb == 1 { ad.em.reshape_like(&r, &orig) } else { r }));
+    }
+    Ok(grads(n, out))
+}
+
+pub(crate) fn matmul_shape(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let a2: Vec<Dim> = if a.len() == 1 { vec![Dim::Known(1), a[0]] } else { a.to_vec() };
+    let b2: Vec<Dim> = if b.len() == 1 { vec![b[0], Dim::Known(1)] } else { b.to_vec() };
+    let batch = broadcast(&[a2[..a2.len() - 2].to_vec(), b2[..b2.len() - 2].to_vec()])?;
+    let mut out = batch;
+    if a.len() > 1 {
+        out.push(a2[a2.len() - 2]);
+    }
+    if b.len() > 1 {
+        out.push(b2[b2.len() - 1]);
+    }
+    Some(out)
+}
+
+pub(crate) fn matmul_out_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let s = match (shape_of(g, n, 0), shape_of(g, n, 1)) {
+        (Some(a), Some(b)) => matmul_shape(&a, &b),
+        _ => None,
+    };
+    vec![(s, None, None, first_dtype(g, n))]
+}
+
+pub(crate) fn matmul_integer_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let b = if n.is(&Q_LINEAR_MAT_MUL) { 3 } else { 1 };
+    let s = match (shape_of(g, n, 0), shape_of(g, n, b)) {
+        (Some(a), Some(b)) => matmul_shape(&a, &b),
+        _ => None,
+    };
+    let dtype = if n.is(&MAT_MUL_INTEGER) { Some(DType::I32) } else { val(g, n, 7).and_then(|v| v.dtype) };
+    vec![(s, None, None, dtype)]
+}
+
+/// a @ W with a 2-D W: a's last axis has W's rows.
+pub(crate) fn matmul_constraints(g: &Graph, n: &Node) -> Vec<(usize, Vec<Dim>)> {
+    match (shape_of(g, n, 0).as_ref().map(Vec::len), shape_of(g, n, 1)) {
+        (Some(r), Some(w)) if r >= 1 && w.len() == 2 => {
+            let mut hint = vec![Dim::Unknown; r];
+            hint[r - 1] = w[0];
+            vec![(0, hint)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// B's last axis holds the output columns; A's second to last its rows.
+pub(crate) fn matmul_channel_axis(_: &Node, slot: usize, rank: usize) -> Option<usize> {
+    match slot {
+        1 if rank >= 1 => Some(rank - 1),
+        0 if rank >= 2 => Some(rank - 2),
+        _ => None,
+    }
+}

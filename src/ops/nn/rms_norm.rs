@@ -1,0 +1,45 @@
+//! The `RMSNormalization`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `RMSNormalization` op.
+pub static RMS_NORMALIZATION: OpDef = OpDef {
+    name: "RMSNormalization",
+    module: module_path!(),
+    inputs: Arity::range(2, 2),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 23, until: None },
+    shape: Some(norm_stats_shape),
+    constraints: Some(same_shape_constraints),
+    analysis: Analysis::Rule(rms_norm_rule),
+    normalizer: true,
+    statistics_outputs: true,
+    gradient: Gradient::Lowered,
+    reads: 2,
+    lowering: Some(rms_norm_lower),
+    ..OpDef::BASE
+};
+
+pub(crate) fn rms_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
+    let Some(r) = c.rank(n.input(0)) else { return one(unknown("RMSNormalization input rank unknown")) };
+    let Some(axis) = crate::ir::norm_axis(n.attr_int("axis", -1), r) else { return one(variant("bad axis")) };
+    match normalize_input(e[0].as_ref(), mask::below(axis), None, RMS_NORMALIZATION.name) {
+        Ok(removed) => one(affine_tail(c, n, e, 1, None, r, &trailing_map(r), removed)),
+        Err(f) => one(f),
+    }
+}
+
+/// RMSNormalization (opset 23).
+pub(crate) fn rms_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
+    let axes = trailing_axes(g, n)?;
+    let x = name(g, n, 0).unwrap_or_default();
+    let x2 = em.mul(&x, &x);
+    let ms = em.reduce(&REDUCE_MEAN, &x2, Some(&axes), true);
+    let e = em.scalar(n.attr_float("epsilon", 1e-5) as f64);
+    let mse = em.add(&ms, &e);
+    let rms = em.op(&SQRT, &[&mse], vec![]);
+    let xh = em.div(&x, &rms);
+    let y_out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("rms_y"));
+    em.node(&MUL, &[&xh, &name(g, n, 1).unwrap_or_default()], &[y_out], vec![]);
+    Ok(())
+}

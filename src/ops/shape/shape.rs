@@ -1,0 +1,55 @@
+//! The `Shape`, `Size`: definitions and rules.
+#![allow(clippy::too_many_arguments)]
+use crate::ops::util::prelude::*;
+
+/// The `Shape` op.
+pub static SHAPE: OpDef = OpDef {
+    name: "Shape",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(shape_shape),
+    analysis: Analysis::Rule(shape_only_rule),
+    shape_only: true,
+    gradient: Gradient::Zero("no floating-point input reaches the output"),
+    ..OpDef::BASE
+};
+
+/// The `Size` op.
+pub static SIZE: OpDef = OpDef {
+    name: "Size",
+    module: module_path!(),
+    inputs: Arity::range(1, 1),
+    outputs: Arity::range(1, 1),
+    opsets: Opsets { since: 1, until: None },
+    shape: Some(size_shape),
+    analysis: Analysis::Rule(shape_only_rule),
+    shape_only: true,
+    gradient: Gradient::Zero("no floating-point input reaches the output"),
+    ..OpDef::BASE
+};
+
+/// Shape and Size read only the shape, which no change alters.
+pub(crate) fn shape_only_rule(_: &mut Ctx, n: &Node, _: &[Option<Affine>]) -> Vec<Flow> {
+    vec![Flow::Same; n.outputs.len()]
+}
+
+pub(crate) fn shape_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let s = shape_of(g, n, 0);
+    let ints = s.map(|s| {
+        let r = s.len() as i64;
+        let clamp = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
+        let start = clamp(n.attr_int("start", 0));
+        let end = clamp(n.attr_int("end", r));
+        s[start..end.max(start)].to_vec()
+    });
+    let len = ints.as_ref().map(|i| i.len() as i64);
+    vec![(Some(vec![len.map(Dim::Known).unwrap_or(Dim::Unknown)]), ints, None, Some(DType::I64))]
+}
+
+pub(crate) fn size_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let size = shape_of(g, n, 0).map(|s| product(&s));
+    let ints = size.filter(|d| *d != Dim::Unknown).map(|d| vec![d]);
+    vec![(Some(vec![]), ints, size.and_then(Dim::known).map(|k| k as f64), Some(DType::I64))]
+}

@@ -1,0 +1,30 @@
+//! The axes a reduction names, read once for shape inference and the gradient.
+use crate::ops::util::prelude::*;
+
+/// The axes a reduction lists: its `axes` attribute, ArgMax/ArgMin's `axis`,
+/// else its axes input (`input`: that input's value, when known); empty when
+/// it names none. `None`: an axes input whose value is not known.
+pub(crate) fn listed_axes(n: &Node, input: Option<Vec<i64>>) -> Option<Vec<i64>> {
+    if let Some(a) = n.attr_ints("axes") {
+        return Some(a.to_vec());
+    }
+    if n.is(&ARG_MAX) || n.is(&ARG_MIN) {
+        return Some(vec![n.attr_int("axis", 0)]);
+    }
+    if n.input(1).is_some() {
+        return input;
+    }
+    Some(Vec::new())
+}
+
+/// The axes a Reduce* node reduces over, normalized (None: not known).
+pub fn reduce_axes(g: &Graph, n: &Node, rank: usize) -> Option<Vec<usize>> {
+    let axes = listed_axes(n, ints_of(g, n, 1))?;
+    if axes.is_empty() {
+        if n.attr_int("noop_with_empty_axes", 0) != 0 {
+            return Some(Vec::new());
+        }
+        return Some((0..rank).collect());
+    }
+    axes.iter().map(|&a| norm_axis(a, rank)).collect()
+}
