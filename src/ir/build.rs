@@ -50,6 +50,20 @@ pub enum IrError {
         /// What is wrong.
         detail: String,
     },
+    /// A node's attribute has the wrong type or a value out of range for its op.
+    #[error("{path}: node '{node}' ({op}): attribute '{attribute}' {detail}")]
+    BadAttribute {
+        /// The model file.
+        path: PathBuf,
+        /// The node.
+        node: String,
+        /// Its op type.
+        op: String,
+        /// The attribute.
+        attribute: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A graph output names a value nothing defines.
     #[error("{path}: graph output '{value}' is not computed by any node, input or initializer")]
     DanglingOutput {
@@ -106,6 +120,15 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
             attrs.insert(a.name.clone(), b.attribute(a, &name)?);
         }
         let def = crate::ops::lookup(&n.domain, &n.op_type);
+        if let Some(d) = def {
+            crate::ops::check_attributes(d, &attrs).map_err(|(attribute, detail)| IrError::BadAttribute {
+                path: path.clone(),
+                node: name.clone(),
+                op: n.op_type.clone(),
+                attribute,
+                detail,
+            })?;
+        }
         nodes.push(Node {
             name,
             op_type: n.op_type.clone(),

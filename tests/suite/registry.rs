@@ -209,3 +209,31 @@ fn op_names_are_written_once() {
     }
     assert!(bad.is_empty(), "op type names written outside their registry entry (name the definition, e.g. ops::MUL):\n  {}", bad.join("\n  "));
 }
+
+/// A wrong attribute is an error naming the node and the attribute, never a silent default.
+#[test]
+fn bad_attributes_are_errors_naming_node_and_attribute() {
+    use adamp_graph::onnx::{load_model_bytes, Attr, GraphBuilder, TensorData};
+    let cases: Vec<(&str, Attr, &str)> = vec![
+        ("group", Attr::Int(0), "is 0; it must be at least 1"),
+        ("strides", Attr::Ints(vec![1, 0]), "holds 0; every element must be at least 1"),
+        ("auto_pad", Attr::Str("SAME".into()), "is 'SAME'; it must be one of NOTSET, SAME_UPPER, SAME_LOWER, VALID"),
+        ("group", Attr::Str("1".into()), "is of type STRING; the op takes INT"),
+    ];
+    for (name, value, want) in cases {
+        let mut b = GraphBuilder::new("t", 17);
+        b.input("x", &[1, 2, 4, 4]);
+        b.initializer("W", &[2, 2, 1, 1], TensorData::Zeros);
+        b.node("Conv", &["x", "W"], &["y"], &[(name, value)]);
+        b.output("y");
+        let err = adamp_graph::ir::from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect_err("refused").to_string();
+        assert!(err.contains("node 'Conv_0' (Conv)") && err.contains(&format!("attribute '{name}' {want}")), "{err}");
+    }
+    // Attributes the op does not read, and custom-domain ops, are not checked.
+    let mut b = GraphBuilder::new("t", 17);
+    b.input("x", &[1, 2]);
+    b.node("Relu", &["x"], &["h"], &[("group", Attr::Str("any".into()))]);
+    b.node_in_domain("com.example", "Conv", &["h"], &["y"], &[("group", Attr::Int(0))]);
+    b.output("y");
+    adamp_graph::ir::from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect("builds");
+}

@@ -9,6 +9,10 @@ pub static CAST: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("to", AttrCheck::Any),
+        AttrSpec::flag("saturate"),
+    ],
     shape: Some(identity_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(cast_rule),
@@ -23,6 +27,9 @@ pub static CAST_LIKE: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 15, until: None },
+    attrs: &[
+        AttrSpec::flag("saturate"),
+    ],
     shape: Some(identity_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(cast_rule),
@@ -37,6 +44,9 @@ pub static BIT_CAST: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 26, until: None },
+    attrs: &[
+        AttrSpec::int("to", AttrCheck::Any),
+    ],
     shape: Some(bit_cast_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

@@ -9,6 +9,10 @@ pub static IF: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::of("then_branch", AttrKind::Graph),
+        AttrSpec::of("else_branch", AttrKind::Graph),
+    ],
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
     ..OpDef::BASE
@@ -21,6 +25,9 @@ pub static LOOP: OpDef = OpDef {
     inputs: Arity::range(2, Arity::VARIADIC),
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::of("body", AttrKind::Graph),
+    ],
     data_dependent: true,
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -34,6 +41,9 @@ pub static SCAN: OpDef = OpDef {
     inputs: Arity::range(1, Arity::VARIADIC),
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 8, until: None },
+    attrs: &[
+        AttrSpec::of("body", AttrKind::Graph),
+    ],
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
     ..OpDef::BASE

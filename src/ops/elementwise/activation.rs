@@ -23,6 +23,9 @@ pub static LEAKY_RELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(homogeneous),
@@ -51,6 +54,10 @@ pub static HARD_SIGMOID: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+        AttrSpec::float("beta"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -93,6 +100,9 @@ pub static ELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -107,6 +117,10 @@ pub static SELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+        AttrSpec::float("gamma"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -121,6 +135,9 @@ pub static CELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -177,6 +194,9 @@ pub static THRESHOLDED_RELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(thresholded_relu_grad),
@@ -190,6 +210,10 @@ pub static SHRINK: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
+    attrs: &[
+        AttrSpec::float("bias"),
+        AttrSpec::float("lambd"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -203,6 +227,9 @@ pub static SWISH: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 24, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

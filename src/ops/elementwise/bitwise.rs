@@ -9,6 +9,9 @@ pub static MOD: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        AttrSpec::flag("fmod"),
+    ],
     shape: Some(mod_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),

@@ -9,6 +9,10 @@ pub static CLIP: OpDef = OpDef {
     inputs: Arity::range(1, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("min"),
+        AttrSpec::float("max"),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(clip_rule),

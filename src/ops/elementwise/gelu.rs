@@ -9,6 +9,9 @@ pub static GELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 20, until: None },
+    attrs: &[
+        AttrSpec::string("approximate", AttrCheck::OneOf(&["none", "tanh"])),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),

@@ -9,6 +9,9 @@ pub static CONCAT: OpDef = OpDef {
     inputs: Arity::range(1, Arity::VARIADIC),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(concat_shape),
     analysis: Analysis::Rule(concat_rule),
     gradient: Gradient::Rule(concat_grad),

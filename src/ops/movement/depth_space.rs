@@ -9,6 +9,10 @@ pub static DEPTH_TO_SPACE: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("blocksize", AttrCheck::AtLeast(1)),
+        AttrSpec::string("mode", AttrCheck::OneOf(&["DCR", "CRD"])),
+    ],
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
     gradient: Gradient::Rule(movement),
@@ -22,6 +26,9 @@ pub static SPACE_TO_DEPTH: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("blocksize", AttrCheck::AtLeast(1)),
+    ],
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
     gradient: Gradient::Rule(movement),

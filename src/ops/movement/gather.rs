@@ -9,6 +9,9 @@ pub static GATHER: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(gather_shape),
     analysis: Analysis::Rule(select),
     gradient: Gradient::Rule(gather_grad),
@@ -23,6 +26,9 @@ pub static GATHER_ELEMENTS: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(gather_elements_shape),
     analysis: Analysis::Unknown("not written: per-element indices move values across positions"),
     gradient: Gradient::Rule(gather_elements_grad),
@@ -37,6 +43,9 @@ pub static GATHER_ND: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
+    attrs: &[
+        AttrSpec::int("batch_dims", AttrCheck::AtLeast(0)),
+    ],
     shape: Some(gather_nd_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

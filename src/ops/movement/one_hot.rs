@@ -9,6 +9,9 @@ pub static ONE_HOT: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(one_hot_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),

@@ -9,6 +9,11 @@ pub static PAD: OpDef = OpDef {
     inputs: Arity::range(2, 4),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::string("mode", AttrCheck::OneOf(&["constant", "reflect", "edge", "wrap"])),
+        AttrSpec::ints("pads", AttrCheck::Any),
+        AttrSpec::float("value"),
+    ],
     shape: Some(pad_shape),
     analysis: Analysis::Rule(pad_rule),
     arg_slots: ArgSlots::From(1),

@@ -9,6 +9,11 @@ pub static RESIZE: OpDef = OpDef {
     inputs: Arity::range(1, 4),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        AttrSpec::string("mode", AttrCheck::OneOf(&["nearest", "linear", "cubic"])),
+        AttrSpec::string("keep_aspect_ratio_policy", AttrCheck::OneOf(&["stretch", "not_larger", "not_smaller"])),
+        AttrSpec::ints("axes", AttrCheck::Any),
+    ],
     shape: Some(resize_out_shape),
     analysis: Analysis::Rule(resize_rule),
     arg_slots: ArgSlots::From(1),
@@ -23,6 +28,9 @@ pub static UPSAMPLE: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: Some(9) },
+    attrs: &[
+        AttrSpec::floats("scales"),
+    ],
     shape: Some(resize_out_shape),
     analysis: Analysis::Rule(resize_rule),
     arg_slots: ArgSlots::From(1),

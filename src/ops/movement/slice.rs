@@ -9,6 +9,11 @@ pub static SLICE: OpDef = OpDef {
     inputs: Arity::range(3, 5),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::ints("starts", AttrCheck::Any),
+        AttrSpec::ints("ends", AttrCheck::Any),
+        AttrSpec::ints("axes", AttrCheck::Any),
+    ],
     shape: Some(slice_shape),
     analysis: Analysis::Rule(select),
     arg_slots: ArgSlots::From(1),

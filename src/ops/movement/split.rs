@@ -9,6 +9,11 @@ pub static SPLIT: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::int("num_outputs", AttrCheck::AtLeast(1)),
+        AttrSpec::ints("split", AttrCheck::AtLeast(0)),
+    ],
     shape: Some(split_shapes),
     analysis: Analysis::Rule(select),
     arg_slots: ArgSlots::From(1),

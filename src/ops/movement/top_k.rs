@@ -9,6 +9,12 @@ pub static TOP_K: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(2, 2),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::int("k", AttrCheck::AtLeast(0)),
+        AttrSpec::flag("largest"),
+        AttrSpec::flag("sorted"),
+    ],
     shape: Some(top_k_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),

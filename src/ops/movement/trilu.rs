@@ -9,6 +9,9 @@ pub static TRILU: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 14, until: None },
+    attrs: &[
+        AttrSpec::flag("upper"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::Rule(trilu_grad),

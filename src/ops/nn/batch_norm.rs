@@ -9,6 +9,12 @@ pub static BATCH_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(5, 5),
     outputs: Arity::range(1, 3),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("epsilon"),
+        AttrSpec::float("momentum"),
+        AttrSpec::flag("training_mode"),
+        AttrSpec::flag("spatial"),
+    ],
     shape: Some(batch_norm_shape),
     constraints: Some(channel_constraints),
     analysis: Analysis::Rule(batch_norm_rule),

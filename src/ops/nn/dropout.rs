@@ -9,6 +9,10 @@ pub static DROPOUT: OpDef = OpDef {
     inputs: Arity::range(1, 3),
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("ratio"),
+        AttrSpec::int("seed", AttrCheck::Any),
+    ],
     shape: Some(dropout_shape),
     constraints: Some(same_shape_constraints),
     random: true,

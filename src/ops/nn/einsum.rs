@@ -9,6 +9,9 @@ pub static EINSUM: OpDef = OpDef {
     inputs: Arity::range(1, Arity::VARIADIC),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
+    attrs: &[
+        AttrSpec::string("equation", AttrCheck::Any),
+    ],
     shape: Some(einsum_out_shape),
     analysis: Analysis::Unknown("not written: a general contraction is not tracked axis by axis"),
     gradient: Gradient::Rule(einsum_grad),

@@ -9,6 +9,13 @@ pub static GEMM: OpDef = OpDef {
     inputs: Arity::range(2, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("alpha"),
+        AttrSpec::float("beta"),
+        // any nonzero value transposes (as onnxruntime reads them), so only the type is checked
+        AttrSpec::int("transA", AttrCheck::Any),
+        AttrSpec::int("transB", AttrCheck::Any),
+    ],
     shape: Some(gemm_shape),
     analysis: Analysis::Rule(gemm_rule),
     channel_axis: Some(gemm_channel_axis),

@@ -9,6 +9,11 @@ pub static GROUP_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 18, until: None },
+    attrs: &[
+        AttrSpec::float("epsilon"),
+        AttrSpec::int("num_groups", AttrCheck::AtLeast(1)),
+        AttrSpec::int("stash_type", AttrCheck::Any),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(group_norm_rule),

@@ -35,6 +35,13 @@ pub static ROI_ALIGN: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        AttrSpec::string("mode", AttrCheck::OneOf(&["avg", "max"])),
+        AttrSpec::int("output_height", AttrCheck::AtLeast(1)),
+        AttrSpec::int("output_width", AttrCheck::AtLeast(1)),
+        AttrSpec::int("sampling_ratio", AttrCheck::AtLeast(0)),
+        AttrSpec::float("spatial_scale"),
+    ],
     shape: Some(roi_align_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

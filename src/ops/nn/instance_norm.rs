@@ -9,6 +9,9 @@ pub static INSTANCE_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::float("epsilon"),
+    ],
     shape: Some(same_shape),
     constraints: Some(channel_constraints),
     analysis: Analysis::Rule(instance_norm_rule),

@@ -9,6 +9,11 @@ pub static LAYER_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(2, 3),
     outputs: Arity::range(1, 3),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::float("epsilon"),
+        AttrSpec::int("stash_type", AttrCheck::Any),
+    ],
     shape: Some(norm_stats_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(layer_norm_rule),

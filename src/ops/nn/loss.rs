@@ -9,6 +9,10 @@ pub static NEGATIVE_LOG_LIKELIHOOD_LOSS: OpDef = OpDef {
     inputs: Arity::range(2, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
+    attrs: &[
+        AttrSpec::string("reduction", AttrCheck::OneOf(&["none", "sum", "mean"])),
+        AttrSpec::int("ignore_index", AttrCheck::Any),
+    ],
     shape: Some(loss_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -22,6 +26,10 @@ pub static SOFTMAX_CROSS_ENTROPY_LOSS: OpDef = OpDef {
     inputs: Arity::range(2, 3),
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 12, until: None },
+    attrs: &[
+        AttrSpec::string("reduction", AttrCheck::OneOf(&["none", "sum", "mean"])),
+        AttrSpec::int("ignore_index", AttrCheck::Any),
+    ],
     shape: Some(loss_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

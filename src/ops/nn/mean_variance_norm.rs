@@ -9,6 +9,9 @@ pub static MEAN_VARIANCE_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
+    attrs: &[
+        AttrSpec::ints("axes", AttrCheck::Any),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(mean_variance_norm_rule),
     normalizer: true,

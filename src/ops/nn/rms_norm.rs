@@ -9,6 +9,11 @@ pub static RMS_NORMALIZATION: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 23, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::float("epsilon"),
+        AttrSpec::int("stash_type", AttrCheck::Any),
+    ],
     shape: Some(norm_stats_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(rms_norm_rule),

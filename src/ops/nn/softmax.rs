@@ -9,6 +9,9 @@ pub static SOFTMAX: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -23,6 +26,9 @@ pub static LOG_SOFTMAX: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
@@ -37,6 +43,9 @@ pub static HARDMAX: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

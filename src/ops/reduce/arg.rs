@@ -9,6 +9,11 @@ pub static ARG_MAX: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::flag("keepdims"),
+        AttrSpec::flag("select_last_index"),
+    ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(arg_reduce_rule),
     gradient: Gradient::Zero("integer output"),
@@ -22,6 +27,11 @@ pub static ARG_MIN: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::flag("keepdims"),
+        AttrSpec::flag("select_last_index"),
+    ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(arg_reduce_rule),
     gradient: Gradient::Zero("integer output"),

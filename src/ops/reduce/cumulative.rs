@@ -9,6 +9,10 @@ pub static CUM_SUM: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
+    attrs: &[
+        AttrSpec::flag("exclusive"),
+        AttrSpec::flag("reverse"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a running sum mixes positions along its axis"),
     arg_slots: ArgSlots::From(1),
@@ -23,6 +27,10 @@ pub static CUM_PROD: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 26, until: None },
+    attrs: &[
+        AttrSpec::flag("exclusive"),
+        AttrSpec::flag("reverse"),
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

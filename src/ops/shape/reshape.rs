@@ -9,6 +9,9 @@ pub static RESHAPE: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::flag("allowzero"),
+    ],
     shape: Some(reshape_out_shape),
     analysis: Analysis::Rule(reshape_like_rule),
     arg_slots: ArgSlots::From(1),
@@ -24,6 +27,9 @@ pub static FLATTEN: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+    ],
     shape: Some(flatten_shape),
     analysis: Analysis::Rule(reshape_like_rule),
     gradient: Gradient::Rule(reshape_grad),
@@ -37,6 +43,9 @@ pub static SQUEEZE: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::ints("axes", AttrCheck::Any),
+    ],
     shape: Some(squeeze_shape),
     analysis: Analysis::Rule(reshape_like_rule),
     arg_slots: ArgSlots::From(1),
@@ -51,6 +60,9 @@ pub static UNSQUEEZE: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::ints("axes", AttrCheck::Any),
+    ],
     shape: Some(squeeze_shape),
     analysis: Analysis::Rule(reshape_like_rule),
     arg_slots: ArgSlots::From(1),

@@ -9,6 +9,10 @@ pub static SHAPE: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::int("start", AttrCheck::Any),
+        AttrSpec::int("end", AttrCheck::Any),
+    ],
     shape: Some(shape_shape),
     analysis: Analysis::Rule(shape_only_rule),
     shape_only: true,

@@ -9,6 +9,9 @@ pub static TRANSPOSE: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        AttrSpec::ints("perm", AttrCheck::AtLeast(0)),
+    ],
     shape: Some(transpose_shape),
     analysis: Analysis::Rule(transpose_rule),
     gradient: Gradient::Rule(transpose_grad),

@@ -9,6 +9,11 @@ pub static DFT: OpDef = OpDef {
     inputs: Arity::range(1, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        AttrSpec::int("axis", AttrCheck::Any),
+        AttrSpec::flag("inverse"),
+        AttrSpec::flag("onesided"),
+    ],
     shape: Some(dft_out_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),

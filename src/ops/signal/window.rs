@@ -9,6 +9,10 @@ pub static HANN_WINDOW: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        AttrSpec::int("output_datatype", AttrCheck::Any),
+        AttrSpec::flag("periodic"),
+    ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -22,6 +26,10 @@ pub static HAMMING_WINDOW: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        AttrSpec::int("output_datatype", AttrCheck::Any),
+        AttrSpec::flag("periodic"),
+    ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -35,6 +43,10 @@ pub static BLACKMAN_WINDOW: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        AttrSpec::int("output_datatype", AttrCheck::Any),
+        AttrSpec::flag("periodic"),
+    ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
