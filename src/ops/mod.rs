@@ -17,23 +17,27 @@ use std::sync::OnceLock;
 
 pub mod control;
 pub mod elementwise;
+pub mod ml;
 pub mod movement;
 pub mod nn;
 pub mod random;
 pub mod reduce;
 pub mod shape;
 pub mod signal;
+pub mod text;
 pub mod training;
 pub(crate) mod util;
 
 pub use control::*;
 pub use elementwise::*;
+pub use ml::*;
 pub use movement::*;
 pub use nn::*;
 pub use random::*;
 pub use reduce::*;
 pub use shape::*;
 pub use signal::*;
+pub use text::*;
 pub use training::*;
 
 /// What shape inference learns about one output: shape, the elements of a
@@ -378,7 +382,7 @@ impl PartialEq for OpDef {
 
 /// Every registered op, family by family.
 pub fn all() -> impl Iterator<Item = &'static OpDef> {
-    [control::OPS, elementwise::OPS, movement::OPS, nn::OPS, random::OPS, reduce::OPS, shape::OPS, signal::OPS, training::OPS]
+    [control::OPS, elementwise::OPS, ml::OPS, movement::OPS, nn::OPS, random::OPS, reduce::OPS, shape::OPS, signal::OPS, text::OPS, training::OPS]
         .into_iter()
         .flat_map(|ops| ops.iter().copied())
 }

@@ -2,11 +2,13 @@
 mod cast;
 mod constant;
 mod identity;
+mod optional;
 mod subgraph;
 
 pub use cast::*;
 pub use constant::*;
 pub use identity::*;
+pub use optional::*;
 pub use subgraph::*;
 
 use super::OpDef;
@@ -23,4 +25,7 @@ pub(crate) static OPS: &[&OpDef] = &[
     &IF,
     &LOOP,
     &SCAN,
+    &OPTIONAL,
+    &OPTIONAL_HAS_ELEMENT,
+    &OPTIONAL_GET_ELEMENT,
 ];

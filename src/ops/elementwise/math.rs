@@ -319,19 +319,6 @@ pub static BITWISE_NOT: OpDef = OpDef {
     ..OpDef::BASE
 };
 
-/// The `Binarizer` op.
-pub static BINARIZER: OpDef = OpDef {
-    name: "Binarizer",
-    module: module_path!(),
-    inputs: Arity::range(1, 1),
-    outputs: Arity::range(1, 1),
-    opsets: Opsets { since: 1, until: None },
-    shape: Some(same_shape),
-    analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
-    gradient: Gradient::None("not written: an error on the gradient path"),
-    ..OpDef::BASE
-};
-
 pub(crate) fn sqrt_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     power(c, n, e, 0.5)
 }

@@ -81,7 +81,6 @@ pub(crate) static OPS: &[&OpDef] = &[
     &IS_INF,
     &NOT,
     &BITWISE_NOT,
-    &BINARIZER,
     &NEG,
     &ABS,
     &ADD,

@@ -21,6 +21,11 @@ mod quantize;
 mod recurrent;
 mod rms_norm;
 mod softmax;
+mod image_decoder;
+mod flex_attention;
+mod causal_conv_with_state;
+mod linear_attention;
+mod swiglu;
 
 pub use attention::*;
 pub use batch_norm::*;
@@ -44,6 +49,11 @@ pub use quantize::*;
 pub use recurrent::*;
 pub use rms_norm::*;
 pub use softmax::*;
+pub use image_decoder::*;
+pub use flex_attention::*;
+pub use causal_conv_with_state::*;
+pub use linear_attention::*;
+pub use swiglu::*;
 
 use super::OpDef;
 
@@ -76,6 +86,11 @@ pub(crate) static OPS: &[&OpDef] = &[
     &GLOBAL_LP_POOL,
     &MAX_UNPOOL,
     &SOFTMAX,
+    &SWIGLU,
+    &LINEAR_ATTENTION,
+    &CAUSAL_CONV_WITH_STATE,
+    &FLEX_ATTENTION,
+    &IMAGE_DECODER,
     &LOG_SOFTMAX,
     &HARDMAX,
     &DROPOUT,

@@ -1,8 +1,12 @@
 //! The signal ops.
 mod dft;
+mod mel_weight_matrix;
+mod stft;
 mod window;
 
 pub use dft::*;
+pub use mel_weight_matrix::*;
+pub use stft::*;
 pub use window::*;
 
 use super::OpDef;
@@ -13,4 +17,6 @@ pub(crate) static OPS: &[&OpDef] = &[
     &HAMMING_WINDOW,
     &BLACKMAN_WINDOW,
     &DFT,
+    &STFT,
+    &MEL_WEIGHT_MATRIX,
 ];
