@@ -13,7 +13,9 @@
 // p_n = p / (|p| + eps), decoupled decay before the step, wd_ratio where projected.
 
 // Generated from Rust and prepended to this file (src/runtime/optim.rs,
-// `shader_source`): the sizes WG, SEG, K; the algorithm codes ADAMP, SGDP, ADAM,
+// `shader_source`): the pipeline constants ALGO and NESTEROV (`override`s, set
+// per optimizer, so every branch on the algorithm folds away when a pipeline
+// is built); the sizes WG, SEG, K; the algorithm codes ADAMP, SGDP, ADAM,
 // ADAMW, SGD; the projection codes PROJ_NONE, PROJ_CHANNEL, PROJ_LAYER,
 // PROJ_RUNTIME; the tensor table's record size TENSOR_WORDS and word offsets
 // T_*; the job record `struct Job` (JOB_WORDS words, `load_job_record`); the
@@ -37,8 +39,6 @@
 // per tensor (STATUS_WORDS): decision (PROJ_*), non-finite flag
 @group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
 @group(0) @binding(7) var<uniform> P: Params;
-// The row kernels' update direction per element (CPU adapters; one word elsewhere).
-@group(0) @binding(8) var<storage, read_write> direction: array<f32>;
 
 var<workgroup> red: array<vec4<f32>, WG>;
 var<workgroup> red_bad: array<u32, WG>;
@@ -48,11 +48,11 @@ fn tensor_word(t: u32, w: u32) -> u32 {
 }
 
 fn is_adam() -> bool {
-    return P.algo == ADAMP || P.algo == ADAM || P.algo == ADAMW;
+    return ALGO == ADAMP || ALGO == ADAM || ALGO == ADAMW;
 }
 
 fn is_projecting() -> bool {
-    return P.algo == ADAMP || P.algo == SGDP;
+    return ALGO == ADAMP || ALGO == SGDP;
 }
 
 fn load_job(j: u32) -> Job {
@@ -82,7 +82,7 @@ struct Moments {
 fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
     var out: Moments;
     var g = g_raw;
-    if (P.algo == ADAM || P.algo == SGD) {
+    if (ALGO == ADAM || ALGO == SGD) {
         g = g + P.weight_decay * p; // L2 penalty folded into the gradient
     }
     if (is_adam()) {
@@ -90,7 +90,7 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
         let v = P.beta2 * v_old + P.one_minus_beta2 * g * g;
         let denom = sqrt(v) / P.bc2_sqrt + P.eps;
         var num = m;
-        if (P.algo == ADAMP && P.nesterov != 0u) {
+        if (ALGO == ADAMP && NESTEROV != 0u) {
             num = P.beta1 * m + P.one_minus_beta1 * g;
         }
         out.m = m;
@@ -99,7 +99,7 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
         return out;
     }
     var buf: f32;
-    if (P.algo == SGD) {
+    if (ALGO == SGD) {
         if (P.momentum == 0.0) {
             out.m = m_old;
             out.v = v_old;
@@ -116,7 +116,7 @@ fn moments(g_raw: f32, p: f32, m_old: f32, v_old: f32) -> Moments {
     }
     out.m = buf;
     out.v = v_old;
-    if (P.nesterov != 0u) {
+    if (NESTEROV != 0u) {
         out.d = g + P.momentum * buf;
     } else {
         out.d = buf;
@@ -130,11 +130,11 @@ fn stepped(p: f32, d: f32, projected: bool) -> f32 {
     if (projected) {
         decay = P.decay_projected;
     }
-    if (P.algo == ADAMP || P.algo == ADAMW) {
+    if (ALGO == ADAMP || ALGO == ADAMW) {
         return p * decay - P.step_size * d;
-    } else if (P.algo == ADAM) {
+    } else if (ALGO == ADAM) {
         return p - P.step_size * d;
-    } else if (P.algo == SGDP) {
+    } else if (ALGO == SGDP) {
         return p * decay - P.lr * d;
     }
     return p - P.lr * d;
@@ -143,7 +143,7 @@ fn stepped(p: f32, d: f32, projected: bool) -> f32 {
 // True where the stored first state is the final direction: without nesterov
 // the SGDP reference projects its momentum buffer in place.
 fn stores_direction() -> bool {
-    return P.algo == SGDP && P.nesterov == 0u;
+    return ALGO == SGDP && NESTEROV == 0u;
 }
 
 // Writes param and state for one element; `d` is the (projected) direction.
@@ -223,9 +223,6 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     if (!projected) {
         apply_stream(job, lid);
         return;
-    }
-    if (P.rows_mode != 0u) {
-        return; // `apply_rows` updates projected rows on this adapter
     }
     // Sweep 1: read each element once, keep parameter, state and direction in
     // registers, and reduce each row's dot products.
@@ -613,15 +610,22 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
 
 // ---------------------------------------------------------------- row kernels
 //
-// The variant for CPU adapters (lavapipe, llvmpipe, SwiftShader), where a
-// workgroup runs on one thread with its invocations in SIMD lanes: arrays in
-// registers spill, and each barrier switches between the workgroup's SIMD
-// chunks. A workgroup of ROW_LANES invocations (one SIMD vector or two) owns
-// one projected row (a `RowEntry`); its lanes stride the row, so loads are
-// contiguous. Sweep 1 writes the moments and keeps the direction in
-// `direction`; one barrier reduces the row's dot products; sweep 2 projects
-// and steps. The row stays in the CPU cache between sweeps. `apply` then
-// handles only the unprojected chunks.
+// The variant for CPU adapters (lavapipe, llvmpipe, SwiftShader). There a
+// workgroup runs on one thread with its invocations in SIMD lanes, every
+// storage access is a loop over the lanes (one bounds-checked scalar access
+// each, a vec4 sharing the loop), arrays in registers spill, and both sides of
+// a branch run under a mask. So these kernels use vec4 accesses where a row is
+// contiguous and 4-aligned (scalar ones otherwise, same math), ROW_LANES
+// invocations (one SIMD vector) per row or chunk, one barrier per row, and
+// recompute instead of storing: `apply_rows` reads a row twice (sums, then the
+// step) and keeps nothing in between; the row is in the CPU cache the second
+// time. `stream_rows` updates the unprojected chunks (and is the whole
+// baseline step on these adapters).
+
+@group(0) @binding(0) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> state0_4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> state1_4: array<vec4<f32>>;
 
 var<workgroup> lane_red: array<vec4<f32>, ROW_LANES>;
 
@@ -638,6 +642,221 @@ fn lanes_sum() -> vec4<f32> {
     return s;
 }
 
+// Where a row (or chunk) lives: `quads` vec4s from `q0` when it is
+// contiguous and 4-aligned, else `len` scalar elements found by element_in_row.
+struct RowView {
+    job: Job,
+    seg: u32,
+    q0: u32,
+    quads: u32,
+    scalars: u32,
+}
+
+fn row_view(job: Job, seg: u32) -> RowView {
+    var rv: RowView;
+    rv.job = job;
+    rv.seg = seg;
+    let start = job.addr + seg * job.len;
+    if (job.inner == 0u && ((start | job.len) & 3u) == 0u) {
+        rv.q0 = start / 4u;
+        rv.quads = job.len / 4u;
+    } else {
+        rv.scalars = job.len;
+    }
+    return rv;
+}
+
+// Gradient, parameter and state of four elements (one element in .x on the
+// scalar path, zeros elsewhere: they contribute nothing to any sum).
+struct Quad {
+    g: vec4<f32>,
+    p: vec4<f32>,
+    m: vec4<f32>,
+    v: vec4<f32>,
+}
+
+fn second4(q: u32) -> vec4<f32> {
+    if (is_adam()) {
+        return state1_4[q];
+    }
+    return vec4<f32>(0.0);
+}
+
+fn second1(i: u32) -> f32 {
+    if (is_adam()) {
+        return state1_4[i >> 2u][i & 3u];
+    }
+    return 0.0;
+}
+
+fn load_quad(q: u32) -> Quad {
+    return Quad(grad4[q], param4[q], state0_4[q], second4(q));
+}
+
+fn load_one(i: u32) -> Quad {
+    let z = vec3<f32>(0.0);
+    return Quad(vec4<f32>(grad4[i >> 2u][i & 3u], z), vec4<f32>(param4[i >> 2u][i & 3u], z), vec4<f32>(state0_4[i >> 2u][i & 3u], z), vec4<f32>(second1(i), z));
+}
+
+// Gradient and parameter only (the cosine test's pass).
+fn load_gp_quad(q: u32) -> Quad {
+    let z = vec4<f32>(0.0);
+    return Quad(grad4[q], param4[q], z, z);
+}
+
+fn load_gp_one(i: u32) -> Quad {
+    let z = vec3<f32>(0.0);
+    return Quad(vec4<f32>(grad4[i >> 2u][i & 3u], z), vec4<f32>(param4[i >> 2u][i & 3u], z), vec4<f32>(0.0), vec4<f32>(0.0));
+}
+
+// New parameter and state of four elements.
+struct Stepped4 {
+    p: vec4<f32>,
+    s0: vec4<f32>,
+    s1: vec4<f32>,
+}
+
+fn store_quad(q: u32, st: Stepped4) {
+    param4[q] = st.p;
+    state0_4[q] = st.s0;
+    if (is_adam()) {
+        state1_4[q] = st.s1;
+    }
+}
+
+fn store_one(i: u32, st: Stepped4) {
+    param4[i >> 2u][i & 3u] = st.p.x;
+    state0_4[i >> 2u][i & 3u] = st.s0.x;
+    if (is_adam()) {
+        state1_4[i >> 2u][i & 3u] = st.s1.x;
+    }
+}
+
+struct Moments4 {
+    m: vec4<f32>,
+    v: vec4<f32>,
+    d: vec4<f32>,
+}
+
+// `moments` on four elements.
+fn moments4(x: Quad) -> Moments4 {
+    var out: Moments4;
+    var g = x.g;
+    if (ALGO == ADAM || ALGO == SGD) {
+        g = g + P.weight_decay * x.p;
+    }
+    if (is_adam()) {
+        let m = P.beta1 * x.m + P.one_minus_beta1 * g;
+        let v = P.beta2 * x.v + P.one_minus_beta2 * g * g;
+        let denom = sqrt(v) / P.bc2_sqrt + P.eps;
+        var num = m;
+        if (ALGO == ADAMP && NESTEROV != 0u) {
+            num = P.beta1 * m + P.one_minus_beta1 * g;
+        }
+        out.m = m;
+        out.v = v;
+        out.d = num / denom;
+        return out;
+    }
+    var buf: vec4<f32>;
+    if (ALGO == SGD) {
+        if (P.momentum == 0.0) {
+            out.m = x.m;
+            out.v = x.v;
+            out.d = g;
+            return out;
+        }
+        if (P.step == 1u) {
+            buf = g;
+        } else {
+            buf = P.momentum * x.m + P.one_minus_dampening * g;
+        }
+    } else {
+        buf = P.momentum * x.m + P.one_minus_dampening * g;
+    }
+    out.m = buf;
+    out.v = x.v;
+    if (NESTEROV != 0u) {
+        out.d = g + P.momentum * buf;
+    } else {
+        out.d = buf;
+    }
+    return out;
+}
+
+// `stepped` and `update` on four elements; `d` is the (projected) direction.
+fn step4(x: Quad, mo: Moments4, d: vec4<f32>, projected: bool) -> Stepped4 {
+    var decay = P.decay;
+    if (projected) {
+        decay = P.decay_projected;
+    }
+    var out: Stepped4;
+    if (ALGO == ADAMP || ALGO == ADAMW) {
+        out.p = x.p * decay - P.step_size * d;
+    } else if (ALGO == ADAM) {
+        out.p = x.p - P.step_size * d;
+    } else if (ALGO == SGDP) {
+        out.p = x.p * decay - P.lr * d;
+    } else {
+        out.p = x.p - P.lr * d;
+    }
+    if (stores_direction()) {
+        out.s0 = d;
+    } else {
+        out.s0 = mo.m;
+    }
+    out.s1 = mo.v;
+    return out;
+}
+
+fn finite4(x: vec4<f32>) -> vec4<bool> {
+    return (x == x) & (abs(x) <= vec4<f32>(3.402823e38));
+}
+
+fn nonfinite4(x: vec4<f32>) -> f32 {
+    return select(1.0, 0.0, all(finite4(x)));
+}
+
+// The unprojected step of a chunk, element by element: an element whose
+// gradient is not finite keeps its value and state.
+fn stream4(x: Quad) -> Stepped4 {
+    let mo = moments4(x);
+    let st = step4(x, mo, mo.d, false);
+    let ok = finite4(x.g);
+    return Stepped4(select(x.p, st.p, ok), select(x.m, st.s0, ok), select(x.v, st.s1, ok));
+}
+
+// Unprojected chunks (every fused job of an unprojected tensor): what
+// `apply_stream` does, ROW_LANES invocations per chunk.
+@compute @workgroup_size(ROW_LANES)
+fn stream_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let local_job = job_id(wid, groups);
+    if (local_job >= P.job_count) {
+        return;
+    }
+    let job = load_job(P.job_base + local_job);
+    let proj = tensor_word(job.tensor, T_PROJ);
+    if (is_projecting() && proj != PROJ_NONE) {
+        return; // `apply_rows` updates projected rows
+    }
+    let rv = row_view(job, 0u);
+    var bad = 0.0;
+    for (var k = lane; k < rv.quads; k = k + ROW_LANES) {
+        let x = load_quad(rv.q0 + k);
+        bad = max(bad, nonfinite4(x.g));
+        store_quad(rv.q0 + k, stream4(x));
+    }
+    for (var e = lane; e < rv.scalars; e = e + ROW_LANES) {
+        let i = element(job, e);
+        let x = load_one(i);
+        bad = max(bad, nonfinite4(x.g));
+        store_one(i, stream4(x));
+    }
+    if (bad != 0.0) {
+        atomicOr(&status[STATUS_WORDS * job.tensor + 1u], 1u);
+    }
+}
+
 // Runtime-tested rows: p·p, p·g, g·g per row (what `cosine_stats` computes).
 @compute @workgroup_size(ROW_LANES)
 fn cosine_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -651,16 +870,18 @@ fn cosine_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if (tensor_word(t, T_PROJ) != PROJ_RUNTIME || !is_projecting()) {
         return;
     }
+    let rv = row_view(job, entry.seg);
     var acc = vec4<f32>(0.0);
     var bad = 0.0;
-    for (var e = lane; e < job.len; e = e + ROW_LANES) {
-        let i = element_in_row(job, entry.seg, e);
-        let g = grad[i];
-        let p = param[i];
-        acc = acc + vec4<f32>(p * p, 0.0, p * g, g * g);
-        if (!finite(g)) {
-            bad = 1.0;
-        }
+    for (var q = lane; q < rv.quads; q = q + ROW_LANES) {
+        let x = load_gp_quad(rv.q0 + q);
+        acc = acc + vec4<f32>(dot(x.p, x.p), 0.0, dot(x.p, x.g), dot(x.g, x.g));
+        bad = max(bad, nonfinite4(x.g));
+    }
+    for (var e = lane; e < rv.scalars; e = e + ROW_LANES) {
+        let x = load_gp_one(element_in_row(job, entry.seg, e));
+        acc = acc + vec4<f32>(x.p.x * x.p.x, 0.0, x.p.x * x.g.x, x.g.x * x.g.x);
+        bad = max(bad, nonfinite4(x.g));
     }
     acc.y = bad;
     lane_red[lane] = acc;
@@ -678,6 +899,20 @@ fn cosine_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     }
 }
 
+// A row's p·p, p·d (and whether a gradient is not finite) in the lanes' .x, .y, .z.
+fn row_sums(rv: RowView, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var q = lane; q < rv.quads; q = q + ROW_LANES) {
+        let x = load_quad(rv.q0 + q);
+        acc = acc + vec4<f32>(dot(x.p, x.p), dot(x.p, moments4(x).d), nonfinite4(x.g), 0.0);
+    }
+    for (var e = lane; e < rv.scalars; e = e + ROW_LANES) {
+        let x = load_one(element_in_row(rv.job, rv.seg, e));
+        acc = acc + vec4<f32>(x.p.x * x.p.x, x.p.x * moments4(x).d.x, nonfinite4(x.g), 0.0);
+    }
+    return acc;
+}
+
 // Runtime-tested rows the test sent to the layer view: each row's p·d (what `layer_pd` computes).
 @compute @workgroup_size(ROW_LANES)
 fn layer_pd_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -692,22 +927,19 @@ fn layer_pd_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let enabled = atomicLoad(&status[STATUS_WORDS * t]) == PROJ_LAYER && atomicLoad(&status[STATUS_WORDS * t + 1u]) == 0u;
-    var pd = 0.0;
+    var acc = vec4<f32>(0.0);
     if (enabled) {
-        for (var e = lane; e < job.len; e = e + ROW_LANES) {
-            let i = element_in_row(job, entry.seg, e);
-            let p = param[i];
-            pd = pd + p * moments(grad[i], p, state0[i], second(i)).d;
-        }
+        acc = row_sums(row_view(job, entry.seg), lane);
     }
-    lane_red[lane] = vec4<f32>(pd, 0.0, 0.0, 0.0);
+    lane_red[lane] = acc;
     workgroupBarrier();
     if (lane == 0u && enabled) {
-        scratch[P.stats_base + ROW_STATS * (job.row + entry.seg) + 1u] = lanes_sum().x;
+        scratch[P.stats_base + ROW_STATS * (job.row + entry.seg) + 1u] = lanes_sum().y;
     }
 }
 
-// One projected row: moments, its dot products, then the step (what `apply` does for fused rows).
+// One projected row (what `apply` does for fused rows): sweep 1 reads the row
+// for its p·p, p·d and finiteness, sweep 2 reads it again and writes the step.
 @compute @workgroup_size(ROW_LANES)
 fn apply_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let k = job_id(wid, groups);
@@ -719,6 +951,7 @@ fn apply_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     let t = job.tensor;
     let proj = tensor_word(t, T_PROJ);
     let runtime = proj == PROJ_RUNTIME;
+    let rv = row_view(job, entry.seg);
     var decision = proj;
     var skip = false;
     if (runtime) {
@@ -726,40 +959,18 @@ fn apply_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
         skip = atomicLoad(&status[STATUS_WORDS * t + 1u]) != 0u;
         decision = atomicLoad(&status[STATUS_WORDS * t]);
     }
-    // Sweep 0 (static labels): a row with a non-finite gradient stays untouched.
-    var bad = 0.0;
-    if (!runtime) {
-        for (var e = lane; e < job.len; e = e + ROW_LANES) {
-            if (!finite(grad[element_in_row(job, entry.seg, e)])) {
-                bad = 1.0;
-            }
-        }
-    }
-    lane_red[lane] = vec4<f32>(bad);
-    workgroupBarrier();
-    let row_bad = lanes_sum().x != 0.0;
-    skip = skip || row_bad;
-    workgroupBarrier();
-    // Sweep 1: moments written, the direction kept, the row's p·p and p·d.
+    // Sweep 1, unless the runtime test already has what this row needs: static
+    // labels need the row's sums and finiteness, a runtime channel row its sums.
     var acc = vec4<f32>(0.0);
-    if (!skip) {
-        for (var e = lane; e < job.len; e = e + ROW_LANES) {
-            let i = element_in_row(job, entry.seg, e);
-            let p = param[i];
-            let mo = moments(grad[i], p, state0[i], second(i));
-            if (!stores_direction()) {
-                state0[i] = mo.m;
-            }
-            if (is_adam()) {
-                state1[i] = mo.v;
-            }
-            direction[i] = mo.d;
-            acc = acc + vec4<f32>(p * p, p * mo.d, 0.0, 0.0);
-        }
+    if (!skip && (!runtime || decision == PROJ_CHANNEL)) {
+        acc = row_sums(rv, lane);
     }
     lane_red[lane] = acc;
     workgroupBarrier();
-    if (skip) {
+    let s = lanes_sum();
+    // A static row with a non-finite gradient stays untouched (runtime rows were checked before).
+    let row_bad = !runtime && s.z != 0.0;
+    if (skip || row_bad) {
         if (row_bad && lane == 0u) {
             atomicOr(&status[STATUS_WORDS * t + 1u], 1u);
         }
@@ -770,21 +981,22 @@ fn apply_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
         c = coefficient(scratch[P.tensor_stats_base + TENSOR_STATS * t], scratch[P.tensor_stats_base + TENSOR_STATS * t + 1u]);
     } else if (decision != PROJ_NONE) {
         // A channel row, or a static layer tensor (its job is the whole tensor).
-        let s = lanes_sum();
         c = coefficient(s.x, s.y);
     }
     if (!runtime && entry.seg == 0u && lane == 0u) {
         atomicStore(&status[STATUS_WORDS * t], proj);
     }
-    // Sweep 2: project and step.
+    // Sweep 2: moments again, project and step.
     let projected = decision != PROJ_NONE;
-    for (var e = lane; e < job.len; e = e + ROW_LANES) {
+    for (var q = lane; q < rv.quads; q = q + ROW_LANES) {
+        let x = load_quad(rv.q0 + q);
+        let mo = moments4(x);
+        store_quad(rv.q0 + q, step4(x, mo, mo.d - c * x.p, projected));
+    }
+    for (var e = lane; e < rv.scalars; e = e + ROW_LANES) {
         let i = element_in_row(job, entry.seg, e);
-        let p = param[i];
-        let d = direction[i] - c * p;
-        param[i] = stepped(p, d, projected);
-        if (stores_direction()) {
-            state0[i] = d;
-        }
+        let x = load_one(i);
+        let mo = moments4(x);
+        store_one(i, step4(x, mo, mo.d - c * x.p, projected));
     }
 }

@@ -87,13 +87,19 @@ pub(crate) fn constants(items: &[(&str, u32)]) -> String {
     items.iter().map(|(n, v)| format!("const {n}: u32 = {v}u;\n")).collect()
 }
 
-/// Every identifier the shader source itself declares with `const`, `struct` or `fn`.
+/// `override NAME: u32;` lines: pipeline-overridable constants, set when a
+/// pipeline is built (`PipelineCompilationOptions::constants`).
+pub(crate) fn overrides(names: &[&str]) -> String {
+    names.iter().map(|n| format!("override {n}: u32;\n")).collect()
+}
+
+/// Every identifier the shader source itself declares with `const`, `struct`, `fn` or `override`.
 #[cfg(test)]
 pub(crate) fn declared(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in source.lines() {
         let t = line.trim_start();
-        for kw in ["const ", "struct ", "fn "] {
+        for kw in ["const ", "struct ", "fn ", "override "] {
             if let Some(rest) = t.strip_prefix(kw) {
                 let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 out.push(name);
