@@ -1,13 +1,9 @@
 //! Lowering a decoded ONNX model into the IR.
-use super::{shape, AttrValue, DType, Dim, Graph, Initializer, Node, Tensor, Value, ValueId};
-use crate::onnx::{pb, LoadedModel, MAX_ELEMENTS};
-use bytes::Bytes;
+use super::{shape, AttrValue, Dim, Graph, Initializer, Node, Parts, Value, ValueId};
+use crate::onnx::LoadedModel;
 use petgraph::graph::DiGraph;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-
-/// Largest single dimension accepted in a declared shape.
-const MAX_DIM: i64 = 1 << 40;
 
 /// Errors from building the IR; each names the file and the node or tensor.
 #[derive(Debug, thiserror::Error)]
@@ -76,50 +72,74 @@ pub enum IrError {
 
 /// Builds the IR of a loaded model: values, nodes in topological order, shapes.
 pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
-    let path = model.path.clone();
-    let empty = pb::GraphProto::default();
-    let g = model.proto.graph.as_ref().unwrap_or(&empty);
-    let mut b = Builder { path: path.clone(), values: Vec::new(), by_name: HashMap::new(), symbols: Vec::new(), sym_ids: HashMap::new() };
+    let parts = crate::onnx::read_parts(model)?;
+    let how = Resolve { path: model.path.clone(), opset: model.opset(), producer: model.producer(), body: false, keep_order: false, infer: true };
+    resolve(parts, &how)
+}
+
+/// How [`resolve`] builds a graph.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolve {
+    /// The model file (for errors and [`Graph::model_path`]).
+    pub path: PathBuf,
+    /// Default-domain opset.
+    pub opset: i64,
+    /// Producer recorded in the model.
+    pub producer: String,
+    /// A subgraph: names it does not define are reads of the enclosing scope
+    /// ([`Graph::captures`]), not errors.
+    pub body: bool,
+    /// Keep the nodes' order when it is already topological.
+    pub keep_order: bool,
+    /// Run shape inference.
+    pub infer: bool,
+}
+
+/// Resolves named parts into a graph: values, nodes in topological order,
+/// attribute checks, and (when asked) shapes.
+pub(crate) fn resolve(parts: Parts, how: &Resolve) -> Result<Graph, IrError> {
+    let path = how.path.clone();
+    let mut b = Builder { values: Vec::new(), by_name: HashMap::new(), path: path.clone() };
 
     let mut initializers = Vec::new();
-    for t in &g.initializer {
-        let tensor = b.tensor(t)?;
-        let v = b.define(&t.name, "initializer")?;
+    for (name, tensor) in parts.initializers {
+        let v = b.define(&name, "initializer")?;
         b.values[v].dtype = Some(tensor.dtype);
         b.values[v].shape = Some(tensor.dims.iter().map(|&d| Dim::Known(d)).collect());
         b.values[v].initializer = Some(initializers.len());
         initializers.push(Initializer { value: v, tensor });
     }
     let mut inputs = Vec::new();
-    for vi in &g.input {
-        if let Some(&v) = b.by_name.get(&vi.name) {
+    let mut input_decls = Vec::new();
+    for (name, decl) in parts.inputs {
+        if let Some(&v) = b.by_name.get(&name) {
             // Old-style models list initializers among the inputs too.
             if b.values[v].initializer.is_some() {
+                input_decls.push((v, decl));
                 continue;
             }
         }
-        let v = b.define(&vi.name, "graph input")?;
+        let v = b.define(&name, "graph input")?;
         // A graph input's declared type is its definition, not a hint.
-        if let Some((dtype, shape)) = b.declared(vi)? {
-            b.values[v].dtype = dtype;
-            b.values[v].shape = shape;
+        if let Some(d) = &decl {
+            b.values[v].dtype = d.dtype;
+            b.values[v].shape = d.shape.clone();
         }
         inputs.push(v);
+        input_decls.push((v, decl));
     }
 
     // Nodes: first define every output, then resolve inputs (any order in the file).
-    let mut nodes = Vec::with_capacity(g.node.len());
-    for (i, n) in g.node.iter().enumerate() {
-        let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() };
-        let mut outputs = Vec::with_capacity(n.output.len());
-        for o in &n.output {
+    let mut nodes = Vec::with_capacity(parts.nodes.len());
+    let mut node_inputs = Vec::with_capacity(parts.nodes.len());
+    for (i, n) in parts.nodes.into_iter().enumerate() {
+        let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name };
+        let mut outputs = Vec::with_capacity(n.outputs.len());
+        for o in &n.outputs {
             outputs.push(if o.is_empty() { None } else { Some(b.define(o, &name)?) });
         }
-        let mut attrs = HashMap::new();
-        for a in &n.attribute {
-            attrs.insert(a.name.clone(), b.attribute(a, &name)?);
-        }
-        let def = crate::ops::lookup(&n.domain, &n.op_type);
+        let attrs: HashMap<String, AttrValue> = n.attrs.into_iter().collect();
+        let def = n.def.or_else(|| crate::ops::lookup(&n.domain, &n.op_type));
         if let Some(d) = def {
             crate::ops::check_attributes(d, &attrs).map_err(|(attribute, detail)| IrError::BadAttribute {
                 path: path.clone(),
@@ -129,11 +149,12 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
                 detail,
             })?;
         }
+        node_inputs.push(n.inputs);
         nodes.push(Node {
             name,
-            op_type: n.op_type.clone(),
+            op_type: n.op_type,
             def,
-            domain: n.domain.clone(),
+            domain: n.domain,
             inputs: Vec::new(),
             outputs,
             implicit_inputs: Vec::new(),
@@ -141,71 +162,73 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
             source: i,
         });
     }
-    for (i, n) in g.node.iter().enumerate() {
-        let mut ins = Vec::with_capacity(n.input.len());
-        for name in &n.input {
+    let mut captures = Vec::new();
+    for (i, names) in node_inputs.into_iter().enumerate() {
+        let mut ins = Vec::with_capacity(names.len());
+        for name in &names {
             if name.is_empty() {
                 ins.push(None);
                 continue;
             }
-            let v = *b.by_name.get(name).ok_or_else(|| IrError::Undefined {
-                path: path.clone(),
-                node: nodes[i].name.clone(),
-                value: name.clone(),
-            })?;
+            let v = match b.by_name.get(name) {
+                Some(&v) => v,
+                None if how.body => b.capture(name, &mut captures),
+                None => return Err(IrError::Undefined { path: path.clone(), node: nodes[i].name.clone(), value: name.clone() }),
+            };
             ins.push(Some(v));
         }
         nodes[i].inputs = ins;
-        let mut outer = HashSet::new();
-        for a in &n.attribute {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
-                outer_reads(sub, &mut HashSet::new(), &mut outer);
+        // What the node's subgraphs read of this scope (or, in a subgraph, of the ones around it).
+        let outer: HashSet<String> = nodes[i]
+            .attrs
+            .values()
+            .flat_map(|a| a.subgraphs())
+            .flat_map(|sub| sub.captures.iter().map(|&c| sub.values[c].name.clone()))
+            .collect();
+        let mut implicit: Vec<ValueId> = Vec::with_capacity(outer.len());
+        for name in &outer {
+            match b.by_name.get(name) {
+                Some(&v) => implicit.push(v),
+                None if how.body => implicit.push(b.capture(name, &mut captures)),
+                None => {}
             }
         }
-        let mut implicit: Vec<ValueId> = outer.iter().filter_map(|name| b.by_name.get(name).copied()).collect();
         implicit.sort_unstable();
         nodes[i].implicit_inputs = implicit;
     }
     // Exporter-declared types of computed values are checked against inference
     // (shape::infer), so they are kept apart; the first declaration counts.
     let mut declared: Vec<Option<shape::Declared>> = vec![None; b.values.len()];
-    for vi in &g.value_info {
-        if let Some(&v) = b.by_name.get(&vi.name) {
+    let mut value_info = Vec::with_capacity(parts.value_info.len());
+    for (name, decl) in parts.value_info {
+        if let Some(&v) = b.by_name.get(&name) {
             if declared[v].is_none() {
-                declared[v] = b.declared(vi)?;
+                declared[v] = Some((decl.dtype, decl.shape.clone()));
             }
+            value_info.push((v, decl));
         }
     }
     let mut outputs = Vec::new();
-    for vi in &g.output {
-        let v = *b.by_name.get(&vi.name).ok_or_else(|| IrError::DanglingOutput { path: path.clone(), value: vi.name.clone() })?;
+    let mut output_decls = Vec::new();
+    for (name, decl) in parts.outputs {
+        let v = match b.by_name.get(&name) {
+            Some(&v) => v,
+            None if how.body => b.capture(&name, &mut captures),
+            None => return Err(IrError::DanglingOutput { path: path.clone(), value: name }),
+        };
+        if v >= declared.len() {
+            declared.resize(v + 1, None);
+        }
         if declared[v].is_none() {
-            declared[v] = b.declared(vi)?;
+            declared[v] = decl.as_ref().map(|d| (d.dtype, d.shape.clone()));
         }
         b.values[v].is_output = true;
         outputs.push(v);
+        output_decls.push(decl);
     }
+    declared.resize(b.values.len(), None);
 
-    // Topological order (petgraph), refusing cycles.
-    let mut dag = DiGraph::<(), ()>::with_capacity(nodes.len(), nodes.len() * 2);
-    let idx: Vec<_> = (0..nodes.len()).map(|_| dag.add_node(())).collect();
-    let mut producer = vec![usize::MAX; b.values.len()];
-    for (i, n) in nodes.iter().enumerate() {
-        for v in n.outputs.iter().flatten() {
-            producer[*v] = i;
-        }
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        for v in n.inputs.iter().flatten().chain(n.implicit_inputs.iter()) {
-            if producer[*v] != usize::MAX {
-                dag.add_edge(idx[producer[*v]], idx[i], ());
-            }
-        }
-    }
-    let order = petgraph::algo::toposort(&dag, None)
-        .map_err(|c| IrError::Cycle { path: path.clone(), node: nodes[c.node_id().index()].name.clone() })?;
-    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-    let nodes: Vec<Node> = order.iter().filter_map(|i| slots[i.index()].take()).collect();
+    let nodes = if how.keep_order && is_topological(&nodes, b.values.len()) { nodes } else { toposort(nodes, b.values.len(), &path)? };
 
     for (id, n) in nodes.iter().enumerate() {
         for v in n.outputs.iter().flatten() {
@@ -223,60 +246,66 @@ pub fn from_model(model: &LoadedModel) -> Result<Graph, IrError> {
 
     let mut graph = Graph {
         model_path: path,
-        name: g.name.clone(),
-        opset: model.opset(),
-        producer: model.producer(),
+        name: parts.name,
+        opset: how.opset,
+        producer: how.producer.clone(),
         nodes,
         values: b.values,
         initializers,
         inputs,
         outputs,
-        symbols: b.symbols,
+        input_decls,
+        output_decls,
+        value_info,
+        captures,
+        symbols: parts.symbols,
         by_name: b.by_name,
         shape_conflicts: Vec::new(),
     };
-    shape::infer(&mut graph, &declared);
+    if how.infer {
+        shape::infer(&mut graph, &declared);
+    }
     Ok(graph)
 }
 
-/// Names a subgraph reads from outer scopes (recursively through nested subgraphs).
-/// `defined` holds names the caller's scopes already define (usually empty).
-pub(crate) fn outer_reads(g: &pb::GraphProto, defined: &mut HashSet<String>, out: &mut HashSet<String>) {
-    let mut scopes: Vec<HashSet<&str>> = vec![defined.iter().map(String::as_str).collect()];
-    reads_in_scope(g, &mut scopes, out);
-}
-
-/// One scope per subgraph on a stack, innermost last: a name is local when any
-/// scope defines it. Nothing is copied per subgraph, so the walk is linear in
-/// the names (times the nesting depth) however many subgraphs a branch holds.
-fn reads_in_scope<'g>(g: &'g pb::GraphProto, scopes: &mut Vec<HashSet<&'g str>>, out: &mut HashSet<String>) {
-    let mut local: HashSet<&'g str> = g.input.iter().map(|i| i.name.as_str()).collect();
-    local.extend(g.initializer.iter().map(|i| i.name.as_str()));
-    scopes.push(local);
-    for n in &g.node {
-        for i in &n.input {
-            if !i.is_empty() && !scopes.iter().any(|s| s.contains(i.as_str())) {
-                out.insert(i.clone());
-            }
-        }
-        for a in &n.attribute {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
-                reads_in_scope(sub, scopes, out);
-            }
-        }
-        if let Some(innermost) = scopes.last_mut() {
-            innermost.extend(n.output.iter().map(String::as_str));
+/// True when every node comes after the producers of what it reads.
+fn is_topological(nodes: &[Node], values: usize) -> bool {
+    let mut defined_at = vec![usize::MAX; values];
+    for (i, n) in nodes.iter().enumerate() {
+        for v in n.outputs.iter().flatten() {
+            defined_at[*v] = i;
         }
     }
-    scopes.pop();
+    nodes.iter().enumerate().all(|(i, n)| n.inputs.iter().flatten().chain(n.implicit_inputs.iter()).all(|v| defined_at[*v] == usize::MAX || defined_at[*v] < i))
+}
+
+/// Topological order (petgraph), refusing cycles.
+fn toposort(nodes: Vec<Node>, values: usize, path: &std::path::Path) -> Result<Vec<Node>, IrError> {
+    let mut dag = DiGraph::<(), ()>::with_capacity(nodes.len(), nodes.len() * 2);
+    let idx: Vec<_> = (0..nodes.len()).map(|_| dag.add_node(())).collect();
+    let mut producer = vec![usize::MAX; values];
+    for (i, n) in nodes.iter().enumerate() {
+        for v in n.outputs.iter().flatten() {
+            producer[*v] = i;
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for v in n.inputs.iter().flatten().chain(n.implicit_inputs.iter()) {
+            if producer[*v] != usize::MAX {
+                dag.add_edge(idx[producer[*v]], idx[i], ());
+            }
+        }
+    }
+    let order = petgraph::algo::toposort(&dag, None)
+        .map_err(|c| IrError::Cycle { path: path.to_path_buf(), node: nodes[c.node_id().index()].name.clone() })?;
+    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    Ok(order.iter().filter_map(|i| slots[i.index()].take()).collect())
 }
 
 struct Builder {
     path: PathBuf,
     values: Vec<Value>,
     by_name: HashMap<String, ValueId>,
-    symbols: Vec<String>,
-    sym_ids: HashMap<String, u32>,
 }
 
 impl Builder {
@@ -290,147 +319,12 @@ impl Builder {
         Ok(id)
     }
 
-    fn bad(&self, tensor: &str, detail: String) -> IrError {
-        IrError::BadTensor { path: self.path.clone(), tensor: tensor.into(), detail }
-    }
-
-    /// The element type and shape a value_info declares (inputs, outputs, value_info).
-    fn declared(&mut self, vi: &pb::ValueInfoProto) -> Result<Option<shape::Declared>, IrError> {
-        let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            return Ok(None);
-        };
-        let dtype = (t.elem_type != 0).then(|| DType::from_onnx(t.elem_type));
-        let Some(shape) = &t.shape else { return Ok(Some((dtype, None))) };
-        use pb::tensor_shape_proto::dimension::Value as D;
-        let mut dims = Vec::with_capacity(shape.dim.len());
-        for d in &shape.dim {
-            dims.push(match &d.value {
-                Some(D::DimValue(n)) if *n < 0 || *n > MAX_DIM => {
-                    return Err(self.bad(&vi.name, format!("declared dimension {n} is out of range")))
-                }
-                Some(D::DimValue(n)) => Dim::Known(*n),
-                Some(D::DimParam(s)) if !s.is_empty() => Dim::Sym(self.symbol(s)),
-                _ => Dim::Unknown,
-            });
-        }
-        Ok(Some((dtype, Some(dims))))
-    }
-
-    fn symbol(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.sym_ids.get(name) {
-            return id;
-        }
-        let id = self.symbols.len() as u32;
-        self.symbols.push(name.into());
-        self.sym_ids.insert(name.into(), id);
+    /// A value of an enclosing scope that a subgraph reads.
+    fn capture(&mut self, name: &str, captures: &mut Vec<ValueId>) -> ValueId {
+        let id = self.values.len();
+        self.values.push(Value { name: name.into(), ..Default::default() });
+        self.by_name.insert(name.into(), id);
+        captures.push(id);
         id
-    }
-
-    fn tensor(&self, t: &pb::TensorProto) -> Result<Tensor, IrError> {
-        let dtype = DType::from_onnx(t.data_type);
-        let mut count: u64 = 1;
-        for &d in &t.dims {
-            if d < 0 {
-                return Err(self.bad(&t.name, format!("negative dimension {d}")));
-            }
-            count = count
-                .checked_mul(d as u64)
-                .filter(|&c| c <= MAX_ELEMENTS)
-                .ok_or_else(|| self.bad(&t.name, format!("dims {:?} overflow the element limit ({MAX_ELEMENTS})", t.dims)))?;
-        }
-        let data = if !t.raw_data.is_empty() {
-            t.raw_data.clone()
-        } else {
-            typed_fields(t, dtype)
-        };
-        if let Some(size) = dtype.size() {
-            let want = count * size as u64;
-            if !data.is_empty() && data.len() as u64 != want {
-                return Err(self.bad(
-                    &t.name,
-                    format!("holds {} bytes of data, dims {:?} of {} need {want}", data.len(), t.dims, dtype.name()),
-                ));
-            }
-        }
-        Ok(Tensor { dtype, dims: t.dims.clone(), data })
-    }
-
-    fn attribute(&self, a: &pb::AttributeProto, node: &str) -> Result<AttrValue, IrError> {
-        use pb::attribute_proto::AttributeType as T;
-        Ok(match T::try_from(a.r#type).unwrap_or(T::Undefined) {
-            T::Int => AttrValue::Int(a.i),
-            T::Float => AttrValue::Float(a.f),
-            T::Ints => AttrValue::Ints(a.ints.clone()),
-            T::Floats => AttrValue::Floats(a.floats.clone()),
-            T::String => AttrValue::Str(String::from_utf8_lossy(&a.s).into_owned()),
-            T::Tensor => match &a.t {
-                Some(t) => AttrValue::Tensor(self.tensor(t).map_err(|e| match e {
-                    IrError::BadTensor { path, detail, .. } => {
-                        IrError::BadTensor { path, tensor: format!("{node}.{}", a.name), detail }
-                    }
-                    other => other,
-                })?),
-                None => AttrValue::Other,
-            },
-            T::Graph | T::Graphs => AttrValue::Graph,
-            _ => AttrValue::Other,
-        })
-    }
-}
-
-/// Packs a tensor's typed repeated fields into little-endian bytes.
-fn typed_fields(t: &pb::TensorProto, dtype: DType) -> Bytes {
-    let bytes: Vec<u8> = match dtype {
-        DType::F32 => t.float_data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::F64 => t.double_data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::I64 => t.int64_data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::I32 => t.int32_data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::Bool => t.int32_data.iter().map(|&x| x as u8).collect(),
-        DType::F16 | DType::BF16 => t.int32_data.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
-        DType::Other(_) => Vec::new(),
-    };
-    Bytes::from(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(op: &str, inputs: &[&str], outputs: &[&str], sub: Option<pb::GraphProto>) -> pb::NodeProto {
-        pb::NodeProto {
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs.iter().map(|s| s.to_string()).collect(),
-            attribute: sub.map(|g| pb::AttributeProto { name: "then_branch".into(), g: Some(g), ..Default::default() }).into_iter().collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn outer_reads_sees_through_nesting_and_respects_scopes() {
-        // inner reads: its own input `i`, the branch's `b1` (local to the
-        // branch), and `outer` (from the enclosing graph).
-        let inner = pb::GraphProto {
-            input: vec![pb::ValueInfoProto { name: "i".into(), ..Default::default() }],
-            node: vec![node("Add", &["i", "b1"], &["t"], None), node("Add", &["t", "outer"], &["u"], None)],
-            ..Default::default()
-        };
-        let branch = pb::GraphProto {
-            node: vec![
-                node("Relu", &["x"], &["b1"], None),
-                node("If", &["c"], &["b2"], Some(inner)),
-                // `u` is the inner graph's, not visible here: an outer read.
-                node("Add", &["b2", "u"], &["b3"], None),
-            ],
-            ..Default::default()
-        };
-        let mut out = HashSet::new();
-        outer_reads(&branch, &mut HashSet::new(), &mut out);
-        let mut got: Vec<&str> = out.iter().map(String::as_str).collect();
-        got.sort_unstable();
-        assert_eq!(got, ["c", "outer", "u", "x"]);
-        let mut out = HashSet::new();
-        outer_reads(&branch, &mut ["x".to_string()].into_iter().collect(), &mut out);
-        assert!(!out.contains("x"), "names the caller defines are not outer reads");
     }
 }

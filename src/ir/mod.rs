@@ -3,12 +3,10 @@
 //! analysis needs (inferred here where the exporter left them out).
 
 mod build;
-#[cfg(test)]
-mod node_tests;
 mod shape;
 
 pub use build::{from_model, IrError};
-pub(crate) use build::outer_reads;
+pub(crate) use build::{resolve, Resolve};
 pub(crate) use shape::{refine, MAX_TRACKED_INTS};
 pub use crate::ops::util::broadcast::broadcast;
 pub use crate::ops::util::dims::{norm_axis, product};
@@ -227,12 +225,30 @@ pub enum AttrValue {
     Floats(Vec<f32>),
     /// STRING
     Str(String),
+    /// STRINGS
+    Strings(Vec<String>),
     /// TENSOR
     Tensor(Tensor),
-    /// GRAPH or GRAPHS (the subgraph itself is not analysed)
-    Graph,
-    /// anything else
+    /// TENSORS
+    Tensors(Vec<Tensor>),
+    /// GRAPH: a subgraph (an If branch, a Loop or Scan body); its reads of
+    /// the enclosing scope are its [`Graph::captures`]
+    Graph(Box<Graph>),
+    /// GRAPHS
+    Graphs(Vec<Graph>),
+    /// anything else (sparse tensors, type protos): kept by name only
     Other,
+}
+
+impl AttrValue {
+    /// The subgraphs the attribute holds (none for other types).
+    pub fn subgraphs(&self) -> &[Graph] {
+        match self {
+            AttrValue::Graph(g) => std::slice::from_ref(g),
+            AttrValue::Graphs(gs) => gs,
+            _ => &[],
+        }
+    }
 }
 
 /// One ONNX node.
@@ -345,6 +361,16 @@ impl Value {
     }
 }
 
+/// What a model file declares about a value: element type and shape (graph
+/// inputs and outputs, value_info), kept so that a written model declares the same.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeDecl {
+    /// Element type, when declared.
+    pub dtype: Option<DType>,
+    /// Shape, when declared (symbolic dims index [`Graph::symbols`]).
+    pub shape: Option<Vec<Dim>>,
+}
+
 /// A named initializer.
 #[derive(Debug, Clone)]
 pub struct Initializer {
@@ -375,6 +401,16 @@ pub struct Graph {
     pub inputs: Vec<ValueId>,
     /// Graph outputs.
     pub outputs: Vec<ValueId>,
+    /// Every graph input as the file lists it, initializers among them
+    /// included (overridable initializers), with its declared type (`None`: not a tensor type).
+    pub input_decls: Vec<(ValueId, Option<TypeDecl>)>,
+    /// The declared type of each graph output (parallel to `outputs`).
+    pub output_decls: Vec<Option<TypeDecl>>,
+    /// The file's value_info declarations of other values, in file order.
+    pub value_info: Vec<(ValueId, TypeDecl)>,
+    /// Values of enclosing scopes that a subgraph reads (empty for a model's graph):
+    /// values without a producer, named as in the enclosing scope.
+    pub captures: Vec<ValueId>,
     /// Names of symbolic dims.
     pub symbols: Vec<String>,
     /// Values whose exporter-declared shape disagrees with the inferred one
@@ -382,6 +418,52 @@ pub struct Graph {
     pub shape_conflicts: Vec<ShapeConflict>,
     /// Value ids by name.
     pub(crate) by_name: HashMap<String, ValueId>,
+}
+
+/// A graph as named parts, before names are resolved to values: what the
+/// ONNX reader and the rewrite build, and [`resolve`] turns into a [`Graph`].
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    /// The graph's name.
+    pub name: String,
+    /// Names of the symbolic dims the declarations use.
+    pub symbols: Vec<String>,
+    /// Initializers by name.
+    pub initializers: Vec<(String, Tensor)>,
+    /// Graph inputs with their declared types (initializers among them are skipped).
+    pub inputs: Vec<(String, Option<TypeDecl>)>,
+    /// Graph outputs with their declared types.
+    pub outputs: Vec<(String, Option<TypeDecl>)>,
+    /// Declarations of computed values.
+    pub value_info: Vec<(String, TypeDecl)>,
+    /// Nodes (any order).
+    pub nodes: Vec<NodeParts>,
+}
+
+/// One node by value names (`""`: an absent optional input or output).
+#[derive(Debug, Clone, Default)]
+pub struct NodeParts {
+    /// The node's name (`""`: named `op_type#index` when resolved).
+    pub name: String,
+    /// Operator type.
+    pub op_type: String,
+    /// Operator domain.
+    pub domain: String,
+    /// The registry's definition, when the builder knows it (else looked up).
+    pub def: Option<&'static crate::ops::OpDef>,
+    /// Input names.
+    pub inputs: Vec<String>,
+    /// Output names.
+    pub outputs: Vec<String>,
+    /// Attributes in order.
+    pub attrs: Vec<(String, AttrValue)>,
+}
+
+impl NodeParts {
+    /// A node of a registered op.
+    pub fn of(def: &'static crate::ops::OpDef, inputs: Vec<String>, outputs: Vec<String>, attrs: Vec<(String, AttrValue)>) -> NodeParts {
+        NodeParts { name: String::new(), op_type: def.name.into(), domain: def.domain.into(), def: Some(def), inputs, outputs, attrs }
+    }
 }
 
 /// A declared (value_info) shape that contradicts what the op definitions imply.
@@ -404,6 +486,22 @@ impl Graph {
     /// The initializer tensor behind a value, if it is one.
     pub fn initializer_of(&self, v: ValueId) -> Option<&Tensor> {
         self.values[v].initializer.map(|i| &self.initializers[i].tensor)
+    }
+
+    /// A node by value names, its attributes sorted by name.
+    pub fn node_parts(&self, n: &Node) -> NodeParts {
+        let name = |v: &Option<ValueId>| v.map(|v| self.values[v].name.clone()).unwrap_or_default();
+        let mut attrs: Vec<(String, AttrValue)> = n.attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        NodeParts {
+            name: n.name.clone(),
+            op_type: n.op_type.clone(),
+            domain: n.domain.clone(),
+            def: n.def,
+            inputs: n.inputs.iter().map(name).collect(),
+            outputs: n.outputs.iter().map(name).collect(),
+            attrs,
+        }
     }
 
     /// Renders a shape for humans (`[N, 3, 224, 224]`).

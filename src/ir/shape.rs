@@ -147,20 +147,10 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<crate::ops::ShapeOut> {
 #[cfg(test)]
 mod tests {
     use crate::ir::{from_model, Dim, Graph};
-    use crate::onnx::{load_model_bytes, pb, Attr, GraphBuilder, TensorData};
-
-    fn declare(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-        use pb::tensor_shape_proto::{dimension::Value, Dimension};
-        let dim = dims
-            .iter()
-            .map(|&d| Dimension { value: Some(if d < 0 { Value::DimParam("N".into()) } else { Value::DimValue(d) }), denotation: String::new() })
-            .collect();
-        let tensor = pb::type_proto::Tensor { elem_type: 1, shape: Some(pb::TensorShapeProto { dim }) };
-        pb::ValueInfoProto { name: name.into(), r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() }), ..Default::default() }
-    }
+    use crate::onnx::{load_model_bytes, Attr, GraphBuilder, TensorData};
 
     /// x [N, 3, 8, 8] -> Conv (4 filters, 3x3, no padding) -> Mystery (custom) -> Relu -> y.
-    fn graph(value_info: Vec<pb::ValueInfoProto>) -> Graph {
+    fn graph(value_info: &[(&str, &[i64])]) -> Graph {
         let mut b = GraphBuilder::new("t", 17);
         b.input("x", &[-1, 3, 8, 8]);
         b.initializer("W", &[4, 3, 3, 3], TensorData::Zeros);
@@ -168,9 +158,10 @@ mod tests {
         b.node_in_domain("com.example", "Mystery", &["c"], &["h"], &[]);
         b.node("Relu", &["h"], &["y"], &[]);
         b.output("y");
-        let mut model = load_model_bytes(b.to_bytes()).expect("decodes");
-        model.proto.graph.as_mut().expect("graph").value_info = value_info;
-        from_model(&model).expect("builds")
+        for (name, dims) in value_info {
+            b.value_info(name, dims);
+        }
+        from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect("builds")
     }
 
     fn shape(g: &Graph, name: &str) -> Option<Vec<Dim>> {
@@ -179,7 +170,7 @@ mod tests {
 
     #[test]
     fn value_info_fills_only_what_inference_leaves_open() {
-        let g = graph(vec![declare("c", &[-1, 4, 6, 6]), declare("h", &[-1, 4, 5, 5])]);
+        let g = graph(&[("c", &[-1, 4, 6, 6]), ("h", &[-1, 4, 5, 5])]);
         assert!(g.shape_conflicts.is_empty(), "{:?}", g.shape_conflicts);
         assert_eq!(shape(&g, "h").map(|s| s.len()), Some(4));
         assert_eq!(shape(&g, "y").expect("y")[2..], [Dim::Known(5), Dim::Known(5)]);
@@ -187,7 +178,7 @@ mod tests {
 
     #[test]
     fn contradicting_value_info_is_a_conflict_and_inference_wins() {
-        let g = graph(vec![declare("c", &[-1, 4, 7, 7]), declare("y", &[2, 2])]);
+        let g = graph(&[("c", &[-1, 4, 7, 7]), ("y", &[2, 2])]);
         let names: Vec<&str> = g.shape_conflicts.iter().map(|c| g.values[c.value].name.as_str()).collect();
         assert_eq!(names, ["c"], "{:?}", g.shape_conflicts);
         assert_eq!(shape(&g, "c").expect("c")[1..], [Dim::Known(4), Dim::Known(6), Dim::Known(6)]);

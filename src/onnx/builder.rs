@@ -69,6 +69,12 @@ impl GraphBuilder {
         self
     }
 
+    /// Declares a computed value's float32 type and shape (value_info); `-1` dims become symbolic.
+    pub fn value_info(&mut self, name: &str, dims: &[i64]) -> &mut Self {
+        self.graph.value_info.push(value_info(name, pb::tensor_proto::DataType::Float, Some(dims)));
+        self
+    }
+
     /// Adds an initializer.
     pub fn initializer(&mut self, name: &str, dims: &[i64], data: TensorData) -> &mut Self {
         self.graph.initializer.push(tensor(name, dims, data));

@@ -10,12 +10,18 @@ pub(crate) mod pb;
 
 mod builder;
 mod load;
+#[cfg(test)]
+mod node_tests;
 mod output;
+mod read;
 mod wire;
+mod write;
 
 pub use builder::{Attr, GraphBuilder, TensorData};
 pub use load::{load_model, load_model_bytes, load_model_bytes_with, load_model_with, open_input, LoadLimits, LoadedModel};
 pub use output::{check_output, write_atomic};
+pub(crate) use read::read_parts;
+pub use write::{write_model, ModelInfo};
 
 use std::path::PathBuf;
 
@@ -102,6 +108,16 @@ pub enum OnnxError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// An attribute of a type the IR keeps by name only (sparse tensors, type protos) cannot be written.
+    #[error("{path}: node '{node}': attribute '{attribute}' has a type the ONNX writer does not support")]
+    Unwritable {
+        /// The model file.
+        path: PathBuf,
+        /// The node.
+        node: String,
+        /// The attribute.
+        attribute: String,
     },
     /// Writing an output file failed.
     #[error("{path}: cannot write: {source}")]

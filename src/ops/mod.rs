@@ -234,7 +234,8 @@ impl AttrSpec {
             AttrValue::Floats(_) => AttrKind::Floats,
             AttrValue::Str(_) => AttrKind::Str,
             AttrValue::Tensor(_) => AttrKind::Tensor,
-            AttrValue::Graph => AttrKind::Graph,
+            AttrValue::Graph(_) | AttrValue::Graphs(_) => AttrKind::Graph,
+            AttrValue::Strings(_) | AttrValue::Tensors(_) => return None,
             // an attribute of undeclared type: read as absent, as before
             AttrValue::Other => return None,
         };

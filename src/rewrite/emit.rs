@@ -1,6 +1,6 @@
-//! Emitting ONNX nodes: fresh names, constants, and the op forms that change
+//! Emitting IR nodes: fresh names, constants, and the op forms that change
 //! between opsets (axes as attributes or as inputs).
-use crate::onnx::pb;
+use crate::ir::{AttrValue, DType, Dim, NodeParts, Tensor, TypeDecl};
 use crate::ops::{self, OpDef};
 use std::collections::HashMap;
 
@@ -11,64 +11,42 @@ pub(crate) const INT64: i32 = 7;
 pub(crate) const BOOL: i32 = 9;
 pub(crate) const DOUBLE: i32 = 11;
 
+/// A named attribute of an emitted node.
+pub(crate) type Attribute = (String, AttrValue);
+
 /// An INT attribute.
-pub(crate) fn a_int(name: &str, v: i64) -> pb::AttributeProto {
-    use pb::attribute_proto::AttributeType as T;
-    pb::AttributeProto { name: name.into(), i: v, r#type: T::Int as i32, ..Default::default() }
+pub(crate) fn a_int(name: &str, v: i64) -> Attribute {
+    (name.into(), AttrValue::Int(v))
 }
 
 /// A FLOAT attribute.
-pub(crate) fn a_float(name: &str, v: f32) -> pb::AttributeProto {
-    use pb::attribute_proto::AttributeType as T;
-    pb::AttributeProto { name: name.into(), f: v, r#type: T::Float as i32, ..Default::default() }
+pub(crate) fn a_float(name: &str, v: f32) -> Attribute {
+    (name.into(), AttrValue::Float(v))
 }
 
 /// An INTS attribute.
-pub(crate) fn a_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    use pb::attribute_proto::AttributeType as T;
-    pb::AttributeProto { name: name.into(), ints: v.to_vec(), r#type: T::Ints as i32, ..Default::default() }
+pub(crate) fn a_ints(name: &str, v: &[i64]) -> Attribute {
+    (name.into(), AttrValue::Ints(v.to_vec()))
 }
 
 /// A STRING attribute.
-pub(crate) fn a_str(name: &str, v: &str) -> pb::AttributeProto {
-    use pb::attribute_proto::AttributeType as T;
-    pb::AttributeProto { name: name.into(), s: v.as_bytes().to_vec().into(), r#type: T::String as i32, ..Default::default() }
+pub(crate) fn a_str(name: &str, v: &str) -> Attribute {
+    (name.into(), AttrValue::Str(v.into()))
 }
 
 /// A TENSOR attribute.
-pub(crate) fn a_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
-    use pb::attribute_proto::AttributeType as T;
-    pb::AttributeProto { name: name.into(), t: Some(t), r#type: T::Tensor as i32, ..Default::default() }
+pub(crate) fn a_tensor(name: &str, t: Tensor) -> Attribute {
+    (name.into(), AttrValue::Tensor(t))
 }
 
-/// A tensor value's declaration; `None` dims leave the shape out, symbolic
-/// dims take their names from `symbols`.
-pub(crate) fn value_info(name: &str, elem: i32, dims: Option<&[crate::ir::Dim]>, symbols: &[String]) -> pb::ValueInfoProto {
-    use crate::ir::Dim;
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = |d: &Dim| {
-        let value = match d {
-            Dim::Known(k) => Some(Value::DimValue(*k)),
-            Dim::Sym(s) => symbols.get(*s as usize).map(|n| Value::DimParam(n.clone())),
-            Dim::Unknown => None,
-        };
-        Dimension { value, denotation: String::new() }
-    };
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            denotation: String::new(),
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: elem,
-                shape: dims.map(|d| pb::TensorShapeProto { dim: d.iter().map(dim).collect() }),
-            })),
-        }),
-        ..Default::default()
-    }
+/// A tensor value's declaration; `None` dims leave the shape out (symbolic
+/// dims index the step graph's symbols, which are the model's).
+pub(crate) fn decl(name: &str, elem: i32, dims: Option<&[Dim]>) -> (String, Option<TypeDecl>) {
+    (name.into(), Some(TypeDecl { dtype: Some(DType::from_onnx(elem)), shape: dims.map(<[Dim]>::to_vec) }))
 }
 
 /// A tensor of `elem` type holding `values` (converted), with `dims`.
-pub(crate) fn tensor_f(name: &str, elem: i32, dims: &[i64], values: &[f64]) -> pb::TensorProto {
+pub(crate) fn tensor_f(elem: i32, dims: &[i64], values: &[f64]) -> Tensor {
     let raw: Vec<u8> = match elem {
         DOUBLE => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         INT64 => values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
@@ -76,13 +54,13 @@ pub(crate) fn tensor_f(name: &str, elem: i32, dims: &[i64], values: &[f64]) -> p
         BOOL => values.iter().map(|&v| (v != 0.0) as u8).collect(),
         _ => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
     };
-    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem, raw_data: raw.into(), ..Default::default() }
+    Tensor { dtype: DType::from_onnx(elem), dims: dims.to_vec(), data: raw.into() }
 }
 
 /// Appends nodes with unique names to a node list.
 pub(crate) struct Emitter {
     /// The emitted nodes, in order.
-    pub nodes: Vec<pb::NodeProto>,
+    pub nodes: Vec<NodeParts>,
     /// Prefix of every name this emitter invents (checked unused by the model).
     prefix: String,
     next: usize,
@@ -111,32 +89,26 @@ impl Emitter {
     }
 
     /// Adds a node with the given outputs.
-    pub(crate) fn node(&mut self, op: &OpDef, inputs: &[&str], outputs: &[String], attribute: Vec<pb::AttributeProto>) {
+    pub(crate) fn node(&mut self, op: &'static OpDef, inputs: &[&str], outputs: &[String], attribute: Vec<Attribute>) {
         let name = self.fresh(&format!("{}_node", op.name));
-        self.nodes.push(pb::NodeProto {
-            name,
-            op_type: op.name.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs.to_vec(),
-            attribute,
-            ..Default::default()
-        });
+        let inputs = inputs.iter().map(|s| s.to_string()).collect();
+        self.nodes.push(NodeParts { name, ..NodeParts::of(op, inputs, outputs.to_vec(), attribute) });
     }
 
     /// Adds a one-output node and returns its output's name.
-    pub(crate) fn op(&mut self, op: &OpDef, inputs: &[&str], attribute: Vec<pb::AttributeProto>) -> String {
+    pub(crate) fn op(&mut self, op: &'static OpDef, inputs: &[&str], attribute: Vec<Attribute>) -> String {
         let out = self.fresh(op.name);
         self.node(op, inputs, std::slice::from_ref(&out), attribute);
         out
     }
 
     /// A `Constant` node.
-    pub(crate) fn constant(&mut self, t: pb::TensorProto) -> String {
+    pub(crate) fn constant(&mut self, t: Tensor) -> String {
         self.op(&ops::CONSTANT, &[], vec![a_tensor("value", t)])
     }
 
     /// A `Constant` node with a given output name.
-    pub(crate) fn constant_named(&mut self, t: pb::TensorProto, name: &str) {
+    pub(crate) fn constant_named(&mut self, t: Tensor, name: &str) {
         self.node(&ops::CONSTANT, &[], &[name.to_string()], vec![a_tensor("value", t)]);
     }
 
@@ -147,14 +119,14 @@ impl Emitter {
 
     /// A rank-0 constant of a given type (emitted once per type and value).
     pub(crate) fn scalar_of(&mut self, v: f64, elem: i32) -> String {
-        self.shared_constant((elem, vec![v.to_bits()]), |_| tensor_f("", elem, &[], &[v]))
+        self.shared_constant((elem, vec![v.to_bits()]), |_| tensor_f(elem, &[], &[v]))
     }
 
     /// A 1-D int64 constant (short ones emitted once per value).
     pub(crate) fn ints(&mut self, v: &[i64]) -> String {
         let make = |_: &mut Self| {
             let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            pb::TensorProto { dims: vec![v.len() as i64], data_type: INT64, raw_data: raw.into(), ..Default::default() }
+            Tensor { dtype: DType::I64, dims: vec![v.len() as i64], data: raw.into() }
         };
         if v.len() > SHARED_CONSTANT_MAX {
             let t = make(self);
@@ -166,7 +138,7 @@ impl Emitter {
         self.shared_constant((INT64, key), make)
     }
 
-    fn shared_constant(&mut self, key: (i32, Vec<u64>), make: impl FnOnce(&mut Self) -> pb::TensorProto) -> String {
+    fn shared_constant(&mut self, key: (i32, Vec<u64>), make: impl FnOnce(&mut Self) -> Tensor) -> String {
         if let Some(name) = self.constants.get(&key) {
             return name.clone();
         }
@@ -178,7 +150,7 @@ impl Emitter {
 
     /// A reduction; `axes: None` reduces every axis. Emits the axes as an
     /// input where the opset wants one (ReduceSum from 13, the rest from 18).
-    pub(crate) fn reduce(&mut self, op: &OpDef, x: &str, axes: Option<&[i64]>, keepdims: bool) -> String {
+    pub(crate) fn reduce(&mut self, op: &'static OpDef, x: &str, axes: Option<&[i64]>, keepdims: bool) -> String {
         let input_form = if *op == ops::REDUCE_SUM { self.opset >= 13 } else { self.opset >= 18 };
         let keep = a_int("keepdims", keepdims as i64);
         match axes {
@@ -260,7 +232,7 @@ impl Emitter {
 
     /// A tensor of a runtime shape filled with `value` of type `elem`.
     pub(crate) fn filled(&mut self, shape: &str, value: f64, elem: i32) -> String {
-        self.op(&ops::CONSTANT_OF_SHAPE, &[shape], vec![a_tensor("value", tensor_f("", elem, &[1], &[value]))])
+        self.op(&ops::CONSTANT_OF_SHAPE, &[shape], vec![a_tensor("value", tensor_f(elem, &[1], &[value]))])
     }
 
     /// Sum of several values (one is passed through).

@@ -6,7 +6,7 @@
 //! gradient reaches it) and which inputs need a gradient, and returns one
 //! gradient per input, with that input's shape. Gradients of a value with
 //! several consumers are summed by the driver ([`backward`]).
-use super::emit::{a_int, a_ints, a_str, Emitter, INT64};
+use super::emit::{a_int, Emitter, INT64};
 use super::RewriteError;
 use crate::ir::{Dim, Graph, Node, ValueId};
 use std::collections::HashMap;
@@ -299,14 +299,13 @@ pub(crate) fn movement(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
     }
     let mut attrs = Vec::new();
     for (name, value) in &n.attrs {
-        attrs.push(match value {
-            crate::ir::AttrValue::Int(v) => a_int(name, *v),
-            crate::ir::AttrValue::Float(v) => super::emit::a_float(name, *v),
-            crate::ir::AttrValue::Ints(v) => a_ints(name, v),
-            crate::ir::AttrValue::Str(v) => a_str(name, v),
+        use crate::ir::AttrValue as V;
+        match value {
+            V::Int(_) | V::Float(_) | V::Ints(_) | V::Str(_) => attrs.push((name.clone(), value.clone())),
             _ => return Err(Ad::err(n, format!("attribute '{name}' cannot be copied to the gradient"))),
-        });
+        }
     }
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
     let def = n.def.ok_or_else(|| Ad::err(n, "the op is not in the registry"))?;
     let x = ad.name(n, 0);
     let idx = index_map(ad, &x, 0);

@@ -5,18 +5,16 @@
 //! loss attached to the first output.
 use super::emit::{a_int, Emitter, INT64};
 use super::{Loss, RewriteError};
-use crate::ir::{Dim, Graph, Node};
-use crate::onnx::pb;
+use crate::ir::{AttrValue, Dim, Graph, Node, NodeParts, TypeDecl};
 use crate::ops::{self, OpDef};
 
-/// Lowers every node of `g` (whose source nodes are `src`) into `em`.
-pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Result<Vec<(String, String)>, RewriteError> {
+/// Lowers every node of `g` into `em`.
+pub(crate) fn forward(g: &Graph, em: &mut Emitter) -> Result<Vec<(String, String)>, RewriteError> {
     let mut buffers = Vec::new();
     for n in &g.nodes {
-        let proto = &src[n.source];
         if n.is(&ops::IF) {
             if let Some(c) = known_condition(g, n) {
-                inline_branch(g, n, proto, c, em)?;
+                inline_branch(g, n, c, em)?;
                 continue;
             }
         }
@@ -26,7 +24,7 @@ pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Res
                 f(g, n, em, &mut buffers)?
             }
             _ => {
-                let mut p = proto.clone();
+                let mut p = g.node_parts(n);
                 if g.opset < 13 && n.is_default_domain() && !upgrade(g, n, &mut p, em)? {
                     continue;
                 }
@@ -41,7 +39,7 @@ pub(crate) fn forward(g: &Graph, src: &[pb::NodeProto], em: &mut Emitter) -> Res
 /// Rewrites a node of an opset 11–12 model into its opset 13+ form (the step
 /// graph imports opset 17 or later). Returns false when it emitted the
 /// replacement itself.
-pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitter) -> Result<bool, RewriteError> {
+pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut NodeParts, em: &mut Emitter) -> Result<bool, RewriteError> {
     let Some(softmax) = n.def.filter(|d| **d == ops::SOFTMAX || **d == ops::LOG_SOFTMAX) else {
         upgrade_form(p, em);
         return Ok(true);
@@ -49,9 +47,9 @@ pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitt
     // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
     let r = rank_of(g, n, 0)?;
     let axis = axis_attr(n, 1, r)?;
-    p.attribute.retain(|a| a.name != "axis");
+    p.attrs.retain(|a| a.0 != "axis");
     if axis + 1 == r {
-        p.attribute.push(a_int("axis", axis as i64));
+        p.attrs.push(a_int("axis", axis as i64));
         return Ok(true);
     }
     let x = name(g, n, 0).unwrap_or_default();
@@ -66,13 +64,16 @@ pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitt
 /// The opset 13 forms that need no shapes: axes and split sizes as inputs;
 /// Dropout-10's ratio attribute dropped (it is the identity at inference,
 /// the only mode it has).
-pub(crate) fn upgrade_form(p: &mut pb::NodeProto, em: &mut Emitter) {
-    let attr_to_input = |p: &mut pb::NodeProto, name: &str, em: &mut Emitter| {
-        if let Some(i) = p.attribute.iter().position(|a| a.name == name) {
-            let values = p.attribute.remove(i).ints;
+pub(crate) fn upgrade_form(p: &mut NodeParts, em: &mut Emitter) {
+    let attr_to_input = |p: &mut NodeParts, name: &str, em: &mut Emitter| {
+        if let Some(i) = p.attrs.iter().position(|a| a.0 == name) {
+            let values = match p.attrs.remove(i).1 {
+                AttrValue::Ints(v) => v,
+                _ => Vec::new(),
+            };
             let c = em.ints(&values);
-            p.input.truncate(1);
-            p.input.push(c);
+            p.inputs.truncate(1);
+            p.inputs.push(c);
         }
     };
     let is = |def: &OpDef| ops::lookup("", &p.op_type).is_some_and(|d| d == def);
@@ -81,7 +82,7 @@ pub(crate) fn upgrade_form(p: &mut pb::NodeProto, em: &mut Emitter) {
     } else if is(&ops::SPLIT) {
         attr_to_input(p, "split", em);
     } else if is(&ops::DROPOUT) {
-        p.attribute.retain(|a| a.name != "ratio");
+        p.attrs.retain(|a| a.0 != "ratio");
     }
 }
 
@@ -99,27 +100,31 @@ pub(crate) fn known_condition(g: &Graph, n: &Node) -> Option<bool> {
 }
 
 /// Replaces an If whose condition is known by the nodes of the branch it takes.
-pub(crate) fn inline_branch(g: &Graph, n: &Node, proto: &pb::NodeProto, cond: bool, em: &mut Emitter) -> Result<(), RewriteError> {
+pub(crate) fn inline_branch(g: &Graph, n: &Node, cond: bool, em: &mut Emitter) -> Result<(), RewriteError> {
     let which = if cond { "then_branch" } else { "else_branch" };
     let err = |detail: String| RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail };
-    let branch = proto.attribute.iter().find(|a| a.name == which).and_then(|a| a.g.as_ref()).ok_or_else(|| err(format!("{which} is missing")))?;
-    if branch.output.len() != proto.output.len() {
-        return Err(err(format!("{which} has {} outputs for {} node outputs", branch.output.len(), proto.output.len())));
+    let branch = match n.attrs.get(which) {
+        Some(AttrValue::Graph(b)) => b,
+        _ => return Err(err(format!("{which} is missing"))),
+    };
+    if branch.outputs.len() != n.outputs.len() {
+        return Err(err(format!("{which} has {} outputs for {} node outputs", branch.outputs.len(), n.outputs.len())));
     }
-    let defined = branch.node.iter().flat_map(|m| m.output.iter()).chain(branch.initializer.iter().map(|t| &t.name));
-    for name in defined {
-        if !name.is_empty() && g.value_by_name(name).is_some() {
-            return Err(err(format!("{which} redefines '{name}' of the outer graph")));
+    // What the branch defines: its nodes' outputs and its initializers (not its captures).
+    let defined = branch.values.iter().filter(|v| v.producer.is_some() || v.initializer.is_some());
+    for v in defined {
+        if g.value_by_name(&v.name).is_some() {
+            return Err(err(format!("{which} redefines '{}' of the outer graph", v.name)));
         }
     }
-    for t in &branch.initializer {
-        em.constant_named(t.clone(), &t.name);
+    for init in &branch.initializers {
+        em.constant_named(init.tensor.clone(), &branch.values[init.value].name);
     }
-    for m in &branch.node {
-        let mut m = m.clone();
+    for m in &branch.nodes {
+        let mut m = branch.node_parts(m);
         if g.opset < 13 && (m.domain.is_empty() || m.domain == "ai.onnx") {
             let coerced = ops::lookup("", &m.op_type).is_some_and(|d| *d == ops::SOFTMAX || *d == ops::LOG_SOFTMAX || *d == ops::HARDMAX)
-                && m.attribute.iter().find(|a| a.name == "axis").is_none_or(|a| a.i != -1);
+                && m.attrs.iter().find(|a| a.0 == "axis").is_none_or(|a| !matches!(a.1, AttrValue::Int(-1)));
             if coerced {
                 return Err(err(format!("{which} holds an opset-{} {} over a middle axis; re-export with opset 13 or later", g.opset, m.op_type)));
             }
@@ -127,24 +132,24 @@ pub(crate) fn inline_branch(g: &Graph, n: &Node, proto: &pb::NodeProto, cond: bo
         }
         em.nodes.push(m);
     }
-    for (inner, outer) in branch.output.iter().zip(&proto.output) {
-        if !outer.is_empty() {
-            bind(em, &inner.name, outer);
+    for (&inner, outer) in branch.outputs.iter().zip(&n.outputs) {
+        if let Some(outer) = outer {
+            bind(em, &branch.values[inner].name, &g.values[*outer].name);
         }
     }
     Ok(())
 }
 
 /// MaxPool's Indices and training Dropout's mask, which their gradients read.
-pub(crate) fn side_outputs(g: &Graph, n: &Node, p: &mut pb::NodeProto, em: &mut Emitter) -> Result<(), RewriteError> {
+pub(crate) fn side_outputs(g: &Graph, n: &Node, p: &mut NodeParts, em: &mut Emitter) -> Result<(), RewriteError> {
     match n.def {
-        Some(d) if *d == ops::MAX_POOL && (p.output.len() < 2 || p.output[1].is_empty()) => {
-            p.output.resize(1, String::new());
-            p.output.push(em.fresh("maxpool_indices"));
+        Some(d) if *d == ops::MAX_POOL && (p.outputs.len() < 2 || p.outputs[1].is_empty()) => {
+            p.outputs.resize(1, String::new());
+            p.outputs.push(em.fresh("maxpool_indices"));
         }
-        Some(d) if *d == ops::DROPOUT && dropout_training(g, n)? && (p.output.len() < 2 || p.output[1].is_empty()) => {
-            p.output.resize(1, String::new());
-            p.output.push(em.fresh("dropout_mask"));
+        Some(d) if *d == ops::DROPOUT && dropout_training(g, n)? && (p.outputs.len() < 2 || p.outputs[1].is_empty()) => {
+            p.outputs.resize(1, String::new());
+            p.outputs.push(em.fresh("dropout_mask"));
         }
         _ => {}
     }
@@ -238,7 +243,7 @@ pub(crate) fn trailing_axes(g: &Graph, n: &Node) -> Result<Vec<i64>, RewriteErro
 
 /// Attaches the loss to `output` (a value of `g`); returns the scalar loss and
 /// the declaration of the `labels` input.
-pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Result<(String, pb::ValueInfoProto), RewriteError> {
+pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Result<(String, (String, Option<TypeDecl>)), RewriteError> {
     let v = &g.values[output];
     let shape = match (&v.shape, loss) {
         (Some(s), _) => Some(s.clone()),
@@ -247,7 +252,7 @@ pub(crate) fn loss(g: &Graph, output: usize, loss: Loss, em: &mut Emitter) -> Re
             return Err(RewriteError::Model { detail: format!("the rank of the first output '{}' is unknown; cross-entropy needs [N, C]", v.name) })
         }
     };
-    let info = |elem: i32, dims: Option<&[Dim]>| super::emit::value_info("labels", elem, dims, &g.symbols);
+    let info = |elem: i32, dims: Option<&[Dim]>| super::emit::decl("labels", elem, dims);
     let out = v.name.clone();
     match loss {
         Loss::CrossEntropy => {

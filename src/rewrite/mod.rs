@@ -15,9 +15,11 @@
 //!   `<name>` runs the next step.
 //!
 //! Pipeline: [`lower`] copies the forward nodes (normalizations written out in
-//! primitive ops) and attaches the loss; the IR of that graph is
-//! differentiated by [`grad::backward`] (one rule table); [`update`] emits the
-//! optimizer step; unused nodes are pruned.
+//! primitive ops, If branches with a known condition inlined from the IR's
+//! subgraphs) and attaches the loss; the IR of that graph is differentiated
+//! by [`grad::backward`] (one rule table); [`update`] emits the optimizer
+//! step; unused nodes are pruned, and the IR of the whole step graph goes to
+//! the ONNX writer (`crate::onnx::write_model`).
 pub(crate) mod emit;
 pub(crate) mod grad;
 pub(crate) mod lower;
@@ -25,13 +27,13 @@ mod update;
 
 pub(crate) use grad::{ExpandFn, GradFn};
 
-use crate::ir::{self, DType};
+use crate::ir::{self, AttrValue, DType, Parts, Tensor, TypeDecl};
 use crate::ops;
-use crate::onnx::{pb, LoadedModel, OnnxError};
+use crate::onnx::{LoadedModel, ModelInfo, OnnxError};
 use crate::plan::Plan;
 use crate::optim::{Config, Detect};
 use crate::plan::PlanMismatch;
-use emit::{tensor_f, Emitter, DOUBLE, FLOAT, INT64};
+use emit::{decl, tensor_f, Emitter, DOUBLE, FLOAT, INT64};
 use std::collections::HashSet;
 
 /// The loss attached to the model's first output.
@@ -117,9 +119,37 @@ pub struct Rewritten {
     pub state: Vec<String>,
     /// Buffers the forward pass updates, in input order.
     pub buffers: Vec<String>,
+    /// The graph's inputs with their dims (`None`: symbolic or unknown).
+    inputs: Vec<(String, Vec<Option<i64>>)>,
+    /// The graph's outputs.
+    outputs: Vec<String>,
+    /// The initializers' names.
+    initializers: Vec<String>,
+    /// The nodes' op types.
+    ops: Vec<String>,
+    /// Default-domain opset.
+    opset: i64,
 }
 
 impl Rewritten {
+    /// The written model of a step graph, and what the accessors report of it.
+    fn new(g: &ir::Graph, info: &ModelInfo, params: Vec<String>, state: Vec<String>, buffers: Vec<String>) -> Result<Rewritten, RewriteError> {
+        let dims = |d: &Option<TypeDecl>| -> Vec<Option<i64>> {
+            d.as_ref().and_then(|d| d.shape.as_ref()).map(|s| s.iter().map(|d| d.known()).collect()).unwrap_or_default()
+        };
+        Ok(Rewritten {
+            model: crate::onnx::write_model(g, info)?,
+            params,
+            state,
+            buffers,
+            inputs: g.input_decls.iter().map(|(v, d)| (g.values[*v].name.clone(), dims(d))).collect(),
+            outputs: g.outputs.iter().map(|&v| g.values[v].name.clone()).collect(),
+            initializers: g.initializers.iter().map(|i| g.values[i.value].name.clone()).collect(),
+            ops: g.nodes.iter().map(|n| n.op_type.clone()).collect(),
+            opset: g.opset,
+        })
+    }
+
     /// Encodes the model.
     pub fn encode(&self) -> Result<Vec<u8>, OnnxError> {
         self.model.encode()
@@ -130,46 +160,30 @@ impl Rewritten {
         self.model.save(path)
     }
 
-    fn graph(&self) -> Option<&pb::GraphProto> {
-        self.model.proto.graph.as_ref()
-    }
-
     /// The graph's inputs, in order, with their shapes (`None`: a symbolic or
     /// unknown dim; an absent shape gives an empty list).
     pub fn inputs(&self) -> Vec<(String, Vec<Option<i64>>)> {
-        self.graph().map(|g| g.input.iter().map(|i| (i.name.clone(), dims_of(i))).collect()).unwrap_or_default()
+        self.inputs.clone()
     }
 
     /// The graph's outputs, in order.
     pub fn outputs(&self) -> Vec<String> {
-        self.graph().map(|g| g.output.iter().map(|o| o.name.clone()).collect()).unwrap_or_default()
+        self.outputs.clone()
     }
 
     /// The initializers' names, in order.
     pub fn initializers(&self) -> Vec<String> {
-        self.graph().map(|g| g.initializer.iter().map(|t| t.name.clone()).collect()).unwrap_or_default()
+        self.initializers.clone()
     }
 
     /// The op types of the nodes, in order.
     pub fn ops(&self) -> Vec<String> {
-        self.graph().map(|g| g.node.iter().map(|n| n.op_type.clone()).collect()).unwrap_or_default()
+        self.ops.clone()
     }
 
     /// The default-domain opset of the step graph.
     pub fn opset(&self) -> i64 {
-        self.model.opset()
-    }
-}
-
-fn dims_of(v: &pb::ValueInfoProto) -> Vec<Option<i64>> {
-    use pb::tensor_shape_proto::dimension::Value;
-    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(pb::type_proto::Value::TensorType(t)) => t
-            .shape
-            .as_ref()
-            .map(|s| s.dim.iter().map(|d| match d.value { Some(Value::DimValue(k)) => Some(k), _ => None }).collect())
-            .unwrap_or_default(),
-        _ => Vec::new(),
+        self.opset
     }
 }
 
@@ -194,10 +208,18 @@ fn model_err(detail: impl Into<String>) -> RewriteError {
 }
 
 /// A declaration with known dims.
-fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
+fn value_info(name: &str, elem: i32, dims: &[i64]) -> (String, Option<TypeDecl>) {
     let dims: Vec<ir::Dim> = dims.iter().map(|&d| ir::Dim::Known(d)).collect();
-    emit::value_info(name, elem, Some(&dims), &[])
+    decl(name, elem, Some(&dims))
 }
+
+/// How the rewrite resolves its graphs into IR.
+fn resolving(path: &std::path::Path, opset: i64, infer: bool) -> ir::Resolve {
+    ir::Resolve { path: path.to_path_buf(), opset, producer: PRODUCER.into(), body: false, keep_order: true, infer }
+}
+
+/// The producer the step graph records.
+const PRODUCER: &str = "adamp-graph";
 
 fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
     let g0 = ir::from_model(model)?;
@@ -261,9 +283,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
 
     let opset = g0.opset.max(17);
     let mut em = Emitter::new(prefix, opset, float);
-    let empty = pb::GraphProto::default();
-    let src = model.proto.graph.as_ref().unwrap_or(&empty);
-    let buffers = lower::forward(&g0, &src.node, &mut em)?;
+    let buffers = lower::forward(&g0, &mut em)?;
     for (i, (b, _)) in buffers.iter().enumerate() {
         if taken.contains(format!("{b}.new").as_str()) {
             return Err(model_err(format!("the model already has a value named '{b}.new'")));
@@ -291,37 +311,37 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
             Ok((b.clone(), t.dtype.onnx_code(), t.dims.clone()))
         })
         .collect::<Result<_, RewriteError>>()?;
+    // The model's inputs that are not initializers (those become constants of the step graph).
+    let model_inputs: Vec<(String, Option<TypeDecl>)> =
+        g0.input_decls.iter().filter(|(v, _)| g0.values[*v].initializer.is_none()).map(|(v, d)| (g0.values[*v].name.clone(), d.clone())).collect();
+    let source_initializers: Vec<(String, Tensor)> = g0.initializers.iter().map(|i| (g0.values[i.value].name.clone(), i.tensor.clone())).collect();
+    let declarations: Vec<(String, TypeDecl)> = g0.value_info.iter().map(|(v, d)| (g0.values[*v].name.clone(), d.clone())).collect();
+    let graph_name = g0.name.clone();
+    let symbols = g0.symbols.clone();
     drop(taken);
     drop(g0);
 
     // The forward graph with the loss as its output, for differentiation.
-    let init_names: HashSet<&str> = src.initializer.iter().map(|t| t.name.as_str()).collect();
-    let model_inputs: Vec<pb::ValueInfoProto> = src.input.iter().filter(|i| !init_names.contains(i.name.as_str())).cloned().collect();
-    let mut opset_import = model.proto.opset_import.clone();
-    match opset_import.iter_mut().find(|o| o.domain.is_empty() || o.domain == "ai.onnx") {
-        Some(o) => o.version = opset,
-        None => opset_import.push(pb::OperatorSetIdProto { domain: String::new(), version: opset }),
+    let mut info = model.info();
+    info.ir_version = info.ir_version.max(8);
+    match info.opsets.iter_mut().find(|(domain, _)| domain.is_empty() || domain == "ai.onnx") {
+        Some(o) => o.1 = opset,
+        None => info.opsets.push((String::new(), opset)),
     }
-    let forward = pb::GraphProto {
-        name: src.name.clone(),
-        node: std::mem::take(&mut em.nodes),
-        initializer: src.initializer.clone(),
-        input: model_inputs.iter().cloned().chain(std::iter::once(labels.clone())).collect(),
-        output: vec![value_info(&loss_t, float, &[])],
-        value_info: src.value_info.clone(),
-        ..Default::default()
+    info.producer_name = PRODUCER.into();
+    info.producer_version = env!("CARGO_PKG_VERSION").into();
+    info.metadata.clear();
+    let forward_nodes = std::mem::take(&mut em.nodes);
+    let forward = Parts {
+        name: graph_name.clone(),
+        symbols,
+        initializers: source_initializers.clone(),
+        inputs: model_inputs.iter().cloned().chain(std::iter::once(labels.clone())).collect(),
+        outputs: vec![value_info(&loss_t, float, &[])],
+        value_info: declarations.clone(),
+        nodes: forward_nodes.clone(),
     };
-    let mut proto = pb::ModelProto {
-        ir_version: model.proto.ir_version.max(8),
-        opset_import,
-        producer_name: "adamp-graph".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(forward),
-        ..Default::default()
-    };
-    let lowered = LoadedModel { path: model.path.clone(), proto, inputs: model.inputs.clone() };
-    let g1 = ir::from_model(&lowered)?;
-    proto = lowered.proto;
+    let g1 = ir::resolve(forward, &resolving(&model.path, opset, true))?;
     let loss_id = g1.value_by_name(&loss_t).ok_or_else(|| model_err("internal: the loss value is missing"))?;
     let param_ids: Vec<usize> = specs.iter().filter_map(|s| g1.value_by_name(&s.name)).collect();
     if param_ids.len() != specs.len() {
@@ -330,13 +350,15 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     let grads = grad::backward(&g1, &mut em, loss_id, &param_ids)?;
     // MSE labels are shaped like the output; lowering (an inlined If) may have revealed it.
     let mut labels = labels;
-    let unshaped = matches!(&labels.r#type, Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(t)), .. }) if t.shape.is_none());
+    let unshaped = labels.1.as_ref().is_some_and(|d| d.shape.is_none());
     if unshaped {
         let shape = g1.value_by_name(&out_name).and_then(|v| g1.values[v].shape.clone()).ok_or_else(|| {
             model_err(format!("the rank of the first output '{out_name}' is unknown; the labels input needs it"))
         })?;
-        labels = emit::value_info("labels", float, Some(&shape), &g1.symbols);
+        labels = decl("labels", float, Some(&shape));
     }
+    let symbols = g1.symbols.clone();
+    drop(g1);
 
     // The update, and the outputs.
     let mut outputs = vec![value_info("loss", FLOAT, &[])];
@@ -344,8 +366,8 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     inputs.push(labels);
     inputs.push(value_info("step", INT64, &[]));
     inputs.push(value_info("lr", FLOAT, &[]));
-    let mut initializers = src.initializer.clone();
-    initializers.push(tensor_f("lr", FLOAT, &[], &[opts.config.lr()]));
+    let mut initializers = source_initializers;
+    initializers.push(("lr".into(), tensor_f(FLOAT, &[], &[opts.config.lr()])));
     let bind = |em: &mut Emitter, from: &str, to: &str| em.node(&ops::IDENTITY, &[from], &[to.to_string()], vec![]);
     if float == FLOAT {
         bind(&mut em, &loss_t, "loss");
@@ -362,7 +384,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         let state: Vec<String> = state_names.iter().map(|s| format!("{}.{s}", spec.name)).collect();
         for s in &state {
             state_inputs.push(value_info(s, float, &dims));
-            initializers.push(zeros(s, float, &dims, numel)?);
+            initializers.push((s.clone(), zeros(s, float, &dims, numel)?));
         }
         inputs.push(value_info(&spec.name, float, &dims));
         outputs.push(value_info(&format!("{}.new", spec.name), float, &dims));
@@ -409,53 +431,44 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     }
     outputs.extend(grad_outputs);
 
-    let mut graph = proto.graph.take().unwrap_or_default();
-    graph.node.append(&mut em.nodes);
-    graph.input = inputs;
-    graph.output = outputs;
-    graph.initializer = initializers;
-    prune(&mut graph);
-    proto.graph = Some(graph);
-    Ok(Rewritten {
-        model: LoadedModel { path: model.path.clone(), proto, inputs: model.inputs.clone() },
-        params: specs.iter().map(|s| s.name.clone()).collect(),
-        state: specs.iter().flat_map(|s| state_names.iter().map(move |st| format!("{}.{st}", s.name))).collect(),
-        buffers: buffer_names,
-    })
+    let mut nodes = forward_nodes;
+    nodes.append(&mut em.nodes);
+    let mut step = Parts { name: graph_name, symbols, initializers, inputs, outputs, value_info: declarations, nodes };
+    prune(&mut step);
+    let step = ir::resolve(step, &resolving(&model.path, opset, false))?;
+    let params = specs.iter().map(|s| s.name.clone()).collect();
+    let state = specs.iter().flat_map(|s| state_names.iter().map(move |st| format!("{}.{st}", s.name))).collect();
+    Rewritten::new(&step, &info, params, state, buffer_names)
 }
 
 /// A zero initializer (bounded: it is materialized in the file).
-fn zeros(name: &str, elem: i32, dims: &[i64], numel: u64) -> Result<pb::TensorProto, RewriteError> {
+fn zeros(name: &str, elem: i32, dims: &[i64], numel: u64) -> Result<Tensor, RewriteError> {
     let bytes = numel.checked_mul(if elem == DOUBLE { 8 } else { 4 }).filter(|&b| b < (1u64 << 31));
     let bytes = bytes.ok_or_else(|| model_err(format!("state '{name}' would need more than 2 GiB")))?;
-    Ok(pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem, raw_data: vec![0u8; bytes as usize].into(), ..Default::default() })
+    Ok(Tensor { dtype: DType::from_onnx(elem), dims: dims.to_vec(), data: vec![0u8; bytes as usize].into() })
 }
 
 /// Removes nodes whose outputs nothing reads, and declarations of values that
 /// no longer exist.
-fn prune(graph: &mut pb::GraphProto) {
-    let mut needed: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    let mut keep = vec![false; graph.node.len()];
-    for (i, n) in graph.node.iter().enumerate().rev() {
-        if n.output.iter().any(|o| needed.contains(o)) {
+fn prune(graph: &mut Parts) {
+    let mut needed: HashSet<String> = graph.outputs.iter().map(|o| o.0.clone()).collect();
+    let mut keep = vec![false; graph.nodes.len()];
+    for (i, n) in graph.nodes.iter().enumerate().rev() {
+        if n.outputs.iter().any(|o| needed.contains(o)) {
             keep[i] = true;
-            needed.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
-            let mut outer = HashSet::new();
-            for a in &n.attribute {
-                for sub in a.g.iter().chain(a.graphs.iter()) {
-                    ir::outer_reads(sub, &mut HashSet::new(), &mut outer);
-                }
-            }
-            needed.extend(outer);
+            needed.extend(n.inputs.iter().filter(|s| !s.is_empty()).cloned());
+            // What its subgraphs read of the enclosing scope.
+            let subgraphs = n.attrs.iter().flat_map(|(_, a)| AttrValue::subgraphs(a));
+            needed.extend(subgraphs.flat_map(|sub| sub.captures.iter().map(|&c| sub.values[c].name.clone())));
         }
     }
     let mut k = keep.into_iter();
-    graph.node.retain(|_| k.next().unwrap_or(false));
-    let produced: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
-    let vi: Vec<pb::ValueInfoProto> = graph.value_info.iter().filter(|v| produced.contains(v.name.as_str())).cloned().collect();
+    graph.nodes.retain(|_| k.next().unwrap_or(false));
+    let produced: HashSet<&str> = graph.nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)).collect();
+    let vi: Vec<(String, TypeDecl)> = graph.value_info.iter().filter(|v| produced.contains(v.0.as_str())).cloned().collect();
     graph.value_info = vi;
-    let inputs: HashSet<String> = graph.input.iter().map(|i| i.name.clone()).collect();
-    graph.initializer.retain(|t| needed.contains(&t.name) || inputs.contains(&t.name));
+    let inputs: HashSet<String> = graph.inputs.iter().map(|i| i.0.clone()).collect();
+    graph.initializers.retain(|t| needed.contains(&t.0) || inputs.contains(&t.0));
 }
 
 /// The optimizer update alone as an ONNX graph: the ONNX backend of
@@ -498,19 +511,18 @@ pub fn update_graph(specs: &[crate::optim::TensorSpec], config: &Config, detect:
         }
         state_all.extend(state);
     }
-    let mut graph = pb::GraphProto { name: "update".into(), node: std::mem::take(&mut em.nodes), input: inputs, output: outputs, ..Default::default() };
+    let mut graph = Parts { name: "update".into(), nodes: std::mem::take(&mut em.nodes), inputs, outputs, ..Default::default() };
     prune(&mut graph);
-    let proto = pb::ModelProto {
+    let path = std::path::Path::new("<update>");
+    let graph = ir::resolve(graph, &resolving(path, 17, false))?;
+    let info = ModelInfo {
+        path: path.to_path_buf(),
+        input_files: Vec::new(),
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        producer_name: "adamp-graph".into(),
-        graph: Some(graph),
-        ..Default::default()
+        opsets: vec![(String::new(), 17)],
+        producer_name: PRODUCER.into(),
+        producer_version: String::new(),
+        metadata: Vec::new(),
     };
-    Ok(Rewritten {
-        model: LoadedModel { path: "<update>".into(), proto, inputs: Vec::new() },
-        params: specs.iter().map(|s| s.name.clone()).collect(),
-        state: state_all,
-        buffers: Vec::new(),
-    })
+    Rewritten::new(&graph, &info, specs.iter().map(|s| s.name.clone()).collect(), state_all, Vec::new())
 }

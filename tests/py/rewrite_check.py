@@ -50,8 +50,12 @@ def initializers(path):
     return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, m
 
 
-def check(step_path):
-    onnx.checker.check_model(onnx.load(step_path), full_check=True)
+def check(*paths):
+    for path in paths:
+        try:
+            onnx.checker.check_model(onnx.load(path), full_check=True)
+        except Exception as e:
+            raise SystemExit(f"{path}: {e}")
     return {"ok": True}
 
 
@@ -225,7 +229,7 @@ def optim(trace_path, update_path):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "check":
-        out = check(sys.argv[2])
+        out = check(*sys.argv[2:])
     elif mode == "grads":
         out = grads(sys.argv[2], sys.argv[3])
     elif mode == "smoke":

@@ -10,6 +10,7 @@ mod fuzz_corpus;
 mod golden_optim;
 mod gpu_optim;
 mod hostile;
+mod onnx_write;
 mod op_sweep;
 mod registry;
 mod rewrite;

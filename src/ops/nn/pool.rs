@@ -249,7 +249,7 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     let area = k.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).ok_or_else(|| Ad::err(n, "kernel size overflows"))?;
     let wdims: Vec<i64> = [c, 1].into_iter().chain(k.iter().copied()).collect();
     let count = wdims.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).filter(|&v| v <= 1 << 24).ok_or_else(|| Ad::err(n, "kernel too large"))?;
-    let w = ad.em.constant(crate::rewrite::emit::tensor_f("", ad.em.float, &wdims, &vec![1.0; count as usize]));
+    let w = ad.em.constant(crate::rewrite::emit::tensor_f(ad.em.float, &wdims, &vec![1.0; count as usize]));
     let conv_attrs = |transposed: bool| {
         let p = if transposed && opad.is_none() { begin_pads_only(&pads) } else { pads.clone() };
         let mut a = vec![a_ints("strides", &strides), a_ints("pads", &p), a_int("group", c), a_ints("kernel_shape", &k)];

@@ -5,7 +5,7 @@
 //! For every node test the IR loads, each output's inferred rank and dims must
 //! equal the recorded output's. The declared output shapes and value_info are
 //! removed first, so nothing is read back from the file. Inputs of at most
-//! [`MAX_TRACKED_INTS`](super::shape::MAX_TRACKED_INTS) elements are given to
+//! [`MAX_TRACKED_INTS`](crate::ir::MAX_TRACKED_INTS) elements are given to
 //! the IR as initializers, as exporters make shape arguments (Reshape's target,
 //! Slice's bounds, Resize's sizes) constants.
 //!
@@ -14,7 +14,7 @@
 //! the verdicts differ from the manifest, a regression or a stale manifest
 //! alike; `ADAMP_GRAPH_BLESS=1` rewrites it. Python with onnx and numpy is
 //! required (`$ADAMP_GRAPH_PYTHON`, else `python3`; scripts/test.sh makes one).
-use super::{from_model, Dim};
+use crate::ir::{from_model, Dim};
 use crate::onnx::{load_model_bytes, pb};
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ fn verdict(dir: &Path) -> String {
     for (j, input) in graph.input.clone().iter().enumerate() {
         let Some(mut t) = read_tensor(&data.join(format!("input_{j}.pb"))) else { continue };
         let elements = t.dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d));
-        if elements.is_some_and(|n| n <= super::shape::MAX_TRACKED_INTS as i64) {
+        if elements.is_some_and(|n| n <= crate::ir::MAX_TRACKED_INTS as i64) {
             t.name = input.name.clone();
             graph.initializer.push(t);
         }
