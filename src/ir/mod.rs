@@ -7,7 +7,7 @@ mod shape;
 
 pub use build::{from_model, IrError};
 pub(crate) use build::{resolve, Resolve};
-pub(crate) use shape::{refine, MAX_TRACKED_INTS};
+pub(crate) use shape::{infer_body, refine, MAX_TRACKED_INTS};
 pub use crate::ops::util::broadcast::broadcast;
 pub use crate::ops::util::dims::{norm_axis, product};
 pub use crate::ops::util::axes::reduce_axes;

@@ -39,6 +39,57 @@ pub(crate) fn infer(g: &mut Graph, declared: &[Option<Declared>]) {
     }
 }
 
+/// How deep [`infer_body`] re-runs inference in nested subgraphs; deeper bodies
+/// keep the facts their own build inferred (each level multiplies the work).
+const MAX_BODY_DEPTH: usize = 3;
+
+thread_local! {
+    static BODY_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The facts of a subgraph's outputs when its inputs are `inputs` and the values
+/// it captures are as `outer` knows them: inference runs again on a copy.
+pub(crate) fn infer_body(outer: &Graph, body: &Graph, inputs: &[crate::ops::ShapeOut]) -> Vec<crate::ops::ShapeOut> {
+    let facts = |g: &Graph| g.outputs.iter().map(|&o| {
+        let v = &g.values[o];
+        (v.shape.clone(), v.ints.clone(), v.scalar, v.dtype)
+    }).collect::<Vec<_>>();
+    let depth = BODY_DEPTH.with(|d| d.get());
+    if depth >= MAX_BODY_DEPTH {
+        return facts(body);
+    }
+    let mut g = body.clone();
+    for &c in &body.captures {
+        let Some(o) = outer.value_by_name(&body.values[c].name) else { continue };
+        let (src, v) = (&outer.values[o], &mut g.values[c]);
+        v.shape = src.shape.clone();
+        v.dtype = src.dtype;
+        v.ints = src.ints.clone();
+        v.scalar = src.scalar;
+        v.is_const = src.is_const;
+    }
+    for (&i, (shape, ints, scalar, dtype)) in body.inputs.iter().zip(inputs) {
+        let v = &mut g.values[i];
+        v.shape = refine(shape.clone(), v.shape.take());
+        v.dtype = dtype.or(v.dtype);
+        v.ints = ints.clone();
+        v.scalar = *scalar;
+    }
+    let mut declared: Vec<Option<Declared>> = vec![None; g.values.len()];
+    for (v, d) in &g.value_info {
+        declared[*v] = Some((d.dtype, d.shape.clone()));
+    }
+    for (&v, d) in g.outputs.iter().zip(&g.output_decls) {
+        if let Some(d) = d {
+            declared[v] = Some((d.dtype, d.shape.clone()));
+        }
+    }
+    BODY_DEPTH.with(|d| d.set(depth + 1));
+    infer(&mut g, &declared);
+    BODY_DEPTH.with(|d| d.set(depth));
+    facts(&g)
+}
+
 /// One forward pass over the nodes; returns the declarations that disagreed.
 fn forward(g: &mut Graph, declared: &[Option<Declared>]) -> Vec<super::ShapeConflict> {
     let mut conflicts = Vec::new();

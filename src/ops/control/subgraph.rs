@@ -13,6 +13,7 @@ pub static IF: OpDef = OpDef {
         AttrSpec::of("then_branch", AttrKind::Graph),
         AttrSpec::of("else_branch", AttrKind::Graph),
     ],
+    shape: Some(if_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
     ..OpDef::BASE
@@ -44,7 +45,107 @@ pub static SCAN: OpDef = OpDef {
     attrs: &[
         AttrSpec::of("body", AttrKind::Graph),
     ],
+    shape: Some(scan_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
     ..OpDef::BASE
 };
+
+/// The subgraph held by attribute `name`.
+fn body<'n>(n: &'n Node, name: &str) -> Option<&'n Graph> {
+    match n.attrs.get(name) {
+        Some(AttrValue::Graph(g)) => Some(&**g),
+        _ => None,
+    }
+}
+
+/// What both of two derivations of one output agree on.
+fn agree(a: &ShapeOut, b: &ShapeOut) -> ShapeOut {
+    let shape = match (&a.0, &b.0) {
+        (Some(x), Some(y)) if x.len() == y.len() => Some(x.iter().zip(y).map(|(p, q)| if p == q { *p } else { Dim::Unknown }).collect()),
+        _ => None,
+    };
+    let ints = if a.1 == b.1 { a.1.clone() } else { None };
+    let scalar = if a.2 == b.2 { a.2 } else { None };
+    let dtype = if a.3 == b.3 { a.3 } else { None };
+    (shape, ints, scalar, dtype)
+}
+
+/// If: the branch the condition picks when it is known, else what both branches agree on.
+fn if_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let (Some(then), Some(other)) = (body(n, "then_branch"), body(n, "else_branch")) else { return Vec::new() };
+    let cond = val(g, n, 0).and_then(|v| v.scalar.or_else(|| v.ints.as_ref().filter(|i| i.len() == 1).and_then(|i| i[0].known()).map(|x| x as f64)));
+    match cond {
+        Some(c) if c != 0.0 => crate::ir::infer_body(g, then, &[]),
+        Some(_) => crate::ir::infer_body(g, other, &[]),
+        None => {
+            let (t, e) = (crate::ir::infer_body(g, then, &[]), crate::ir::infer_body(g, other, &[]));
+            t.iter().zip(&e).map(|(a, b)| agree(a, b)).collect()
+        }
+    }
+}
+
+/// Removes dim `axis` (normalized against the rank) from a shape.
+fn without(shape: &[Dim], axis: i64) -> Option<Vec<Dim>> {
+    let a = norm_axis(axis, shape.len())?;
+    Some([&shape[..a], &shape[a + 1..]].concat())
+}
+
+/// Scan: the body runs once per slice of the scan inputs; the states keep their
+/// shapes and each scan output stacks the body's along its output axis. Opset 8
+/// puts a batch dim before everything and takes `sequence_lens` first.
+fn scan_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let Some(b) = body(n, "body") else { return Vec::new() };
+    let m = n.attr_int("num_scan_inputs", 0);
+    let batched = g.opset < 9;
+    let first = usize::from(batched);
+    let total = n.inputs.len().saturating_sub(first);
+    let Some(states) = usize::try_from(m).ok().filter(|&m| m >= 1 && m <= total).map(|m| total - m) else { return Vec::new() };
+    let input_axes = n.attr_ints("scan_input_axes").map(<[i64]>::to_vec).unwrap_or_default();
+    let output_axes = n.attr_ints("scan_output_axes").map(<[i64]>::to_vec).unwrap_or_default();
+    let mut seq = Dim::Unknown;
+    let mut batch = Dim::Unknown;
+    let mut body_inputs: Vec<ShapeOut> = Vec::with_capacity(total);
+    for j in 0..total {
+        let slot = first + j;
+        let s = shape_of(g, n, slot);
+        let dtype = val(g, n, slot).and_then(|v| v.dtype);
+        let s = if batched {
+            let s = s.filter(|s| !s.is_empty());
+            if let Some(s) = &s {
+                batch = if j == 0 { s[0] } else { batch };
+            }
+            s.map(|s| s[1..].to_vec())
+        } else {
+            s
+        };
+        let shape = if j < states {
+            s
+        } else {
+            let axis = if batched { 0 } else { input_axes.get(j - states).copied().unwrap_or(0) };
+            let sliced = s.as_ref().and_then(|s| without(s, axis));
+            if j == states {
+                seq = s.as_ref().and_then(|s| norm_axis(axis, s.len()).map(|a| s[a])).unwrap_or(Dim::Unknown);
+            }
+            sliced
+        };
+        body_inputs.push((shape, None, None, dtype));
+    }
+    let outs = crate::ir::infer_body(g, b, &body_inputs);
+    outs.into_iter()
+        .enumerate()
+        .map(|(k, (shape, _, _, dtype))| {
+            let shape = if k < states {
+                shape
+            } else {
+                let axis = if batched { 0 } else { output_axes.get(k - states).copied().unwrap_or(0) };
+                shape.and_then(|s| {
+                    let a = norm_axis(axis, s.len() + 1)?;
+                    Some([&s[..a], &[seq], &s[a..]].concat())
+                })
+            };
+            let shape = if batched { shape.map(|s| [&[batch][..], &s].concat()) } else { shape };
+            (shape, None, None, dtype)
+        })
+        .collect()
+}
