@@ -249,6 +249,13 @@ fn forward(g: &mut Graph, declared: &[Option<Declared>]) -> Vec<super::ShapeConf
                     inferred: g.dims_string(known.as_deref()),
                 });
             }
+            // A one-element value with an integral scalar is also shape ints: float
+            // shape arithmetic (timm's pad_same) meets integer shapes in a Concat.
+            let one_element = shape.as_ref().is_some_and(|s| s.iter().all(|d| *d == Dim::Known(1)));
+            let ints = match (ints, scalar) {
+                (None | Some(_), Some(x)) if one_element && x.fract() == 0.0 && x.abs() < 9.0e15 => Some(vec![Dim::Known(x as i64)]),
+                (ints, _) => ints,
+            };
             let v = &mut g.values[out];
             v.is_const = is_const;
             v.shape = shape;
@@ -403,6 +410,29 @@ fn same_shape_op(op: &str) -> bool {
 
 type Out = (Option<Vec<Dim>>, Option<Vec<Dim>>, Option<f64>, Option<DType>);
 
+/// The value of a one-element input: its scalar, or its one shape int.
+fn scalar_in(g: &Graph, n: &Node, i: usize) -> Option<f64> {
+    let v = val(g, n, i)?;
+    v.scalar.or_else(|| match v.ints.as_deref() {
+        Some([Dim::Known(x)]) => Some(*x as f64),
+        _ => None,
+    })
+}
+
+/// Clip of a known scalar, when its bounds are known (inputs from opset 11,
+/// attributes before) or absent.
+fn clip_scalar(g: &Graph, n: &Node) -> Option<f64> {
+    let x = scalar_in(g, n, 0)?;
+    let bound = |i: usize, attr: &str, default: f64| -> Option<f64> {
+        match n.input(i) {
+            Some(_) => scalar_in(g, n, i),
+            None => Some(f64::from(n.attr_float(attr, default as f32))),
+        }
+    };
+    let (lo, hi) = (bound(1, "min", f64::NEG_INFINITY)?, bound(2, "max", f64::INFINITY)?);
+    Some(x.max(lo).min(hi))
+}
+
 fn shape_of(g: &Graph, n: &Node, i: usize) -> Option<Vec<Dim>> {
     n.input(i).and_then(|v| g.values[v].shape.clone())
 }
@@ -531,7 +561,20 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
         "Identity" | "Cast" | "CastLike" => {
             let v = val(g, n, 0);
             let dtype = if op == "Cast" { Some(DType::from_onnx(n.attr_int("to", 1) as i32)) } else { v.and_then(|v| v.dtype) };
-            vec![(shape_of(g, n, 0), v.and_then(|v| v.ints.clone()), v.and_then(|v| v.scalar), dtype)]
+            let shape = shape_of(g, n, 0);
+            let mut scalar = v.and_then(|v| v.scalar);
+            // Float shape arithmetic cast to an integer type (timm's pad_same:
+            // Cast(Ceil(Div(...)))) truncates toward zero; its ints follow below.
+            match (op, dtype) {
+                ("Cast", Some(DType::I64 | DType::I32)) => scalar = scalar.map(f64::trunc),
+                ("Cast", Some(DType::Bool)) => scalar = scalar.map(|x| f64::from(u8::from(x != 0.0))),
+                _ => {}
+            }
+            let ints = match (op, dtype, scalar) {
+                ("Cast", Some(DType::I64 | DType::I32 | DType::Bool), Some(_)) => None,
+                _ => v.and_then(|v| v.ints.clone()),
+            };
+            vec![(shape, ints, scalar, dtype)]
         }
         "Relu" | "LeakyRelu" | "PRelu" | "Sigmoid" | "Tanh" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish"
         | "Gelu" | "Erf" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Softplus" | "Softsign" | "Clip"
@@ -543,6 +586,20 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
             let mut out = same(g, n);
             if let (Some(x), "Neg" | "Abs") = (val(g, n, 0).and_then(|v| v.scalar), op) {
                 out[0].2 = Some(if op == "Neg" { -x } else { x.abs() });
+            }
+            if let (Some(x), "Ceil" | "Floor" | "Round") = (scalar_in(g, n, 0), op) {
+                out[0].2 = Some(match op {
+                    "Ceil" => x.ceil(),
+                    "Floor" => x.floor(),
+                    _ => x.round_ties_even(),
+                });
+            }
+            if matches!(op, "Ceil" | "Floor" | "Round") {
+                // Integers are their own ceiling, floor and rounding.
+                out[0].1 = val(g, n, 0).and_then(|v| v.ints.clone());
+            }
+            if op == "Clip" {
+                out[0].2 = clip_scalar(g, n);
             }
             if matches!(op, "Neg" | "Abs") {
                 out[0].1 = val(g, n, 0).and_then(|v| v.ints.clone()).map(|xs| {
@@ -638,20 +695,29 @@ fn infer_node(g: &Graph, n: &Node) -> Vec<Out> {
                     }
                 }
             }
+            // A float Div of integers is an integer only where it divides exactly.
+            let float_div = op == "Div" && dtype.is_some_and(DType::is_float);
             if matches!(op, "Add" | "Sub" | "Mul" | "Div") || (op == "Mod" && n.attr_int("fmod", 0) == 0) {
                 if let (Some(a), Some(b)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone())) {
                     let len = a.len().max(b.len());
                     if (a.len() == len || a.len() == 1) && (b.len() == len || b.len() == 1) {
-                        ints = Some((0..len).map(|i| arith(a[i.min(a.len() - 1)], b[i.min(b.len() - 1)], op)).collect());
+                        ints = Some((0..len).map(|i| match (a[i.min(a.len() - 1)], b[i.min(b.len() - 1)]) {
+                            (Dim::Known(x), Dim::Known(y)) if float_div && (y == 0 || x % y != 0) => Dim::Unknown,
+                            (x, y) if float_div && !matches!((x, y), (Dim::Known(_), Dim::Known(_))) => Dim::Unknown,
+                            (x, y) => arith(x, y, op),
+                        }).collect());
                     }
                 }
             }
-            let scalar = match (val(g, n, 0).and_then(|v| v.scalar), val(g, n, 1).and_then(|v| v.scalar)) {
+            // One-element shape ints count as scalars (Gather of a Shape, cast to float).
+            let scalar = match (scalar_in(g, n, 0), scalar_in(g, n, 1)) {
                 (Some(a), Some(b)) => match op {
                     "Add" => Some(a + b),
                     "Sub" => Some(a - b),
                     "Mul" => Some(a * b),
-                    "Div" => Some(a / b),
+                    "Div" if dtype.is_some_and(DType::is_float) => Some(a / b),
+                    // integer Div truncates toward zero
+                    "Div" if b != 0.0 => Some((a / b).trunc()),
                     "Pow" => Some(a.powf(b)),
                     _ => None,
                 },

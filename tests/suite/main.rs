@@ -14,6 +14,7 @@ mod op_sweep;
 mod rewrite;
 mod rewrite_ort;
 mod rules;
+mod shape_arith;
 mod snapshots;
 mod soundness_random;
 mod soundness_random_cnn;
