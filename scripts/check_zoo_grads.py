@@ -23,6 +23,12 @@ squared error against fixed random targets.
 with the official adamp 0.3.0 on the same weights and batch, and prints the
 loss before and after the step for several learning rates, with the
 first-order prediction of the first Adam step (sign descent: -lr * sum |g|).
+`--init native|smoke|zoo` picks the weights (the library's own initialization,
+the onnxruntime smoke test's, or the zoo generator's), `--labels zero` feeds
+class 0 for every sample (as the smoke test does). `--mask-noise` evaluates the
+graph with its random ops kept several times at fixed weights (lr 0).
+`swin_wide` (a Swin at its real width, 6M parameters) exists for that study
+only. Results: docs/rewrite.md.
 """
 import argparse
 import copy
