@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Exports the fixture zoo and computes scale-invariance ground truth.
 
-Not run by CI. Needs a venv with: torch torchvision timm onnx onnxruntime onnxscript.
+Not run by CI. Needs a venv with: torch torchvision timm transformers onnx onnxruntime onnxscript
+(versions in the README).
 
     python scripts/gen_zoo.py [--only NAME ...]
 
@@ -23,6 +24,15 @@ moved off their special initial values
                 whose common positive scaling leaves outputs unchanged
 Eval-mode exports are traps: BatchNorm is folded or frozen, so their truth is
 measured in eval mode and nothing before a BatchNorm is invariant.
+
+The timm and transformers families are exported as users export them: training
+mode, dropout / drop-path / stochastic depth kept at non-zero rates. Their
+truth is measured with the random ops off, and every claim that holds then
+again under fixed mask draws (torch_truth); initializers the exporter renamed
+(dynamo's folded weight transposes) get their parameter's truth (aliases), and
+proposed groups over initializers that are no parameter are checked in
+onnxruntime (ort_group_check). `--strip FILE ...` removes metadata_props from
+committed models without changing anything else.
 """
 import argparse
 import copy
