@@ -35,6 +35,7 @@ onnxruntime (ort_group_check). `--strip FILE ...` removes metadata_props from
 committed models without changing anything else.
 """
 import argparse
+import collections
 import copy
 import gzip
 import json
@@ -817,6 +818,13 @@ def aliases(path, model):
             if [d for d in a.shape if d != 1] == [d for d in p.shape if d != 1] and np.array_equal(a.reshape(-1), p.reshape(-1)):
                 out[init.name] = (n, {"axes": [k for k, d in enumerate(a.shape) if d != 1], "shape": list(a.shape)})
                 break
+    # Scaling the param scales every copy; the analysis scales one initializer.
+    # The truth transfers only where the param has exactly one copy in the graph.
+    names = {i.name for i in m.graph.initializer}
+    copies = collections.Counter(p for p, _ in out.values())
+    shared = sorted(p for p in copies if copies[p] > 1 or p in names)
+    if shared:
+        raise RuntimeError(f"{path}: parameters with several initializers: {shared}")
     return out
 
 
