@@ -259,6 +259,41 @@ def record_op(name, onnx_path, params, x, labels, loss_kind, loss, dtype, extra=
         json.dump(doc, f)
 
 
+def torch_case(d, gen, name, model, x, loss_kind, dtype, opset, dynamic):
+    """Exports one PyTorch case and records its loss and gradients."""
+    model = model.to(dtype)
+    x = x.to(dtype)
+    path = os.path.join(d, name + ".onnx")
+    proto = export(model, (x,), path, opset=opset, dynamic=dynamic)
+    inits = {i.name for i in proto.graph.initializer}
+    params = {k: p for k, p in model.named_parameters()}
+    missing = [k for k in params if k not in inits]
+    assert not missing, f"{name}: parameters renamed by the exporter: {missing}"
+    model.train()
+    model.zero_grad()
+    y = model(x)
+    labels = make_labels(loss_kind, y, gen)
+    loss = loss_fn(loss_kind, y, labels)
+    loss.backward()
+    record_op(name, path, params, x, labels, loss_kind, loss, dtype)
+    print(name, sorted({n.op_type for n in proto.graph.node}))
+
+
+def gen_extra_ops():
+    """Cases added later, each with its own generators, so that writing them
+    leaves every earlier case's data unchanged (`gen_rewrite.py ops_extra`)."""
+    d = os.path.join(OUT, "ops")
+    os.makedirs(d, exist_ok=True)
+    g = torch.Generator().manual_seed(11)
+    rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    # ceil_mode with a partial last window, as timm's DownsampleAvg (NFNet, ResNet-D) exports it.
+    torch_case(d, torch.Generator().manual_seed(12), "avg_pool_ceil_mode", Lambda(lambda s, x: torch.cat([
+        F.avg_pool2d(F.conv2d(x, s.v), 2, 2, 0, ceil_mode=True, count_include_pad=False).flatten(1),
+        F.avg_pool2d(F.conv2d(x, s.u), 3, 3, 0, ceil_mode=True, count_include_pad=True).flatten(1),
+        F.avg_pool2d(F.conv2d(x, s.t), (3, 2), (2, 2), (1, 0), ceil_mode=True, count_include_pad=False).flatten(1)], 1),
+        v=rn(2, 2, 1, 1), u=rn(2, 2, 1, 1), t=rn(2, 2, 1, 1)), rn(2, 2, 5, 5), "mse", torch.float32, 17, (0,))
+
+
 def gen_ops():
     d = os.path.join(OUT, "ops")
     os.makedirs(d, exist_ok=True)
@@ -267,22 +302,7 @@ def gen_ops():
     for name, model, x, loss_kind, dtype, opset, dynamic in op_cases():
         if model is None:
             continue
-        model = model.to(dtype)
-        x = x.to(dtype)
-        path = os.path.join(d, name + ".onnx")
-        proto = export(model, (x,), path, opset=opset, dynamic=dynamic)
-        inits = {i.name for i in proto.graph.initializer}
-        params = {k: p for k, p in model.named_parameters()}
-        missing = [k for k in params if k not in inits]
-        assert not missing, f"{name}: parameters renamed by the exporter: {missing}"
-        model.train()
-        model.zero_grad()
-        y = model(x)
-        labels = make_labels(loss_kind, y, gen)
-        loss = loss_fn(loss_kind, y, labels)
-        loss.backward()
-        record_op(name, path, params, x, labels, loss_kind, loss, dtype)
-        print(name, sorted({n.op_type for n in proto.graph.node}))
+        torch_case(d, gen, name, model, x, loss_kind, dtype, opset, dynamic)
     # Embedding (int64 input), ℓ2-normalized.
     torch.manual_seed(3)
     model = EmbedNet().double()
@@ -528,5 +548,7 @@ if __name__ == "__main__":
     what = sys.argv[1:] or ["ops", "train"]
     if "ops" in what:
         gen_ops()
+    if "ops" in what or "ops_extra" in what:
+        gen_extra_ops()
     if "train" in what:
         gen_train()

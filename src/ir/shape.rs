@@ -112,6 +112,13 @@ fn forward(g: &mut Graph, declared: &[Option<Declared>]) -> Vec<super::ShapeConf
                     inferred: g.dims_string(known.as_deref()),
                 });
             }
+            // A one-element value with an integral scalar is also shape ints: float
+            // shape arithmetic (timm's pad_same) meets integer shapes in a Concat.
+            let one_element = shape.as_ref().is_some_and(|s| s.iter().all(|d| *d == Dim::Known(1)));
+            let ints = match (ints, scalar) {
+                (None | Some(_), Some(x)) if one_element && x.fract() == 0.0 && x.abs() < 9.0e15 => Some(vec![Dim::Known(x as i64)]),
+                (ints, _) => ints,
+            };
             let v = &mut g.values[out];
             v.is_const = is_const;
             v.shape = shape;

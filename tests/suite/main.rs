@@ -16,6 +16,7 @@ mod registry;
 mod rewrite;
 mod rewrite_ort;
 mod rules;
+mod shape_arith;
 mod snapshots;
 mod soundness_random;
 mod soundness_random_cnn;

@@ -23,6 +23,17 @@ pub(crate) fn identity_grad(_: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bo
 
 pub(crate) fn identity_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let v = val(g, n, 0);
-    let dtype = if n.is(&CAST) { Some(DType::from_onnx(n.attr_int("to", 1) as i32)) } else { v.and_then(|v| v.dtype) };
-    vec![(shape_of(g, n, 0), v.and_then(|v| v.ints.clone()), v.and_then(|v| v.scalar), dtype)]
+    let cast = n.is(&CAST);
+    let dtype = if cast { Some(DType::from_onnx(n.attr_int("to", 1) as i32)) } else { v.and_then(|v| v.dtype) };
+    let mut scalar = v.and_then(|v| v.scalar);
+    // Float shape arithmetic cast to an integer type (timm's pad_same:
+    // Cast(Ceil(Div(...)))) truncates toward zero; its ints follow from the scalar.
+    let to_int = cast && matches!(dtype, Some(DType::I64 | DType::I32 | DType::Bool));
+    match dtype {
+        Some(DType::I64 | DType::I32) if cast => scalar = scalar.map(f64::trunc),
+        Some(DType::Bool) if cast => scalar = scalar.map(|x| f64::from(u8::from(x != 0.0))),
+        _ => {}
+    }
+    let ints = if to_int && scalar.is_some() { None } else { v.and_then(|v| v.ints.clone()) };
+    vec![(shape_of(g, n, 0), ints, scalar, dtype)]
 }

@@ -13,7 +13,7 @@ pub static CLIP: OpDef = OpDef {
         AttrSpec::float("min"),
         AttrSpec::float("max"),
     ],
-    shape: Some(same_shape),
+    shape: Some(clip_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(clip_rule),
     arg_slots: ArgSlots::From(1),
@@ -78,4 +78,21 @@ pub(crate) fn clip_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
         None => dy,
     };
     Ok(grads(n, vec![(0, g)]))
+}
+
+/// Clip folds a known scalar when its bounds are known (inputs from opset 11,
+/// attributes before) or absent.
+pub(crate) fn clip_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let bound = |i: usize, attr: &str, default: f64| -> Option<f64> {
+        match n.input(i) {
+            Some(_) => scalar_in(g, n, i),
+            None => Some(f64::from(n.attr_float(attr, default as f32))),
+        }
+    };
+    let scalar = scalar_in(g, n, 0).and_then(|x| Some(x.max(bound(1, "min", f64::NEG_INFINITY)?).min(bound(2, "max", f64::INFINITY)?)));
+    let mut out = same(g, n);
+    if let Some(o) = out.first_mut() {
+        o.2 = scalar;
+    }
+    out
 }

@@ -38,6 +38,24 @@ pub(crate) fn div_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
     Ok(grads(n, out))
 }
 
+/// A float Div of integers is an integer only where it divides exactly (timm's
+/// pad_same computes in float); an integer Div truncates toward zero.
 pub(crate) fn div_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    arith_shape(g, n, Arith::Div, |a, b| a / b)
+    let dtype = first_dtype(g, n);
+    let float = dtype.is_some_and(DType::is_float);
+    let ints = arith_ints(g, n, Arith::Div).map(|q| {
+        if !float {
+            return q;
+        }
+        let (Some(a), Some(b)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone())) else { return q };
+        q.iter()
+            .enumerate()
+            .map(|(i, d)| match (a[i.min(a.len() - 1)], b[i.min(b.len() - 1)]) {
+                (Dim::Known(x), Dim::Known(y)) if y != 0 && x % y == 0 => *d,
+                _ => Dim::Unknown,
+            })
+            .collect()
+    });
+    let scalar = if float { fold_scalars(g, n, |a, b| a / b) } else { fold_scalars(g, n, |a, b| if b != 0.0 { (a / b).trunc() } else { f64::NAN }).filter(|x| x.is_finite()) };
+    vec![(broadcast_inputs(g, n), ints, scalar, dtype)]
 }

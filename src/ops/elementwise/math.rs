@@ -222,7 +222,7 @@ pub static FLOOR: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    shape: Some(same_shape),
+    shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
     ..OpDef::BASE
@@ -235,7 +235,7 @@ pub static CEIL: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    shape: Some(same_shape),
+    shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
     ..OpDef::BASE
@@ -248,7 +248,7 @@ pub static ROUND: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
-    shape: Some(same_shape),
+    shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
     ..OpDef::BASE
@@ -373,4 +373,18 @@ pub(crate) fn reciprocal_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &
     let y2 = ad.em.mul(&y, &y);
     let g = ad.em.mul(&dy, &y2);
     Ok(grads(n, vec![(0, ad.em.neg(&g))]))
+}
+
+/// Ceil, Floor and Round fold a known scalar; integers are their own rounding.
+pub(crate) fn rounding_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let scalar = scalar_in(g, n, 0).map(|x| {
+        if n.is(&CEIL) {
+            x.ceil()
+        } else if n.is(&FLOOR) {
+            x.floor()
+        } else {
+            x.round_ties_even()
+        }
+    });
+    vec![(shape_of(g, n, 0), val(g, n, 0).and_then(|v| v.ints.clone()), scalar, first_dtype(g, n))]
 }

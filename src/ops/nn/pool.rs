@@ -223,7 +223,7 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     }
     let c = xd[1].known().ok_or_else(|| Ad::err(n, "the gradient needs a static channel count"))?;
     let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
+    let mut pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
         "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
         "VALID" => vec![0; 2 * sp],
         other => return Err(Ad::err(n, format!("auto_pad = {other} is not supported"))),
@@ -231,6 +231,34 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     // Static spatial dims give an output padding; unknown ones a zero pad to
     // the input's runtime shape (as for Conv).
     let x_sp: Option<Vec<i64>> = xd[2..].iter().map(|d| d.known()).collect();
+    let count_include_pad = n.attr_int("count_include_pad", 0) != 0;
+    let padded_by_model = pads.iter().any(|&p| p != 0);
+    if n.attr_int("ceil_mode", 0) != 0 {
+        // A partial last window (timm's DownsampleAvg, NFNet) reads past the end
+        // padding: it is the floor-mode pool with that much more end padding, whose
+        // divisor counts only the input's elements, so the gradient is the padded
+        // pool's with the count divisor below.
+        let actual = ad.dims(n.output(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>());
+        let (Some(x_sp), Some(out)) = (&x_sp, actual) else {
+            return Err(Ad::err(n, "ceil_mode = 1 needs static spatial dims"));
+        };
+        if pads.len() != 2 * sp || strides.len() != sp || out.len() != sp {
+            return Err(Ad::err(n, "pads or strides do not match the input rank"));
+        }
+        for i in 0..sp {
+            let extra = (out[i] - 1).checked_mul(strides[i]).and_then(|v| v.checked_add(k[i] - x_sp[i] - pads[i] - pads[sp + i]));
+            match extra {
+                Some(0) => {}
+                Some(e) if e > 0 && e < k[i] => {
+                    if count_include_pad && padded_by_model {
+                        return Err(Ad::err(n, "ceil_mode = 1 with a partial last window and count_include_pad = 1 over pads is not supported"));
+                    }
+                    pads[sp + i] += e;
+                }
+                _ => return Err(Ad::err(n, "ceil_mode = 1: the output dims do not match the input's")),
+            }
+        }
+    }
     let ones = vec![1; sp];
     let opad = match &x_sp {
         Some(x_sp) => Some(output_padding(n, x_sp, &k, &strides, &ones, &pads)?),
@@ -239,13 +267,6 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
             None
         }
     };
-    if n.attr_int("ceil_mode", 0) != 0 {
-        let floor_out: Option<Vec<i64>> = x_sp.as_ref().map(|x_sp| (0..sp).map(|i| (x_sp[i] + pads[i] + pads[sp + i] - k[i]) / strides[i] + 1).collect());
-        let actual = ad.dims(n.output(0)).and_then(|d| d[2..].iter().map(|d| d.known()).collect::<Option<Vec<i64>>>());
-        if floor_out.is_none() || actual != floor_out {
-            return Err(Ad::err(n, "ceil_mode = 1 with a partial last window (or unknown spatial dims) is not supported"));
-        }
-    }
     let area = k.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).ok_or_else(|| Ad::err(n, "kernel size overflows"))?;
     let wdims: Vec<i64> = [c, 1].into_iter().chain(k.iter().copied()).collect();
     let count = wdims.iter().try_fold(1i64, |a, &b| a.checked_mul(b)).filter(|&v| v <= 1 << 24).ok_or_else(|| Ad::err(n, "kernel too large"))?;
@@ -260,7 +281,9 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     };
     let x = ad.name(n, 0);
     let padded = pads.iter().any(|&p| p != 0);
-    let scaled = if n.attr_int("count_include_pad", 0) != 0 || !padded {
+    // With count_include_pad the model's own pads count, and a partial window's
+    // overflow only arises above without them: then the divisor counts real elements.
+    let scaled = if (count_include_pad && padded_by_model) || !padded {
         ad.em.mul_scalar(&dy, 1.0 / area as f64)
     } else {
         // The divisor is the number of real (unpadded) elements under each window.

@@ -62,9 +62,19 @@ pub(crate) fn arith_ints(g: &Graph, n: &Node, op: Arith) -> Option<Vec<Dim>> {
     None
 }
 
-/// `f` of two one-element inputs, when both are known.
+/// The value of a one-element input: its scalar, or its one shape int.
+pub(crate) fn scalar_in(g: &Graph, n: &Node, i: usize) -> Option<f64> {
+    let v = val(g, n, i)?;
+    v.scalar.or_else(|| match v.ints.as_deref() {
+        Some([Dim::Known(x)]) => Some(*x as f64),
+        _ => None,
+    })
+}
+
+/// `f` of two one-element inputs, when both are known (one-element shape ints
+/// count: a Gather of a Shape, cast to float).
 pub(crate) fn fold_scalars(g: &Graph, n: &Node, f: fn(f64, f64) -> f64) -> Option<f64> {
-    match (val(g, n, 0).and_then(|v| v.scalar), val(g, n, 1).and_then(|v| v.scalar)) {
+    match (scalar_in(g, n, 0), scalar_in(g, n, 1)) {
         (Some(a), Some(b)) => Some(f(a, b)),
         _ => None,
     }
