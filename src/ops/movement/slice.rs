@@ -58,12 +58,12 @@ pub(crate) fn select_ints(xs: &[Dim], dims: &[Dim], kept: &[Option<Vec<i64>>]) -
 
 pub(crate) fn slice_len(d: i64, start: i64, end: i64, step: i64) -> i64 {
     let (s, e) = slice_bounds(d, start, end, step);
-    if step > 0 {
-        ((e - s).max(0) + step - 1) / step
-    } else if step < 0 {
-        ((s - e).max(0) + (-step) - 1) / (-step)
-    } else {
-        0
+    // ceil(span / |step|) without `span + |step| - 1`, which overflows for a hostile step.
+    let span = if step > 0 { (e - s).max(0) } else { (s - e).max(0) };
+    match step.unsigned_abs() {
+        0 => 0,
+        _ if span == 0 => 0,
+        by => ((span as u64 - 1) / by + 1) as i64,
     }
 }
 
@@ -88,7 +88,11 @@ pub(crate) fn slice_ints(xs: &[Dim], len: i64, start: i64, end: i64, step: i64) 
     let mut i = s;
     while (step > 0 && i < e) || (step < 0 && i > e) {
         out.push(*xs.get(usize::try_from(i).ok()?)?);
-        i += step;
+        // a hostile step jumps past the end: the slice stops there
+        match i.checked_add(step) {
+            Some(next) => i = next,
+            None => break,
+        }
     }
     Some(out)
 }

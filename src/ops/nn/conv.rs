@@ -182,7 +182,7 @@ pub(crate) fn conv_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
     }
     if nd(need, 1) {
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
-        out.push((1, weight_grad(ad, &x, &dy, w_dims[0], w_dims[1], &g)));
+        out.push((1, weight_grad(ad, n, &x, &dy, w_dims[0], w_dims[1], &g)?));
     }
     Ok(grads(n, out))
 }
@@ -284,7 +284,7 @@ pub(crate) fn shape_with_prefix(ad: &mut Ad, prefix: &[i64], t: &str) -> String 
 /// gradient is one batched matrix product over the groups
 /// (`[G, cg, N·O] × [G, N·O, mg]`), so the work is a few large GEMMs.
 /// Spatial dims are read at run time.
-pub(crate) fn weight_grad(ad: &mut Ad, x: &str, dy: &str, m: i64, cg: i64, c: &ConvGeom) -> String {
+pub(crate) fn weight_grad(ad: &mut Ad, n: &Node, x: &str, dy: &str, m: i64, cg: i64, c: &ConvGeom) -> Result<String, RewriteError> {
     let (sp, group) = (c.k.len(), c.group);
     let mg = m / group;
     let rest: Vec<i64> = (0..sp as i64).collect();
@@ -324,8 +324,9 @@ pub(crate) fn weight_grad(ad: &mut Ad, x: &str, dy: &str, m: i64, cg: i64, c: &C
             kappa[i] = (rem % c.k[i] as usize) as i64;
             rem /= c.k[i] as usize;
         }
-        let starts: Vec<i64> = (0..sp).map(|i| kappa[i] * c.dil[i]).collect();
-        let shift: Vec<i64> = (0..sp).map(|i| starts[i] - c.strides[i] + 1).collect();
+        // Hostile dilations and strides overflow here: an error, not a wrap.
+        let starts: Vec<i64> = (0..sp).map(|i| kappa[i].checked_mul(c.dil[i])).collect::<Option<_>>().ok_or_else(|| Ad::err(n, "dilations overflow the kernel's extent"))?;
+        let shift: Vec<i64> = (0..sp).map(|i| starts[i].checked_sub(c.strides[i]).and_then(|v| v.checked_add(1))).collect::<Option<_>>().ok_or_else(|| Ad::err(n, "strides overflow the kernel's extent"))?;
         let (starts, shift) = (ad.em.ints(&starts), ad.em.ints(&shift));
         let ends = ad.em.add(&os, &shift);
         let window = ad.em.op(&SLICE, &[&xt, &starts, &ends, &axes, &steps], vec![]);
@@ -343,7 +344,7 @@ pub(crate) fn weight_grad(ad: &mut Ad, x: &str, dy: &str, m: i64, cg: i64, c: &C
     let kt = ad.em.op(&TRANSPOSE, &[&kr], vec![a_ints("perm", &perm)]);
     let shape: Vec<i64> = [m, cg].into_iter().chain(c.k.iter().copied()).collect();
     let shape = ad.em.ints(&shape);
-    ad.em.reshape(&kt, &shape)
+    Ok(ad.em.reshape(&kt, &shape))
 }
 
 pub(crate) fn qlinear_conv_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {

@@ -90,7 +90,7 @@ pub(crate) fn conv_transpose_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], 
         // The forward's output_padding rows lie past every window of the
         // swapped convolution, so the slices never reach them.
         let g = ConvGeom { strides: &strides, dil: &dil, pads: &pads, group, k };
-        out.push((1, weight_grad(ad, &dy, &x, w_dims[0], w_dims[1], &g)));
+        out.push((1, weight_grad(ad, n, &dy, &x, w_dims[0], w_dims[1], &g)?));
     }
     Ok(grads(n, out))
 }
