@@ -191,6 +191,8 @@ impl Tensor {
         match self.dtype {
             DType::F32 if b.len() == 4 => Some(f32::from_le_bytes(b.try_into().ok()?) as f64),
             DType::F64 if b.len() == 8 => Some(f64::from_le_bytes(b.try_into().ok()?)),
+            DType::F16 if b.len() == 2 => Some(half_to_f64(u16::from_le_bytes(b.try_into().ok()?))),
+            DType::BF16 if b.len() == 2 => Some(f32::from_bits((u16::from_le_bytes(b.try_into().ok()?) as u32) << 16) as f64),
             DType::I64 if b.len() == 8 => Some(i64::from_le_bytes(b.try_into().ok()?) as f64),
             DType::I32 if b.len() == 4 => Some(i32::from_le_bytes(b.try_into().ok()?) as f64),
             DType::Bool if b.len() == 1 => Some(b[0] as f64),

@@ -29,6 +29,7 @@ pub static LOOP: OpDef = OpDef {
     attrs: &[
         AttrSpec::of("body", AttrKind::Graph),
     ],
+    shape: Some(loop_shape),
     data_dependent: true,
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -148,4 +149,64 @@ fn scan_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
             (shape, None, None, dtype)
         })
         .collect()
+}
+
+/// True when the body's condition output is its condition input (through
+/// Identity nodes) or a constant true: the loop then stops only at its trip count.
+fn keeps_condition(body: &Graph) -> bool {
+    let (Some(&cond_in), Some(&cond_out)) = (body.inputs.get(1), body.outputs.first()) else { return false };
+    let mut v = cond_out;
+    for _ in 0..=body.nodes.len() {
+        if v == cond_in {
+            return true;
+        }
+        let value = &body.values[v];
+        if value.is_const && value.scalar == Some(1.0) {
+            return true;
+        }
+        match value.producer.map(|p| &body.nodes[p]) {
+            Some(p) if p.is(&IDENTITY) => match p.input(0) {
+                Some(i) => v = i,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Loop: the carried values where the body keeps their shapes, and each scan
+/// output stacks the body's along a new first axis, as long as the trip count
+/// when the count is known and nothing can stop the loop early (the condition
+/// is known true and the body passes it through); otherwise that length is unknown.
+fn loop_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let Some(b) = body(n, "body") else { return Vec::new() };
+    let carried = n.inputs.len().saturating_sub(2);
+    let trips = n.input(0).and_then(|_| scalar_in(g, n, 0)).filter(|m| *m >= 0.0 && m.fract() == 0.0 && *m < 9.0e15).map(|m| m as i64);
+    let starts_true = match n.input(1) {
+        None => true,
+        Some(_) => scalar_in(g, n, 1).is_some_and(|c| c != 0.0),
+    };
+    let length = match trips {
+        Some(m) if starts_true && keeps_condition(b) => Dim::Known(m),
+        Some(0) => Dim::Known(0),
+        _ => Dim::Unknown,
+    };
+    let mut inputs: Vec<ShapeOut> = vec![(Some(Vec::new()), None, None, Some(DType::I64)), (Some(Vec::new()), None, None, Some(DType::Bool))];
+    let initial: Vec<ShapeOut> = (0..carried).map(|j| (shape_of(g, n, 2 + j), None, None, val(g, n, 2 + j).and_then(|v| v.dtype))).collect();
+    inputs.extend(initial.iter().cloned());
+    let outs = crate::ir::infer_body(g, b, &inputs);
+    let mut result = Vec::with_capacity(outs.len().saturating_sub(1));
+    for (k, out) in outs.iter().enumerate().skip(1) {
+        if k <= carried {
+            // a carried value may change shape between iterations: what both agree on
+            let before = &initial[k - 1];
+            let mut merged = agree(&(before.0.clone(), None, None, before.3), &(out.0.clone(), None, None, out.3));
+            merged.3 = merged.3.or(before.3);
+            result.push(merged);
+        } else {
+            result.push((out.0.as_ref().map(|s| [&[length][..], s].concat()), None, None, out.3));
+        }
+    }
+    result
 }

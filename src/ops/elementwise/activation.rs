@@ -9,7 +9,7 @@ pub static RELU: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    shape: Some(same_shape),
+    shape: Some(relu_shape),
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(homogeneous),
     gradient: Gradient::Rule(relu_grad),
@@ -374,4 +374,13 @@ pub(crate) fn thresholded_relu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>]
         let above = em.op(&GREATER, &[x, &a], vec![]);
         em.cast(&above, em.float)
     })
+}
+
+/// Relu folds a known scalar (the Range function's trip count is `Relu(Ceil(...))`).
+pub(crate) fn relu_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
+    let mut out = same(g, n);
+    if let Some(o) = out.first_mut() {
+        o.2 = scalar_in(g, n, 0).map(|x| x.max(0.0));
+    }
+    out
 }
