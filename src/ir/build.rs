@@ -196,15 +196,9 @@ pub(crate) fn resolve(parts: Parts, how: &Resolve) -> Result<Graph, IrError> {
         implicit.sort_unstable();
         nodes[i].implicit_inputs = implicit;
     }
-    // Exporter-declared types of computed values are checked against inference
-    // (shape::infer), so they are kept apart; the first declaration counts.
-    let mut declared: Vec<Option<shape::Declared>> = vec![None; b.values.len()];
     let mut value_info = Vec::with_capacity(parts.value_info.len());
     for (name, decl) in parts.value_info {
         if let Some(&v) = b.by_name.get(&name) {
-            if declared[v].is_none() {
-                declared[v] = Some((decl.dtype, decl.shape.clone()));
-            }
             value_info.push((v, decl));
         }
     }
@@ -216,18 +210,10 @@ pub(crate) fn resolve(parts: Parts, how: &Resolve) -> Result<Graph, IrError> {
             None if how.body => b.capture(&name, &mut captures),
             None => return Err(IrError::DanglingOutput { path: path.clone(), value: name }),
         };
-        if v >= declared.len() {
-            declared.resize(v + 1, None);
-        }
-        if declared[v].is_none() {
-            declared[v] = decl.as_ref().map(|d| (d.dtype, d.shape.clone()));
-        }
         b.values[v].is_output = true;
         outputs.push(v);
         output_decls.push(decl);
     }
-    declared.resize(b.values.len(), None);
-
     let nodes = if how.keep_order && is_topological(&nodes, b.values.len()) { nodes } else { toposort(nodes, b.values.len(), &path)? };
 
     for (id, n) in nodes.iter().enumerate() {
@@ -263,6 +249,7 @@ pub(crate) fn resolve(parts: Parts, how: &Resolve) -> Result<Graph, IrError> {
         shape_conflicts: Vec::new(),
     };
     if how.infer {
+        let declared = shape::declarations(&graph);
         shape::infer(&mut graph, &declared);
     }
     Ok(graph)

@@ -39,6 +39,20 @@ pub(crate) fn infer(g: &mut Graph, declared: &[Option<Declared>]) {
     }
 }
 
+/// The exporter's declarations of a graph's values (value_info, then the graph
+/// outputs; the first declaration counts), which [`infer`] checks against what
+/// it infers, so they are kept apart from the values' own shapes.
+pub(crate) fn declarations(g: &Graph) -> Vec<Option<Declared>> {
+    let mut declared: Vec<Option<Declared>> = vec![None; g.values.len()];
+    let outputs = g.outputs.iter().zip(&g.output_decls).filter_map(|(&v, d)| d.as_ref().map(|d| (v, d)));
+    for (v, d) in g.value_info.iter().map(|(v, d)| (*v, d)).chain(outputs) {
+        if declared[v].is_none() {
+            declared[v] = Some((d.dtype, d.shape.clone()));
+        }
+    }
+    declared
+}
+
 /// How deep [`infer_body`] re-runs inference in nested subgraphs; deeper bodies
 /// keep the facts their own build inferred (each level multiplies the work).
 const MAX_BODY_DEPTH: usize = 3;
@@ -75,15 +89,7 @@ pub(crate) fn infer_body(outer: &Graph, body: &Graph, inputs: &[crate::ops::Shap
         v.ints = ints.clone();
         v.scalar = *scalar;
     }
-    let mut declared: Vec<Option<Declared>> = vec![None; g.values.len()];
-    for (v, d) in &g.value_info {
-        declared[*v] = Some((d.dtype, d.shape.clone()));
-    }
-    for (&v, d) in g.outputs.iter().zip(&g.output_decls) {
-        if let Some(d) = d {
-            declared[v] = Some((d.dtype, d.shape.clone()));
-        }
-    }
+    let declared = declarations(&g);
     BODY_DEPTH.with(|d| d.set(depth + 1));
     infer(&mut g, &declared);
     BODY_DEPTH.with(|d| d.set(depth));

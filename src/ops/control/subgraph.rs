@@ -200,10 +200,8 @@ fn loop_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     for (k, out) in outs.iter().enumerate().skip(1) {
         if k <= carried {
             // a carried value may change shape between iterations: what both agree on
-            let before = &initial[k - 1];
-            let mut merged = agree(&(before.0.clone(), None, None, before.3), &(out.0.clone(), None, None, out.3));
-            merged.3 = merged.3.or(before.3);
-            result.push(merged);
+            let (shape, _, _, dtype) = agree(&initial[k - 1], &(out.0.clone(), None, None, out.3));
+            result.push((shape, None, None, dtype.or(initial[k - 1].3)));
         } else {
             result.push((out.0.as_ref().map(|s| [&[length][..], s].concat()), None, None, out.3));
         }

@@ -43,19 +43,13 @@ pub(crate) fn div_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 pub(crate) fn div_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let dtype = first_dtype(g, n);
     let float = dtype.is_some_and(DType::is_float);
-    let ints = arith_ints(g, n, Arith::Div).map(|q| {
-        if !float {
-            return q;
-        }
-        let (Some(a), Some(b)) = (val(g, n, 0).and_then(|v| v.ints.clone()), val(g, n, 1).and_then(|v| v.ints.clone())) else { return q };
-        q.iter()
-            .enumerate()
-            .map(|(i, d)| match (a[i.min(a.len() - 1)], b[i.min(b.len() - 1)]) {
-                (Dim::Known(x), Dim::Known(y)) if y != 0 && x % y == 0 => *d,
-                _ => Dim::Unknown,
-            })
-            .collect()
-    });
+    // arith's integer division, kept for a float Div only where it is exact
+    let exact = |x: Dim, y: Dim| match (x, y) {
+        (Dim::Known(a), Dim::Known(b)) if b != 0 && a % b == 0 => arith(x, y, Arith::Div),
+        _ if float => Dim::Unknown,
+        _ => arith(x, y, Arith::Div),
+    };
+    let ints = combine_ints(g, n, exact);
     let scalar = if float { fold_scalars(g, n, |a, b| a / b) } else { fold_scalars(g, n, |a, b| if b != 0.0 { (a / b).trunc() } else { f64::NAN }).filter(|x| x.is_finite()) };
     vec![(broadcast_inputs(g, n), ints, scalar, dtype)]
 }

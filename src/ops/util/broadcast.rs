@@ -54,10 +54,15 @@ pub(crate) fn logical_shape(g: &Graph, n: &Node) -> Vec<Out> {
 /// Integer arithmetic on two small integer tensors (shape arithmetic), with
 /// size-1 broadcasting.
 pub(crate) fn arith_ints(g: &Graph, n: &Node, op: Arith) -> Option<Vec<Dim>> {
+    combine_ints(g, n, |x, y| arith(x, y, op))
+}
+
+/// `f` elementwise over two small integer tensors, with size-1 broadcasting.
+pub(crate) fn combine_ints(g: &Graph, n: &Node, f: impl Fn(Dim, Dim) -> Dim) -> Option<Vec<Dim>> {
     let (a, b) = (val(g, n, 0).and_then(|v| v.ints.clone())?, val(g, n, 1).and_then(|v| v.ints.clone())?);
     let len = a.len().max(b.len());
     if (a.len() == len || a.len() == 1) && (b.len() == len || b.len() == 1) {
-        return Some((0..len).map(|i| arith(a[i.min(a.len() - 1)], b[i.min(b.len() - 1)], op)).collect());
+        return Some((0..len).map(|i| f(a[i.min(a.len() - 1)], b[i.min(b.len() - 1)])).collect());
     }
     None
 }
