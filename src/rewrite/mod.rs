@@ -197,10 +197,51 @@ pub const OPSETS: (i64, i64) = (11, 23);
 
 /// Builds the training-step graph of a model.
 pub fn rewrite(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
-    build(model, opts).map_err(|e| match e {
+    let built = build(model, opts, true).map_err(|e| in_file(model, e))?;
+    Rewritten::new(&built.graph, &built.info, built.params, built.state, built.buffers)
+}
+
+/// The forward-and-backward graph of a model without the optimizer update,
+/// for an executor that runs the update itself (the WGSL optimizer).
+///
+/// Inputs: the model's inputs, `labels`, every trainable parameter and every
+/// buffer the forward pass updates; outputs: `loss` (float32 scalar), then
+/// `<p>.grad` per parameter in [`GradientGraph::specs`] order (zeros where the
+/// loss does not depend on it), then `<b>.new` per buffer.
+pub fn gradient_graph(model: &LoadedModel, opts: &Options) -> Result<GradientGraph, RewriteError> {
+    let built = build(model, opts, false).map_err(|e| in_file(model, e))?;
+    Ok(GradientGraph { graph: built.graph, specs: built.specs, buffers: built.buffers, model_inputs: built.model_inputs })
+}
+
+/// What [`gradient_graph`] builds.
+#[derive(Debug)]
+pub struct GradientGraph {
+    /// The graph (IR), shapes symbolic as the model declares them.
+    pub graph: ir::Graph,
+    /// The trainable parameters with their projection labels, in output order.
+    pub specs: Vec<crate::optim::TensorSpec>,
+    /// Buffers the forward pass updates (BatchNormalization running statistics).
+    pub buffers: Vec<String>,
+    /// The model's own inputs (the data), in order.
+    pub model_inputs: Vec<String>,
+}
+
+fn in_file(model: &LoadedModel, e: RewriteError) -> RewriteError {
+    match e {
         e @ (RewriteError::Onnx(_) | RewriteError::Ir(_) | RewriteError::Plan(_) | RewriteError::In { .. }) => e,
         e => RewriteError::In { path: model.path.display().to_string(), inner: Box::new(e) },
-    })
+    }
+}
+
+/// A built step or gradient graph and its names.
+struct Built {
+    graph: ir::Graph,
+    info: ModelInfo,
+    params: Vec<String>,
+    state: Vec<String>,
+    buffers: Vec<String>,
+    specs: Vec<crate::optim::TensorSpec>,
+    model_inputs: Vec<String>,
 }
 
 fn model_err(detail: impl Into<String>) -> RewriteError {
@@ -221,7 +262,7 @@ fn resolving(path: &std::path::Path, opset: i64, infer: bool) -> ir::Resolve {
 /// The producer the step graph records.
 const PRODUCER: &str = "adamp-graph";
 
-fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError> {
+fn build(model: &LoadedModel, opts: &Options, update: bool) -> Result<Built, RewriteError> {
     let g0 = ir::from_model(model)?;
     if !(OPSETS.0..=OPSETS.1).contains(&g0.opset) {
         return Err(model_err(format!(
@@ -362,19 +403,23 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
 
     // The update, and the outputs.
     let mut outputs = vec![value_info("loss", FLOAT, &[])];
+    let model_input_names: Vec<String> = model_inputs.iter().map(|i| i.0.clone()).collect();
     let mut inputs = model_inputs;
     inputs.push(labels);
-    inputs.push(value_info("step", INT64, &[]));
-    inputs.push(value_info("lr", FLOAT, &[]));
     let mut initializers = source_initializers;
-    initializers.push(("lr".into(), tensor_f(FLOAT, &[], &[opts.config.lr()])));
+    if update {
+        inputs.push(value_info("step", INT64, &[]));
+        inputs.push(value_info("lr", FLOAT, &[]));
+        initializers.push(("lr".into(), tensor_f(FLOAT, &[], &[opts.config.lr()])));
+    }
     let bind = |em: &mut Emitter, from: &str, to: &str| em.node(&ops::IDENTITY, &[from], &[to.to_string()], vec![]);
     if float == FLOAT {
         bind(&mut em, &loss_t, "loss");
     } else {
         em.node(&ops::CAST, &[&loss_t], &["loss".to_string()], vec![emit::a_int("to", FLOAT as i64)]);
     }
-    let shared = update::shared(&mut em, &opts.config);
+    let shared = update.then(|| update::shared(&mut em, &opts.config));
+    let state_names: &[&str] = if update { state_names } else { &[] };
     let mut state_inputs = Vec::new();
     let mut state_outputs = Vec::new();
     let mut grad_outputs = Vec::new();
@@ -387,17 +432,19 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
             initializers.push((s.clone(), zeros(s, float, &dims, numel)?));
         }
         inputs.push(value_info(&spec.name, float, &dims));
-        outputs.push(value_info(&format!("{}.new", spec.name), float, &dims));
-        match grad {
-            Some(gr) if numel > 0 => {
+        match (grad, &shared) {
+            _ if !update => {}
+            (Some(gr), Some(shared)) if numel > 0 => {
+                outputs.push(value_info(&format!("{}.new", spec.name), float, &dims));
                 let slot = update::Slot { param: &spec.name, grad: gr, state: &state, dims: &dims };
-                let (p, st) = update::emit(&mut em, &shared, &opts.config, opts.detect, spec, &slot);
+                let (p, st) = update::emit(&mut em, shared, &opts.config, opts.detect, spec, &slot);
                 bind(&mut em, &p, &format!("{}.new", spec.name));
                 for (s, new) in state.iter().zip(st) {
                     bind(&mut em, &new, &format!("{s}.new"));
                 }
             }
             _ => {
+                outputs.push(value_info(&format!("{}.new", spec.name), float, &dims));
                 // The loss does not depend on it: the reference skips it (no decay either).
                 bind(&mut em, &spec.name, &format!("{}.new", spec.name));
                 for s in &state {
@@ -408,7 +455,7 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
         for s in &state {
             state_outputs.push(value_info(&format!("{s}.new"), float, &dims));
         }
-        if opts.gradients {
+        if opts.gradients || !update {
             let out = format!("{}.grad", spec.name);
             match grad {
                 Some(gr) => bind(&mut em, gr, &out),
@@ -435,10 +482,10 @@ fn build(model: &LoadedModel, opts: &Options) -> Result<Rewritten, RewriteError>
     nodes.append(&mut em.nodes);
     let mut step = Parts { name: graph_name, symbols, initializers, inputs, outputs, value_info: declarations, nodes };
     prune(&mut step);
-    let step = ir::resolve(step, &resolving(&model.path, opset, false))?;
+    let graph = ir::resolve(step, &resolving(&model.path, opset, false))?;
     let params = specs.iter().map(|s| s.name.clone()).collect();
     let state = specs.iter().flat_map(|s| state_names.iter().map(move |st| format!("{}.{st}", s.name))).collect();
-    Rewritten::new(&step, &info, params, state, buffer_names)
+    Ok(Built { graph, info, params, state, buffers: buffer_names, specs, model_inputs: model_input_names })
 }
 
 /// A zero initializer (bounded: it is materialized in the file).
