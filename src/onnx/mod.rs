@@ -11,7 +11,7 @@ pub(crate) mod pb;
 mod builder;
 mod load;
 #[cfg(test)]
-mod node_tests;
+pub(crate) mod node_tests;
 mod output;
 mod read;
 mod wire;
@@ -21,6 +21,7 @@ pub use builder::{Attr, GraphBuilder, TensorData};
 pub use load::{load_model, load_model_bytes, load_model_bytes_with, load_model_with, open_input, LoadLimits, LoadedModel};
 pub use output::{check_output, write_atomic};
 pub(crate) use read::read_parts;
+pub use read::read_tensor_file;
 pub use write::{write_model, ModelInfo};
 
 use std::path::PathBuf;

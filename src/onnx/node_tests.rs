@@ -28,7 +28,7 @@ fn manifest_path() -> PathBuf {
 }
 
 /// The node tests' folder, written by the helper script when not shipped.
-fn node_tests_dir() -> PathBuf {
+pub(crate) fn node_tests_dir() -> PathBuf {
     let python = std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = root().join("tests/py/onnx_node_tests.py");
     let out = std::process::Command::new(&python)

@@ -16,6 +16,16 @@ pub fn read_parts(model: &LoadedModel) -> Result<Parts, IrError> {
     Reader::new(model.path.clone(), model.opset()).graph(g)
 }
 
+/// A serialized `TensorProto` file (the ONNX node tests' `input_0.pb`): its name and tensor.
+pub fn read_tensor_file(path: &std::path::Path) -> Result<(String, Tensor), IrError> {
+    use prost::Message;
+    let bad = |detail: String| IrError::BadTensor { path: path.to_path_buf(), tensor: String::new(), detail };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read the tensor file: {e}")))?;
+    let t = pb::TensorProto::decode(bytes.as_slice()).map_err(|e| bad(format!("not a TensorProto: {e}")))?;
+    let tensor = Reader::new(path.to_path_buf(), 0).tensor(&t)?;
+    Ok((t.name, tensor))
+}
+
 struct Reader {
     path: PathBuf,
     opset: i64,

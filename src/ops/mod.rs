@@ -264,15 +264,6 @@ pub(crate) fn check_attributes(def: &OpDef, attrs: &HashMap<String, AttrValue>) 
     Ok(())
 }
 
-/// The WGSL kernel of an op (the executor fills these in).
-#[derive(Debug, Clone, Copy)]
-pub struct Kernel {
-    /// The WGSL source.
-    pub wgsl: &'static str,
-    /// Its entry point.
-    pub entry: &'static str,
-}
-
 /// Everything the crate knows about one ONNX op type.
 pub struct OpDef {
     /// The op type (`Conv`).
@@ -315,8 +306,8 @@ pub struct OpDef {
     pub reads: usize,
     /// The expansion into primitive ops the rewrite's forward pass writes.
     pub(crate) lowering: Option<ExpandFn>,
-    /// The WGSL kernel (none yet: the executor adds them).
-    pub kernel: Option<Kernel>,
+    /// The WGSL kernel the executor launches for a node with static shapes.
+    pub kernel: Option<crate::exec::kernel::KernelFn>,
 }
 
 impl OpDef {

@@ -22,4 +22,5 @@ pub(crate) mod prelude {
     pub(crate) use crate::rewrite::grad::*;
     pub(crate) use crate::rewrite::lower::*;
     pub(crate) use crate::rewrite::RewriteError;
+    pub(crate) use crate::exec::kernel::{self as kern, Elem, KernelCtx, Lowered};
 }

@@ -1,0 +1,282 @@
+//! A [`Program`] on a wgpu device: one arena buffer, pipelines compiled once
+//! (cached by shader text across programs, so a second batch size reuses
+//! them), bind groups made once, and a step recorded into the caller's
+//! command encoder so that the whole training step is one submission.
+use super::kernel::{Elem, Limits};
+use super::plan::{Lifetime, Program};
+use super::ExecError;
+use crate::runtime::{Gpu, GpuError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Compiled pipelines by shader text, and bind-group layouts by binding count.
+#[derive(Default)]
+pub struct PipelineCache {
+    pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
+    layouts: HashMap<usize, (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>)>,
+}
+
+impl PipelineCache {
+    /// Pipelines compiled so far.
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// True when nothing is compiled.
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+
+    fn layout(&mut self, gpu: &Gpu, n: usize) -> (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>) {
+        self.layouts
+            .entry(n)
+            .or_insert_with(|| {
+                let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..n as u32)
+                    .map(|binding| wgpu::BindGroupLayoutEntry {
+                        binding,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+                        count: None,
+                    })
+                    .collect();
+                let bgl = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("exec"), entries: &entries });
+                let pl = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("exec"), bind_group_layouts: &[Some(&bgl)], ..Default::default() });
+                (Arc::new(bgl), Arc::new(pl))
+            })
+            .clone()
+    }
+
+    fn pipeline(&mut self, gpu: &Gpu, wgsl: &str, bindings: usize, label: &str) -> Result<Arc<wgpu::ComputePipeline>, String> {
+        if let Some(p) = self.pipelines.get(wgsl) {
+            return Ok(p.clone());
+        }
+        let (_, layout) = self.layout(gpu, bindings);
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(wgsl.into()) });
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!("the WGSL kernel does not compile: {e}\n{wgsl}"));
+        }
+        let p = Arc::new(pipeline);
+        self.pipelines.insert(wgsl.to_string(), p.clone());
+        Ok(p)
+    }
+}
+
+/// The adapter's limits as kernels see them.
+pub fn limits(gpu: &Gpu) -> Limits {
+    Limits {
+        max_workgroups: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+        max_bindings: gpu.limits.max_storage_buffers_per_shader_stage.max(1),
+        cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
+    }
+}
+
+/// A program on the device.
+pub struct Executor<'g> {
+    gpu: &'g Gpu,
+    program: Program,
+    arena: wgpu::Buffer,
+    step_buffer: wgpu::Buffer,
+    launches: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, [u32; 3])>,
+    step: u32,
+    seed: u64,
+}
+
+impl<'g> Executor<'g> {
+    /// Puts a program on the device: allocates its arena, uploads its
+    /// constants, compiles its kernels (through `cache`). `seed` seeds the
+    /// random streams (Dropout).
+    pub fn new(gpu: &'g Gpu, program: Program, cache: &mut PipelineCache, seed: u64) -> Result<Executor<'g>, ExecError> {
+        let bytes = program.arena_bytes().max(256);
+        if bytes > gpu.limits.max_buffer_size {
+            return Err(ExecError::Device(format!(
+                "the step needs {} MiB of device memory in one buffer; the adapter allows buffers of {} MiB",
+                bytes >> 20,
+                gpu.limits.max_buffer_size >> 20
+            )));
+        }
+        let max_binding = gpu.limits.max_storage_buffer_binding_size;
+        if let Some((v, r)) = program.slots.iter().enumerate().filter_map(|(v, s)| s.region.map(|r| (v, r))).find(|&(_, r)| program.regions[r].bytes > max_binding) {
+            return Err(ExecError::Device(format!(
+                "tensor '{}' takes {} MiB; the adapter binds at most {} MiB (tensors that large are not split yet)",
+                program.graph.values[v].name,
+                program.regions[r].bytes >> 20,
+                max_binding >> 20
+            )));
+        }
+        let arena = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("exec arena"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let step_buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("exec step"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (r, words) in &program.constants {
+            let region = &program.regions[*r];
+            let data: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            if !data.is_empty() {
+                gpu.queue.write_buffer(&arena, region.offset, &data);
+            }
+        }
+        let mut launches = Vec::with_capacity(program.steps.len());
+        for step in &program.steps {
+            let node = &program.graph.nodes[step.node];
+            let n = step.launch.binds.len();
+            let pipeline = cache.pipeline(gpu, &step.launch.wgsl, n, &step.launch.label).map_err(|detail| ExecError::Node { node: node.name.clone(), op: node.op_type.clone(), detail })?;
+            let (bgl, _) = cache.layout(gpu, n);
+            let entries: Vec<wgpu::BindGroupEntry> = step
+                .regions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let resource = match r {
+                        Some(r) => {
+                            let region = &program.regions[*r];
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &arena, offset: region.offset, size: wgpu::BufferSize::new(region.bytes) })
+                        }
+                        None => step_buffer.as_entire_binding(),
+                    };
+                    wgpu::BindGroupEntry { binding: i as u32, resource }
+                })
+                .collect();
+            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&step.launch.label), layout: &bgl, entries: &entries });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(ExecError::Node { node: node.name.clone(), op: node.op_type.clone(), detail: format!("binding the launch '{}': {e}", step.launch.label) });
+            }
+            launches.push((pipeline, bind, step.launch.groups));
+        }
+        Ok(Executor { gpu, program, arena, step_buffer, launches, step: 0, seed })
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The arena buffer (every tensor of the program is a range of it).
+    pub fn arena(&self) -> &wgpu::Buffer {
+        &self.arena
+    }
+
+    /// Byte offset and size of a named tensor in the arena.
+    pub fn region(&self, name: &str) -> Result<(u64, u64), ExecError> {
+        let r = self.program.region_of(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
+        Ok((r.offset, r.bytes))
+    }
+
+    /// Element type and elements of a named tensor.
+    fn checked(&self, name: &str, len: usize) -> Result<(Elem, u64), ExecError> {
+        let slot = self.program.slot(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
+        let info = slot.info.as_ref().ok_or_else(|| ExecError::NoValue(name.to_string()))?;
+        let r = slot.region.ok_or_else(|| ExecError::NoValue(name.to_string()))?;
+        if info.numel() != len {
+            return Err(ExecError::InputShape { name: name.to_string(), detail: format!("{len} elements given for shape {:?}", info.shape) });
+        }
+        if self.program.regions[r].life != Lifetime::Resident {
+            return Err(ExecError::InputShape { name: name.to_string(), detail: "not an input, output or constant: its storage is shared".into() });
+        }
+        Ok((info.elem, self.program.regions[r].offset))
+    }
+
+    /// Writes a float32 input (a parameter, a batch).
+    pub fn write_f32(&self, name: &str, data: &[f32]) -> Result<(), ExecError> {
+        let (elem, offset) = self.checked(name, data.len())?;
+        if elem != Elem::F32 {
+            return Err(ExecError::InputShape { name: name.into(), detail: format!("float32 data for a {elem:?} tensor") });
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if !bytes.is_empty() {
+            self.gpu.queue.write_buffer(&self.arena, offset, &bytes);
+        }
+        Ok(())
+    }
+
+    /// Writes an integer input (labels, indices), checked to fit the device's int32.
+    pub fn write_i64(&self, name: &str, data: &[i64]) -> Result<(), ExecError> {
+        let (elem, offset) = self.checked(name, data.len())?;
+        let words: Vec<u32> = match elem {
+            Elem::I32 => data
+                .iter()
+                .map(|&x| i32::try_from(x).map(|x| x as u32))
+                .collect::<Result<_, _>>()
+                .map_err(|_| ExecError::InputShape { name: name.into(), detail: "a value does not fit in int32, which the device computes integers in".into() })?,
+            Elem::Bool => data.iter().map(|&x| u32::from(x != 0)).collect(),
+            Elem::F32 => data.iter().map(|&x| (x as f32).to_bits()).collect(),
+        };
+        let bytes: Vec<u8> = words.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if !bytes.is_empty() {
+            self.gpu.queue.write_buffer(&self.arena, offset, &bytes);
+        }
+        Ok(())
+    }
+
+    /// Reads a resident tensor as float32 (integers and bools converted).
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, ExecError> {
+        let slot = self.program.slot(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
+        let n = slot.info.as_ref().map(|i| i.numel()).unwrap_or(0);
+        let (elem, offset) = self.checked(name, n)?;
+        let bytes = self.gpu.read_bytes(&self.arena, offset, 4 * n as u64, name)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                match elem {
+                    Elem::F32 => f32::from_bits(w),
+                    Elem::I32 => w as i32 as f32,
+                    Elem::Bool => w as f32,
+                }
+            })
+            .collect())
+    }
+
+    /// Sets the step counter of the random streams (the next [`Executor::encode`] uses it).
+    pub fn set_step(&mut self, step: u32) {
+        self.step = step;
+    }
+
+    /// The step counter.
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// Records the program's launches into `enc` (one compute pass) and
+    /// advances the step counter.
+    pub fn encode(&mut self, enc: &mut wgpu::CommandEncoder) {
+        let words = [self.step, self.seed as u32, (self.seed >> 32) as u32, 0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.gpu.queue.write_buffer(&self.step_buffer, 0, &bytes);
+        self.step = self.step.wrapping_add(1);
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("exec"), timestamp_writes: None });
+        for (pipeline, bind, groups) in &self.launches {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+    }
+
+    /// Runs the program once and waits for it.
+    pub fn run(&mut self) -> Result<(), ExecError> {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("exec") });
+        self.encode(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+        self.gpu
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| ExecError::Gpu(GpuError::Readback { what: "queue".into(), detail: e.to_string() }))?;
+        Ok(())
+    }
+}

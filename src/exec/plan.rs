@@ -1,0 +1,430 @@
+//! Specialisation and memory planning: from a graph and concrete input shapes
+//! to a program of WGSL launches over regions of one device arena.
+//!
+//! - **Specialisation.** The graph's inputs get the batch's shapes and shape
+//!   inference runs again, so every dim is known and all shape arithmetic
+//!   (`Shape`, `Gather` on shapes, `Concat`, `ConstantOfShape`'s shape, ...)
+//!   is evaluated on the host, once. A node whose outputs the host knows is
+//!   not launched; every other node gets static shapes from its op's kernel.
+//! - **Memory.** Graph inputs, outputs and the constants a kernel reads are
+//!   resident. Every other tensor lives from the launch that writes it to the
+//!   last node that reads it; regions whose lifetimes do not overlap share
+//!   storage (greedy, largest first). Reshape-like ops alias their input, and
+//!   elementwise kernels write in place over an input nothing reads later.
+use super::kernel::{Bind, Elem, HostTensor, KernelCtx, Launch, Limits, Lowered, TensorInfo};
+use super::ExecError;
+use crate::ir::{self, AttrValue, DType, Dim, Graph, Parts, Tensor, TypeDecl, ValueId};
+use std::collections::HashMap;
+
+/// Binding offsets are multiples of this (the WebGPU minimum for storage buffers).
+pub const ALIGN: u64 = 256;
+
+/// Where a region lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// For the whole program (inputs, outputs, constants).
+    Resident,
+    /// From the launch of node `first` to node `last` (node indices).
+    Between(usize, usize),
+}
+
+/// A range of the arena.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// Byte offset (a multiple of [`ALIGN`]).
+    pub offset: u64,
+    /// Bytes (at least 4: a binding is never empty).
+    pub bytes: u64,
+    /// Its lifetime.
+    pub life: Lifetime,
+}
+
+/// What the program knows of a value.
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    /// Element type and shape, when the value is a tensor the program handles.
+    pub info: Option<TensorInfo>,
+    /// Its elements, when the host knows them.
+    pub host: Option<HostTensor>,
+    /// Its storage, when it is on the device.
+    pub region: Option<usize>,
+}
+
+/// One launch with its bindings resolved to regions (`None`: the step buffer).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The node it belongs to.
+    pub node: usize,
+    /// The launch.
+    pub launch: Launch,
+    /// Per binding: the region, or `None` for [`Bind::Step`].
+    pub regions: Vec<Option<usize>>,
+}
+
+/// A specialised graph, ready for a device.
+#[derive(Debug)]
+pub struct Program {
+    /// The specialised graph.
+    pub graph: Graph,
+    /// Per value.
+    pub slots: Vec<Slot>,
+    /// Storage.
+    pub regions: Vec<Region>,
+    /// Launches in order.
+    pub steps: Vec<Step>,
+    /// Host-known tensors to upload once: (region, words).
+    pub constants: Vec<(usize, Vec<u32>)>,
+    /// Bytes of resident storage (inputs, outputs, constants).
+    pub resident_bytes: u64,
+    /// Bytes of the shared transient storage.
+    pub transient_bytes: u64,
+    /// What the transient tensors would take without sharing.
+    pub unshared_bytes: u64,
+}
+
+impl Program {
+    /// The slot of a named value.
+    pub fn slot(&self, name: &str) -> Option<&Slot> {
+        self.graph.value_by_name(name).map(|v| &self.slots[v])
+    }
+
+    /// The region of a named value on the device.
+    pub fn region_of(&self, name: &str) -> Option<&Region> {
+        self.slot(name).and_then(|s| s.region).map(|r| &self.regions[r])
+    }
+
+    /// Bytes of the whole arena.
+    pub fn arena_bytes(&self) -> u64 {
+        self.resident_bytes + self.transient_bytes
+    }
+}
+
+/// The graph with its inputs declared at these shapes, shapes inferred again.
+pub fn specialize(g: &Graph, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph, ExecError> {
+    specialize_with(g, shapes, &HashMap::new())
+}
+
+/// [`specialize`], with some inputs bound to constant values (they become
+/// initializers, so shape arithmetic on them is evaluated on the host).
+pub fn specialize_with(g: &Graph, shapes: &HashMap<String, Vec<usize>>, constants: &HashMap<String, Tensor>) -> Result<Graph, ExecError> {
+    let mut parts = Parts {
+        name: g.name.clone(),
+        symbols: g.symbols.clone(),
+        initializers: g.initializers.iter().map(|i| (g.values[i.value].name.clone(), i.tensor.clone())).collect(),
+        inputs: Vec::new(),
+        outputs: g.outputs.iter().zip(&g.output_decls).map(|(&v, d)| (g.values[v].name.clone(), d.clone())).collect(),
+        value_info: g.value_info.iter().map(|(v, d)| (g.values[*v].name.clone(), d.clone())).collect(),
+        nodes: g.nodes.iter().map(|n| g.node_parts(n)).collect(),
+    };
+    for (v, decl) in &g.input_decls {
+        let name = g.values[*v].name.clone();
+        if let Some(t) = constants.get(&name) {
+            if g.values[*v].initializer.is_none() {
+                parts.initializers.push((name, t.clone()));
+                continue;
+            }
+        }
+        let decl = match shapes.get(&name) {
+            Some(dims) => {
+                let declared = decl.as_ref().and_then(|d| d.shape.as_ref());
+                if let Some(want) = declared {
+                    let fits = want.len() == dims.len() && want.iter().zip(dims).all(|(w, &d)| !matches!(w, Dim::Known(k) if *k as usize != d));
+                    if !fits {
+                        return Err(ExecError::InputShape { name, detail: format!("shape {dims:?} does not fit the declared {}", g.dims_string(Some(want))) });
+                    }
+                }
+                let dtype = decl.as_ref().and_then(|d| d.dtype).or(g.values[*v].dtype);
+                Some(TypeDecl { dtype, shape: Some(dims.iter().map(|&d| Dim::Known(d as i64)).collect()) })
+            }
+            None => decl.clone(),
+        };
+        parts.inputs.push((name, decl));
+    }
+    let how = ir::Resolve { path: g.model_path.clone(), opset: g.opset, producer: g.producer.clone(), body: false, keep_order: true, infer: true };
+    Ok(ir::resolve(parts, &how)?)
+}
+
+/// Elements of a tensor as f64 (any size; `None` for types the device lacks).
+fn tensor_values(t: &Tensor) -> Option<Vec<f64>> {
+    let size = t.dtype.size()?;
+    let n = t.elements() as usize;
+    if t.data.len() != n.checked_mul(size)? {
+        return None;
+    }
+    let c = t.data.chunks_exact(size);
+    Some(match t.dtype {
+        DType::F32 => c.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
+        DType::I64 => c.map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64).collect(),
+        DType::I32 => c.map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
+        DType::Bool => c.map(|b| f64::from(b[0] != 0)).collect(),
+        DType::F64 => c.map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect(),
+        _ => return None,
+    })
+}
+
+/// The element type and static shape of a value.
+fn info_of(g: &Graph, v: ValueId) -> Result<TensorInfo, String> {
+    let val = &g.values[v];
+    let dtype = val.dtype.ok_or_else(|| format!("the element type of '{}' is unknown", val.name))?;
+    let elem = Elem::of(dtype).ok_or_else(|| format!("'{}' is {}, which the device does not compute in (float32, int64, int32, bool)", val.name, dtype.name()))?;
+    let shape = val.shape.as_ref().ok_or_else(|| format!("the rank of '{}' is unknown after specialisation", val.name))?;
+    let shape = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Known(k) if *k >= 0 => Ok(*k as usize),
+            _ => Err(format!("'{}' has shape {} after specialisation; every dim must be known", val.name, g.shape_string(v))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TensorInfo { elem, shape })
+}
+
+/// What the host knows of a computed value (shape arithmetic, constants).
+fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
+    let val = &g.values[v];
+    let n = info.numel();
+    if let Some(p) = val.producer {
+        let node = &g.nodes[p];
+        if node.is(&crate::ops::CONSTANT) {
+            if let Some(AttrValue::Tensor(t)) = node.attrs.get("value") {
+                return tensor_values(t).filter(|x| x.len() == n).map(|values| HostTensor { info: info.clone(), values });
+            }
+        }
+    }
+    if let Some(ints) = &val.ints {
+        if info.elem != Elem::F32 && ints.len() == n {
+            let values: Option<Vec<f64>> = ints.iter().map(|d| d.known().map(|x| x as f64)).collect();
+            if let Some(values) = values {
+                return Some(HostTensor { info: info.clone(), values });
+            }
+        }
+    }
+    if n == 1 && val.is_const {
+        if let Some(x) = val.scalar {
+            return Some(HostTensor { info: info.clone(), values: vec![x] });
+        }
+    }
+    None
+}
+
+/// Builds the program of a specialised graph. `kernel_of` is the registry's
+/// kernel lookup (a test may pass another).
+pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
+    let g = &graph;
+    let mut slots: Vec<Slot> = vec![Slot::default(); g.values.len()];
+    let mut regions: Vec<Region> = Vec::new();
+    let mut constants: Vec<(usize, Vec<u32>)> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    // The last node that reads each value (graph outputs live to the end).
+    let end = g.nodes.len();
+    let mut last_read: Vec<usize> = vec![0; g.values.len()];
+    for (id, n) in g.nodes.iter().enumerate() {
+        for &v in n.inputs.iter().flatten().chain(&n.implicit_inputs) {
+            last_read[v] = last_read[v].max(id);
+        }
+    }
+    // Per region: pinned for the whole program, and the last node that reads
+    // any value stored in it (aliases and in-place outputs share regions).
+    let mut pinned: Vec<bool> = Vec::new();
+    let mut region_reads: Vec<usize> = Vec::new();
+
+    let new_region = |regions: &mut Vec<Region>, pinned: &mut Vec<bool>, region_reads: &mut Vec<usize>, info: &TensorInfo, life: Lifetime| {
+        regions.push(Region { offset: 0, bytes: (4 * info.numel() as u64).max(4), life });
+        pinned.push(life == Lifetime::Resident);
+        region_reads.push(0);
+        regions.len() - 1
+    };
+
+    // Graph inputs (initializers that are inputs included): resident, fed by the caller.
+    let is_output: Vec<bool> = (0..g.values.len()).map(|v| g.values[v].is_output).collect();
+    for (v, _) in &g.input_decls {
+        let info = info_of(g, *v).map_err(|detail| ExecError::InputShape { name: g.values[*v].name.clone(), detail })?;
+        let r = new_region(&mut regions, &mut pinned, &mut region_reads, &info, Lifetime::Resident);
+        slots[*v] = Slot { info: Some(info), host: None, region: Some(r) };
+    }
+    // Other initializers: constants the host knows.
+    for init in &g.initializers {
+        let v = init.value;
+        if slots[v].region.is_some() {
+            continue;
+        }
+        if let (Ok(info), Some(values)) = (info_of(g, v), tensor_values(&init.tensor)) {
+            slots[v] = Slot { host: Some(HostTensor { info: info.clone(), values }), info: Some(info), region: None };
+        }
+    }
+
+    for (id, node) in g.nodes.iter().enumerate() {
+        let err = |detail: String| ExecError::Node { node: node.name.clone(), op: node.op_type.clone(), detail };
+        // Outputs the host knows need no launch.
+        let mut out_infos = Vec::new();
+        let mut all_host = true;
+        for &o in &node.outputs {
+            match o {
+                None => out_infos.push(None),
+                Some(o) => {
+                    let info = info_of(g, o).map_err(err)?;
+                    let host = host_of(g, o, &info);
+                    all_host &= host.is_some();
+                    slots[o] = Slot { info: Some(info.clone()), host, region: None };
+                    out_infos.push(Some(info));
+                }
+            }
+        }
+        if all_host {
+            continue;
+        }
+        if !node.implicit_inputs.is_empty() {
+            return Err(err("a subgraph whose condition or trip count is not known before the step cannot run on the device".into()));
+        }
+        let kernel = node.def.and_then(|d| d.kernel).ok_or_else(|| ExecError::NoKernel { node: node.name.clone(), op: node.op_type.clone() })?;
+        let mut inputs = Vec::new();
+        let mut host = Vec::new();
+        for &i in &node.inputs {
+            match i {
+                None => {
+                    inputs.push(None);
+                    host.push(None);
+                }
+                Some(i) => {
+                    let s = &slots[i];
+                    let info = s.info.clone().ok_or_else(|| err(format!("input '{}' is not a tensor the device holds", g.values[i].name)))?;
+                    inputs.push(Some(info));
+                    host.push(s.host.clone());
+                }
+            }
+        }
+        let ctx = KernelCtx { node, inputs, outputs: out_infos.clone(), host, limits, stream: id as u32 };
+        let lowered: Lowered = kernel(&ctx).map_err(err)?;
+
+        // Storage of the inputs the launches read.
+        let mut ensure = |v: ValueId, slots: &mut Vec<Slot>, regions: &mut Vec<Region>, pinned: &mut Vec<bool>, region_reads: &mut Vec<usize>| -> Result<usize, ExecError> {
+            if let Some(r) = slots[v].region {
+                return Ok(r);
+            }
+            let s = &slots[v];
+            let (Some(info), Some(h)) = (s.info.clone(), s.host.clone()) else {
+                return Err(err(format!("input '{}' is neither on the device nor known to the host", g.values[v].name)));
+            };
+            let r = new_region(regions, pinned, region_reads, &info, Lifetime::Resident);
+            constants.push((r, h.words()));
+            slots[v].region = Some(r);
+            Ok(r)
+        };
+        let input_value = |k: usize| node.input(k).ok_or_else(|| err(format!("input {k} is absent")));
+        let output_value = |k: usize| node.output(k).ok_or_else(|| err(format!("output {k} is absent")));
+
+        // Output 0 as an alias of an input (Reshape), or in place over one.
+        let mut taken: Option<(usize, usize)> = None; // (output slot 0, region)
+        if let Some(k) = lowered.alias {
+            let v = input_value(k)?;
+            let r = ensure(v, &mut slots, &mut regions, &mut pinned, &mut region_reads)?;
+            taken = Some((0, r));
+        } else {
+            for &k in &lowered.in_place {
+                let Some(v) = node.input(k) else { continue };
+                let Some(r) = slots[v].region else { continue };
+                let same_size = slots[v].info.as_ref().map(TensorInfo::numel) == out_infos.first().cloned().flatten().map(|i| i.numel());
+                if !pinned[r] && region_reads[r] <= id && same_size && node.inputs.iter().flatten().filter(|&&x| x == v).count() == 1 {
+                    taken = Some((0, r));
+                    break;
+                }
+            }
+        }
+        for (k, &o) in node.outputs.iter().enumerate() {
+            let Some(o) = o else { continue };
+            let Some(info) = slots[o].info.clone() else { continue };
+            let r = match taken {
+                Some((0, r)) if k == 0 => r,
+                _ => new_region(&mut regions, &mut pinned, &mut region_reads, &info, Lifetime::Between(id, id)),
+            };
+            if is_output[o] {
+                pinned[r] = true;
+            }
+            region_reads[r] = region_reads[r].max(last_read[o]);
+            slots[o].region = Some(r);
+        }
+        let scratch: Vec<usize> = lowered
+            .scratch
+            .iter()
+            .map(|(elem, n)| new_region(&mut regions, &mut pinned, &mut region_reads, &TensorInfo { elem: *elem, shape: vec![*n] }, Lifetime::Between(id, id)))
+            .collect();
+        for launch in lowered.launches {
+            let mut rs = Vec::with_capacity(launch.binds.len());
+            for b in &launch.binds {
+                rs.push(match *b {
+                    Bind::Input(k) => Some(ensure(input_value(k)?, &mut slots, &mut regions, &mut pinned, &mut region_reads)?),
+                    Bind::Output(k) => Some(slots[output_value(k)?].region.ok_or_else(|| err(format!("output {k} has no storage")))?),
+                    Bind::Scratch(k) => Some(*scratch.get(k).ok_or_else(|| err(format!("scratch buffer {k} was not requested")))?),
+                    Bind::Step => None,
+                });
+            }
+            if launch.binds.len() > limits.max_bindings as usize {
+                return Err(err(format!("a launch binds {} buffers; the adapter allows {}", launch.binds.len(), limits.max_bindings)));
+            }
+            steps.push(Step { node: id, launch, regions: rs });
+        }
+    }
+
+    // Every graph output must have storage (a host-known output is uploaded).
+    for &o in &g.outputs {
+        if slots[o].region.is_none() {
+            let s = &slots[o];
+            let (Some(info), Some(h)) = (s.info.clone(), s.host.clone()) else {
+                return Err(ExecError::Node { node: "<outputs>".into(), op: String::new(), detail: format!("output '{}' is not computed", g.values[o].name) });
+            };
+            let r = new_region(&mut regions, &mut pinned, &mut region_reads, &info, Lifetime::Resident);
+            constants.push((r, h.words()));
+            slots[o].region = Some(r);
+        }
+    }
+
+    // Lifetimes: from the writer to the last reader of any value in the region.
+    for (v, s) in slots.iter().enumerate() {
+        let Some(r) = s.region else { continue };
+        if pinned[r] {
+            regions[r].life = Lifetime::Resident;
+            continue;
+        }
+        if let Lifetime::Between(first, last) = regions[r].life {
+            let reads = if is_output[v] { end } else { last_read[v] };
+            regions[r].life = Lifetime::Between(first, last.max(reads));
+        }
+    }
+    let (resident_bytes, transient_bytes, unshared_bytes) = assign_offsets(&mut regions);
+    Ok(Program { graph, slots, regions, steps, constants, resident_bytes, transient_bytes, unshared_bytes })
+}
+
+fn align(x: u64) -> u64 {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// Places resident regions first, then the transient ones by lifetime
+/// (largest first, lowest free offset). Returns (resident, transient, unshared) bytes.
+fn assign_offsets(regions: &mut [Region]) -> (u64, u64, u64) {
+    let mut resident = 0u64;
+    for r in regions.iter_mut().filter(|r| r.life == Lifetime::Resident) {
+        r.offset = resident;
+        resident += align(r.bytes);
+    }
+    let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].life != Lifetime::Resident).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(regions[i].bytes));
+    let unshared: u64 = order.iter().map(|&i| align(regions[i].bytes)).sum();
+    let mut placed: Vec<(u64, u64, usize, usize)> = Vec::new(); // offset, end, first, last
+    let mut top = 0u64;
+    for i in order {
+        let Lifetime::Between(first, last) = regions[i].life else { continue };
+        let size = align(regions[i].bytes);
+        let mut busy: Vec<(u64, u64)> = placed.iter().filter(|p| p.2 <= last && first <= p.3).map(|p| (p.0, p.1)).collect();
+        busy.sort();
+        let mut at = 0u64;
+        for (lo, hi) in busy {
+            if at + size <= lo {
+                break;
+            }
+            at = at.max(hi);
+        }
+        placed.push((at, at + size, first, last));
+        top = top.max(at + size);
+        regions[i].offset = resident + at;
+    }
+    (resident, top, unshared)
+}
