@@ -17,6 +17,7 @@ pub static CAST: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(cast_rule),
     gradient: Gradient::Rule(cast_grad),
+    kernel: Some(cast_kernel),
     ..OpDef::BASE
 };
 
@@ -104,4 +105,12 @@ pub(crate) fn bit_cast_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => None,
     };
     vec![(s, None, None, Some(DType::from_onnx(to)))]
+}
+
+fn cast_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (from, to) = (ctx.input(0)?.elem, ctx.output(0)?.elem);
+    if from == to {
+        return Ok(Lowered::alias(0));
+    }
+    kern::elementwise(ctx, &kern::convert(from, to, "x0"))
 }

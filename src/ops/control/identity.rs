@@ -13,6 +13,7 @@ pub static IDENTITY: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(identity),
     gradient: Gradient::Rule(identity_grad),
+    kernel: Some(identity_kernel),
     ..OpDef::BASE
 };
 
@@ -36,4 +37,8 @@ pub(crate) fn identity_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     }
     let ints = if to_int && scalar.is_some() { None } else { v.and_then(|v| v.ints.clone()) };
     vec![(shape_of(g, n, 0), ints, scalar, dtype)]
+}
+
+fn identity_kernel(_: &KernelCtx) -> Result<Lowered, String> {
+    Ok(Lowered::alias(0))
 }

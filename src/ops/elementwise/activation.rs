@@ -13,6 +13,7 @@ pub static RELU: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(homogeneous),
     gradient: Gradient::Rule(relu_grad),
+    kernel: Some(relu_kernel),
     ..OpDef::BASE
 };
 
@@ -30,6 +31,7 @@ pub static LEAKY_RELU: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(homogeneous),
     gradient: Gradient::Rule(leaky_relu_grad),
+    kernel: Some(leaky_relu_kernel),
     ..OpDef::BASE
 };
 
@@ -44,6 +46,7 @@ pub static SIGMOID: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(sigmoid_grad),
+    kernel: Some(sigmoid_kernel),
     ..OpDef::BASE
 };
 
@@ -62,6 +65,7 @@ pub static HARD_SIGMOID: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(hard_sigmoid_grad),
+    kernel: Some(hard_sigmoid_kernel),
     ..OpDef::BASE
 };
 
@@ -76,6 +80,7 @@ pub static HARD_SWISH: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(hard_swish_grad),
+    kernel: Some(hard_swish_kernel),
     ..OpDef::BASE
 };
 
@@ -90,6 +95,7 @@ pub static TANH: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(tanh_grad),
+    kernel: Some(tanh_kernel),
     ..OpDef::BASE
 };
 
@@ -107,6 +113,7 @@ pub static ELU: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(elu_grad),
+    kernel: Some(elu_kernel),
     ..OpDef::BASE
 };
 
@@ -156,6 +163,7 @@ pub static SOFTPLUS: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(softplus_grad),
+    kernel: Some(softplus_kernel),
     ..OpDef::BASE
 };
 
@@ -233,6 +241,7 @@ pub static SWISH: OpDef = OpDef {
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(swish_kernel),
     ..OpDef::BASE
 };
 
@@ -383,4 +392,46 @@ pub(crate) fn relu_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         o.2 = scalar_in(g, n, 0).map(|x| x.max(0.0));
     }
     out
+}
+
+fn relu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "max(x0, 0.0)", Some("max(x0, 0)"))
+}
+
+fn leaky_relu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let a = kern::f32_literal(ctx.node.attr_float("alpha", 0.01));
+    kern::typed(ctx, &format!("select({a} * x0, x0, x0 >= 0.0)"), None)
+}
+
+fn sigmoid_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "1.0 / (1.0 + exp(-x0))", None)
+}
+
+fn hard_sigmoid_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let a = kern::f32_literal(ctx.node.attr_float("alpha", 0.2));
+    let b = kern::f32_literal(ctx.node.attr_float("beta", 0.5));
+    kern::typed(ctx, &format!("clamp({a} * x0 + {b}, 0.0, 1.0)"), None)
+}
+
+fn hard_swish_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "x0 * clamp(x0 * (1.0 / 6.0) + 0.5, 0.0, 1.0)", None)
+}
+
+fn tanh_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // tanh(x) = 1 - 2 / (exp(2x) + 1): finite for every x, unlike some tanh() builtins on large inputs
+    kern::typed(ctx, "select(1.0 - 2.0 / (exp(2.0 * x0) + 1.0), -1.0 + 2.0 / (exp(-2.0 * x0) + 1.0), x0 < 0.0)", None)
+}
+
+fn elu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let a = kern::f32_literal(ctx.node.attr_float("alpha", 1.0));
+    kern::typed(ctx, &format!("select({a} * (exp(x0) - 1.0), x0, x0 >= 0.0)"), None)
+}
+
+fn softplus_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "max(x0, 0.0) + log(1.0 + exp(-abs(x0)))", None)
+}
+
+fn swish_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let a = kern::f32_literal(ctx.node.attr_float("alpha", 1.0));
+    kern::typed(ctx, &format!("x0 / (1.0 + exp(-{a} * x0))"), None)
 }

@@ -13,6 +13,7 @@ pub static ADD: OpDef = OpDef {
     analysis: Analysis::Rule(add_rule),
     gradient: Gradient::Rule(add_grad),
     reads: 2,
+    kernel: Some(add_kernel),
     ..OpDef::BASE
 };
 
@@ -26,6 +27,7 @@ pub static SUM: OpDef = OpDef {
     shape: Some(binary_shape),
     analysis: Analysis::Rule(add_rule),
     gradient: Gradient::Rule(sum_grad),
+    kernel: Some(sum_kernel),
     ..OpDef::BASE
 };
 
@@ -69,4 +71,16 @@ pub(crate) fn sum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 
 pub(crate) fn add_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     arith_shape(g, n, Arith::Add, |a, b| a + b)
+}
+
+fn add_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 + x1")
+}
+
+fn sum_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let n = ctx.inputs.iter().flatten().count();
+    if n + 1 > ctx.limits.max_bindings as usize {
+        return Err(format!("{n} inputs; the adapter binds {} buffers per kernel", ctx.limits.max_bindings));
+    }
+    kern::elementwise(ctx, &(0..n).map(|k| format!("x{k}")).collect::<Vec<_>>().join(" + "))
 }

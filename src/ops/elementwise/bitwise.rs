@@ -15,6 +15,7 @@ pub static MOD: OpDef = OpDef {
     shape: Some(mod_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(mod_kernel),
     ..OpDef::BASE
 };
 
@@ -74,4 +75,12 @@ pub static BITWISE_XOR: OpDef = OpDef {
 pub(crate) fn mod_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let ints = if n.attr_int("fmod", 0) == 0 { arith_ints(g, n, Arith::Mod) } else { None };
     vec![(broadcast_inputs(g, n), ints, None, first_dtype(g, n))]
+}
+
+fn mod_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    if ctx.node.attr_int("fmod", 0) != 0 {
+        kern::typed(ctx, "fmod_f(x0, x1)", Some("x0 % x1"))
+    } else {
+        kern::typed(ctx, "mod_f(x0, x1)", Some("mod_i(x0, x1)"))
+    }
 }

@@ -18,6 +18,7 @@ pub static CLIP: OpDef = OpDef {
     analysis: Analysis::Rule(clip_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(clip_grad),
+    kernel: Some(clip_kernel),
     ..OpDef::BASE
 };
 
@@ -95,4 +96,19 @@ pub(crate) fn clip_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         o.2 = scalar;
     }
     out
+}
+
+fn clip_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // Bounds are inputs 1 and 2 (opset 11+) or attributes; absent ones do not bound.
+    let mut e = "x0".to_string();
+    let mut next = 1;
+    for (slot, f, attr) in [(1usize, "max", "min"), (2, "min", "max")] {
+        if ctx.has_input(slot) {
+            e = format!("{f}({e}, x{next})");
+            next += 1;
+        } else if let Some(AttrValue::Float(b)) = ctx.node.attrs.get(attr) {
+            e = format!("{f}({e}, {})", kern::f32_literal(*b));
+        }
+    }
+    kern::typed(ctx, &e, Some(&e))
 }

@@ -12,6 +12,7 @@ pub static EQUAL: OpDef = OpDef {
     shape: Some(equal_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(equal_kernel),
     ..OpDef::BASE
 };
 
@@ -25,6 +26,7 @@ pub static LESS: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(less_kernel),
     ..OpDef::BASE
 };
 
@@ -38,6 +40,7 @@ pub static GREATER: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(greater_kernel),
     ..OpDef::BASE
 };
 
@@ -51,6 +54,7 @@ pub static LESS_OR_EQUAL: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(less_or_equal_kernel),
     ..OpDef::BASE
 };
 
@@ -64,6 +68,7 @@ pub static GREATER_OR_EQUAL: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(greater_or_equal_kernel),
     ..OpDef::BASE
 };
 
@@ -77,6 +82,7 @@ pub static AND: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(and_kernel),
     ..OpDef::BASE
 };
 
@@ -90,6 +96,7 @@ pub static OR: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(or_kernel),
     ..OpDef::BASE
 };
 
@@ -103,6 +110,7 @@ pub static XOR: OpDef = OpDef {
     shape: Some(logical_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(xor_kernel),
     ..OpDef::BASE
 };
 
@@ -113,4 +121,36 @@ pub(crate) fn equal_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => Dim::Unknown,
     });
     vec![(broadcast_inputs(g, n), ints, None, Some(DType::Bool))]
+}
+
+fn equal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(0u, 1u, x0 == x1)")
+}
+
+fn less_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(0u, 1u, x0 < x1)")
+}
+
+fn greater_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(0u, 1u, x0 > x1)")
+}
+
+fn less_or_equal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(0u, 1u, x0 <= x1)")
+}
+
+fn greater_or_equal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(0u, 1u, x0 >= x1)")
+}
+
+fn and_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 & x1")
+}
+
+fn or_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 | x1")
+}
+
+fn xor_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 ^ x1")
 }

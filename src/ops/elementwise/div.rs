@@ -13,6 +13,7 @@ pub static DIV: OpDef = OpDef {
     analysis: Analysis::Rule(div_rule),
     gradient: Gradient::Rule(div_grad),
     reads: 2,
+    kernel: Some(div_kernel),
     ..OpDef::BASE
 };
 
@@ -52,4 +53,8 @@ pub(crate) fn div_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let ints = combine_ints(g, n, exact);
     let scalar = if float { fold_scalars(g, n, |a, b| a / b) } else { fold_scalars(g, n, |a, b| if b != 0.0 { (a / b).trunc() } else { f64::NAN }).filter(|x| x.is_finite()) };
     vec![(broadcast_inputs(g, n), ints, scalar, dtype)]
+}
+
+fn div_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 / x1")
 }

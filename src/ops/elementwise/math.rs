@@ -13,6 +13,7 @@ pub static EXP: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(exp_grad),
+    kernel: Some(exp_kernel),
     ..OpDef::BASE
 };
 
@@ -27,6 +28,7 @@ pub static LOG: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(log_grad),
+    kernel: Some(log_kernel),
     ..OpDef::BASE
 };
 
@@ -41,6 +43,7 @@ pub static SQRT: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(sqrt_rule),
     gradient: Gradient::Rule(sqrt_grad),
+    kernel: Some(sqrt_kernel),
     ..OpDef::BASE
 };
 
@@ -55,6 +58,7 @@ pub static RECIPROCAL: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(reciprocal_rule),
     gradient: Gradient::Rule(reciprocal_grad),
+    kernel: Some(reciprocal_kernel),
     ..OpDef::BASE
 };
 
@@ -69,6 +73,7 @@ pub static ERF: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(erf_grad),
+    kernel: Some(erf_kernel),
     ..OpDef::BASE
 };
 
@@ -82,6 +87,7 @@ pub static SIN: OpDef = OpDef {
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(sin_grad),
+    kernel: Some(sin_kernel),
     ..OpDef::BASE
 };
 
@@ -95,6 +101,7 @@ pub static COS: OpDef = OpDef {
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(cos_grad),
+    kernel: Some(cos_kernel),
     ..OpDef::BASE
 };
 
@@ -225,6 +232,7 @@ pub static FLOOR: OpDef = OpDef {
     shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
+    kernel: Some(floor_kernel),
     ..OpDef::BASE
 };
 
@@ -238,6 +246,7 @@ pub static CEIL: OpDef = OpDef {
     shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
+    kernel: Some(ceil_kernel),
     ..OpDef::BASE
 };
 
@@ -251,6 +260,7 @@ pub static ROUND: OpDef = OpDef {
     shape: Some(rounding_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
+    kernel: Some(round_kernel),
     ..OpDef::BASE
 };
 
@@ -264,6 +274,7 @@ pub static SIGN: OpDef = OpDef {
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("piecewise constant"),
+    kernel: Some(sign_kernel),
     ..OpDef::BASE
 };
 
@@ -274,9 +285,10 @@ pub static IS_NA_N: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
-    shape: Some(same_shape),
+    shape: Some(same_shape_bool),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(is_nan_kernel),
     ..OpDef::BASE
 };
 
@@ -287,9 +299,10 @@ pub static IS_INF: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
-    shape: Some(same_shape),
+    shape: Some(same_shape_bool),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(is_inf_kernel),
     ..OpDef::BASE
 };
 
@@ -303,6 +316,7 @@ pub static NOT: OpDef = OpDef {
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Zero("boolean output"),
+    kernel: Some(not_kernel),
     ..OpDef::BASE
 };
 
@@ -387,4 +401,63 @@ pub(crate) fn rounding_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         }
     });
     vec![(shape_of(g, n, 0), val(g, n, 0).and_then(|v| v.ints.clone()), scalar, first_dtype(g, n))]
+}
+
+fn exp_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "exp(x0)", None)
+}
+
+fn log_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "log(x0)", None)
+}
+
+fn sqrt_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "sqrt(x0)", None)
+}
+
+fn reciprocal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "1.0 / x0", None)
+}
+
+fn erf_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "erf_f(x0)", None)
+}
+
+fn sin_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "sin(x0)", None)
+}
+
+fn cos_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "cos(x0)", None)
+}
+
+fn floor_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "floor(x0)", None)
+}
+
+fn ceil_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "ceil(x0)", None)
+}
+
+fn round_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // WGSL's round() rounds halves to even, as ONNX does
+    kern::typed(ctx, "round(x0)", None)
+}
+
+fn sign_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "sign(x0)", Some("sign(x0)"))
+}
+
+fn is_nan_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "select(0u, 1u, is_nan_f(x0))", None)
+}
+
+fn is_inf_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let neg = ctx.node.attr_int("detect_negative", 1) != 0;
+    let pos = ctx.node.attr_int("detect_positive", 1) != 0;
+    kern::typed(ctx, &format!("select(0u, 1u, is_inf_f(x0) && ((x0 < 0.0 && {neg}) || (x0 > 0.0 && {pos})))"), None)
+}
+
+fn not_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "1u - x0")
 }

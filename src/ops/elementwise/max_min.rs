@@ -12,6 +12,7 @@ pub static MAX: OpDef = OpDef {
     shape: Some(max_min_shape),
     analysis: Analysis::Rule(max_rule),
     gradient: Gradient::Rule(max_min_grad),
+    kernel: Some(max_kernel),
     ..OpDef::BASE
 };
 
@@ -25,6 +26,7 @@ pub static MIN: OpDef = OpDef {
     shape: Some(max_min_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(max_min_grad),
+    kernel: Some(min_kernel),
     ..OpDef::BASE
 };
 
@@ -70,4 +72,26 @@ pub(crate) fn max_min_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         None
     };
     vec![(broadcast_inputs(g, n), ints, None, first_dtype(g, n))]
+}
+
+/// `f(x0, f(x1, ...))` over the present inputs, NaN propagating as ONNX says.
+fn fold_kernel(ctx: &KernelCtx, f: &str) -> Result<Lowered, String> {
+    let n = ctx.inputs.iter().flatten().count();
+    if n + 1 > ctx.limits.max_bindings as usize {
+        return Err(format!("{n} inputs; the adapter binds {} buffers per kernel", ctx.limits.max_bindings));
+    }
+    let float = ctx.input(0)?.elem == Elem::F32;
+    let mut e = "x0".to_string();
+    for k in 1..n {
+        e = if float { format!("select({f}({e}, x{k}), bitcast<f32>(0x7fc00000u), is_nan_f({e}) || is_nan_f(x{k}))") } else { format!("{f}({e}, x{k})") };
+    }
+    kern::elementwise(ctx, &e)
+}
+
+fn max_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    fold_kernel(ctx, "max")
+}
+
+fn min_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    fold_kernel(ctx, "min")
 }

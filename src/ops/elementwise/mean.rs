@@ -12,6 +12,7 @@ pub static MEAN: OpDef = OpDef {
     shape: Some(binary_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::Rule(mean_grad),
+    kernel: Some(mean_kernel),
     ..OpDef::BASE
 };
 
@@ -25,4 +26,13 @@ pub(crate) fn mean_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
         }
     }
     Ok(grads(n, out))
+}
+
+fn mean_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let n = ctx.inputs.iter().flatten().count();
+    if n + 1 > ctx.limits.max_bindings as usize {
+        return Err(format!("{n} inputs; the adapter binds {} buffers per kernel", ctx.limits.max_bindings));
+    }
+    let sum = (0..n).map(|k| format!("x{k}")).collect::<Vec<_>>().join(" + ");
+    kern::typed(ctx, &format!("({sum}) / {}", kern::f32_literal(n as f32)), None)
 }

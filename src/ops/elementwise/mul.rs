@@ -13,6 +13,7 @@ pub static MUL: OpDef = OpDef {
     analysis: Analysis::Rule(mul_rule),
     gradient: Gradient::Rule(mul_grad),
     reads: 2,
+    kernel: Some(mul_kernel),
     ..OpDef::BASE
 };
 
@@ -35,4 +36,8 @@ pub(crate) fn mul_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 
 pub(crate) fn mul_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     arith_shape(g, n, Arith::Mul, |a, b| a * b)
+}
+
+fn mul_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 * x1")
 }

@@ -13,6 +13,7 @@ pub static NEG: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(neg_rule),
     gradient: Gradient::Rule(neg_grad),
+    kernel: Some(neg_kernel),
     ..OpDef::BASE
 };
 
@@ -27,6 +28,7 @@ pub static ABS: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(homogeneous),
     gradient: Gradient::Rule(abs_grad),
+    kernel: Some(abs_kernel),
     ..OpDef::BASE
 };
 
@@ -71,4 +73,12 @@ pub(crate) fn neg_abs_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
             .collect()
     });
     out
+}
+
+fn neg_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "-x0", Some("-x0"))
+}
+
+fn abs_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::typed(ctx, "abs(x0)", Some("abs(x0)"))
 }

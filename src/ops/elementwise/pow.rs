@@ -14,6 +14,7 @@ pub static POW: OpDef = OpDef {
     arg_slots: ArgSlots::Only(1),
     gradient: Gradient::Rule(pow_grad),
     reads: 2,
+    kernel: Some(pow_kernel),
     ..OpDef::BASE
 };
 
@@ -53,4 +54,9 @@ pub(crate) fn pow_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 
 pub(crate) fn pow_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     vec![(broadcast_inputs(g, n), None, fold_scalars(g, n, f64::powf), first_dtype(g, n))]
+}
+
+fn pow_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let b = kern::convert(ctx.input(1)?.elem, Elem::F32, "x1");
+    kern::typed(ctx, &format!("pow_f(x0, {b})"), None)
 }

@@ -13,6 +13,7 @@ pub static SUB: OpDef = OpDef {
     analysis: Analysis::Rule(sub_rule),
     gradient: Gradient::Rule(sub_grad),
     reads: 2,
+    kernel: Some(sub_kernel),
     ..OpDef::BASE
 };
 
@@ -51,4 +52,8 @@ pub(crate) fn sub_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 
 pub(crate) fn sub_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     arith_shape(g, n, Arith::Sub, |a, b| a - b)
+}
+
+fn sub_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "x0 - x1")
 }

@@ -13,6 +13,7 @@ pub static WHERE: OpDef = OpDef {
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(where_grad),
     reads: 3,
+    kernel: Some(where_kernel),
     ..OpDef::BASE
 };
 
@@ -47,4 +48,8 @@ pub(crate) fn where_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         }
     }
     vec![(broadcast_inputs(g, n), ints, None, val(g, n, 1).and_then(|v| v.dtype))]
+}
+
+fn where_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    kern::elementwise(ctx, "select(x2, x1, x0 != 0u)")
 }

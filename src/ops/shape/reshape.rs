@@ -17,6 +17,7 @@ pub static RESHAPE: OpDef = OpDef {
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reshape_grad),
     reads: 2,
+    kernel: Some(reshape_kernel),
     ..OpDef::BASE
 };
 
@@ -33,6 +34,7 @@ pub static FLATTEN: OpDef = OpDef {
     shape: Some(flatten_shape),
     analysis: Analysis::Rule(reshape_like_rule),
     gradient: Gradient::Rule(reshape_grad),
+    kernel: Some(reshape_kernel),
     ..OpDef::BASE
 };
 
@@ -50,6 +52,7 @@ pub static SQUEEZE: OpDef = OpDef {
     analysis: Analysis::Rule(reshape_like_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reshape_grad),
+    kernel: Some(reshape_kernel),
     ..OpDef::BASE
 };
 
@@ -67,6 +70,7 @@ pub static UNSQUEEZE: OpDef = OpDef {
     analysis: Analysis::Rule(reshape_like_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reshape_grad),
+    kernel: Some(reshape_kernel),
     ..OpDef::BASE
 };
 
@@ -294,4 +298,13 @@ pub(crate) fn squeeze_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = if n.is(&SQUEEZE) { squeeze(input.as_deref(), axes.as_deref()) } else { unsqueeze(input.as_deref(), axes.as_deref()) };
     let ints = val(g, n, 0).and_then(|v| v.ints.clone());
     vec![(s, ints, val(g, n, 0).and_then(|v| v.scalar), first_dtype(g, n))]
+}
+
+/// The data is unchanged (row-major): the output aliases the input.
+fn reshape_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (i, o) = (ctx.input(0)?, ctx.output(0)?);
+    if i.numel() != o.numel() {
+        return Err(format!("{} elements cannot take the shape {:?}", i.numel(), o.shape));
+    }
+    Ok(Lowered::alias(0))
 }

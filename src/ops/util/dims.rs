@@ -67,7 +67,8 @@ pub(crate) fn arith(a: Dim, b: Dim, op: Arith) -> Dim {
             Arith::Add => x.checked_add(y),
             Arith::Sub => x.checked_sub(y),
             Arith::Mul => x.checked_mul(y),
-            Arith::Div if y != 0 => Some(x.div_euclid(y)),
+            // integer Div truncates toward zero (ONNX, C); div_euclid would floor negatives
+            Arith::Div => x.checked_div(y),
             // integer Mod (fmod=0): the result takes the divisor's sign, as in Python
             Arith::Mod if y != 0 => x.checked_rem(y).map(|r| if r != 0 && (r < 0) != (y < 0) { r + y } else { r }),
             _ => None,
@@ -91,6 +92,12 @@ pub fn product(dims: &[Dim]) -> Dim {
 }
 
 /// Output 0 has input 0's shape, element type, tracked values and value.
+/// The input's shape, as a bool tensor (IsNaN, IsInf).
+pub(crate) fn same_shape_bool(g: &Graph, n: &Node) -> Vec<Out> {
+    let shape = n.input(0).and_then(|v| g.values[v].shape.clone());
+    vec![(shape, None, None, Some(DType::Bool))]
+}
+
 pub(crate) fn same_shape(g: &Graph, n: &Node) -> Vec<Out> {
     same(g, n)
 }
