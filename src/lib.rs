@@ -18,6 +18,7 @@ pub mod ops;
 pub mod optim;
 pub mod plan;
 pub mod rewrite;
+pub mod train;
 #[cfg(feature = "gpu")]
 pub mod runtime;
 

@@ -48,6 +48,36 @@ impl LoadedModel {
         super::write_atomic(path, &self.encode()?)
     }
 
+    /// The model with these float32 initializers' values replaced (trained
+    /// parameters, BatchNorm running statistics); every name must be a float32
+    /// initializer of the model's graph, holding as many elements.
+    pub fn with_initializers(&self, values: &std::collections::HashMap<String, Vec<f32>>) -> Result<LoadedModel, OnnxError> {
+        let mut proto = self.proto.clone();
+        let bad = |tensor: &str, detail: String| OnnxError::BadTensor { path: self.path.clone(), tensor: tensor.to_string(), detail };
+        let mut found = std::collections::HashSet::new();
+        if let Some(g) = proto.graph.as_mut() {
+            for t in g.initializer.iter_mut() {
+                let Some(v) = values.get(&t.name) else { continue };
+                if t.data_type != pb::tensor_proto::DataType::Float as i32 {
+                    return Err(bad(&t.name, "is not a float32 initializer; trained values are float32".into()));
+                }
+                let n: i64 = t.dims.iter().product();
+                if n != v.len() as i64 {
+                    return Err(bad(&t.name, format!("has {n} elements; {} trained values were given", v.len())));
+                }
+                t.raw_data = v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into();
+                t.float_data.clear();
+                t.external_data.clear();
+                t.data_location = 0;
+                found.insert(t.name.clone());
+            }
+        }
+        if let Some(missing) = values.keys().find(|k| !found.contains(*k)) {
+            return Err(bad(missing, "is not an initializer of the model".into()));
+        }
+        Ok(LoadedModel { path: self.path.clone(), proto, inputs: self.inputs.clone() })
+    }
+
     /// Every file the model was read from (the model file and its external-data
     /// files), so that outputs can refuse to replace any of them.
     pub fn input_files(&self) -> &[PathBuf] {

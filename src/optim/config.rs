@@ -358,6 +358,19 @@ impl Config {
         self.hyper().lr
     }
 
+    /// The same configuration with another learning rate (a schedule's value for one step).
+    pub fn with_lr(&self, lr: f64) -> Config {
+        let mut c = self.clone();
+        match &mut c {
+            Config::Adamp(h) => h.lr = lr,
+            Config::Sgdp(h) => h.lr = lr,
+            Config::Adam(h) => h.lr = lr,
+            Config::Adamw(h) => h.lr = lr,
+            Config::Sgd(h) => h.lr = lr,
+        }
+        c
+    }
+
     /// Checks every value's range (the one validation every entry point uses).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = self.hyper();

@@ -205,12 +205,14 @@ pub fn rewrite(model: &LoadedModel, opts: &Options) -> Result<Rewritten, Rewrite
 /// for an executor that runs the update itself (the WGSL optimizer).
 ///
 /// Inputs: the model's inputs, `labels`, every trainable parameter and every
-/// buffer the forward pass updates; outputs: `loss` (float32 scalar), then
+/// buffer the forward pass updates; outputs: `loss` (float32 scalar), the
+/// model's first output ([`GradientGraph::output`]), then
 /// `<p>.grad` per parameter in [`GradientGraph::specs`] order (zeros where the
 /// loss does not depend on it), then `<b>.new` per buffer.
 pub fn gradient_graph(model: &LoadedModel, opts: &Options) -> Result<GradientGraph, RewriteError> {
     let built = build(model, opts, false).map_err(|e| in_file(model, e))?;
-    Ok(GradientGraph { graph: built.graph, specs: built.specs, buffers: built.buffers, model_inputs: built.model_inputs })
+    let output = built.graph.outputs.get(1).map(|&v| built.graph.values[v].name.clone()).unwrap_or_default();
+    Ok(GradientGraph { graph: built.graph, specs: built.specs, buffers: built.buffers, model_inputs: built.model_inputs, output })
 }
 
 /// What [`gradient_graph`] builds.
@@ -224,6 +226,8 @@ pub struct GradientGraph {
     pub buffers: Vec<String>,
     /// The model's own inputs (the data), in order.
     pub model_inputs: Vec<String>,
+    /// The model's first output (logits, predictions).
+    pub output: String,
 }
 
 fn in_file(model: &LoadedModel, e: RewriteError) -> RewriteError {
@@ -403,6 +407,10 @@ fn build(model: &LoadedModel, opts: &Options, update: bool) -> Result<Built, Rew
 
     // The update, and the outputs.
     let mut outputs = vec![value_info("loss", FLOAT, &[])];
+    if !update {
+        // The model's output, for metrics (accuracy) computed beside the loss.
+        outputs.push((out_name.clone(), None));
+    }
     let model_input_names: Vec<String> = model_inputs.iter().map(|i| i.0.clone()).collect();
     let mut inputs = model_inputs;
     inputs.push(labels);

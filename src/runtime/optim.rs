@@ -857,12 +857,19 @@ impl<'g> DeviceOptimizer<'g> {
     /// Submits one optimizer step for the gradients on the device, without
     /// waiting. [`DeviceOptimizer::step`] also checks for non-finite gradients.
     pub fn submit_step(&mut self) {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        self.encode_step(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Records one optimizer step into `enc` (its uniforms and status reset are
+    /// queued writes, which land before the encoder's submission runs).
+    pub fn encode_step(&mut self, enc: &mut wgpu::CommandEncoder) {
         self.step += 1;
         for page in &self.pages {
             self.gpu.queue.write_buffer(&page.uniform, 0, &self.uniforms(page));
         }
         self.gpu.queue.write_buffer(&self.status, 0, &self.status_zeros);
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
             let split_groups = |page: &Page| page.split_count.div_ceil(ROWS_PER_JOB as u32);
@@ -913,7 +920,52 @@ impl<'g> DeviceOptimizer<'g> {
                 per_page(&mut pass, &self.apply, &|p| p.job_count);
             }
         }
-        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Where tensor `t`'s parameter (`grad`: false) or gradient (`grad`: true)
+    /// lives: `(buffer, byte offset, first element of the tensor, elements)` per piece.
+    pub fn pieces(&self, t: usize, grad: bool) -> Vec<(&wgpu::Buffer, u64, usize, usize)> {
+        let role = if grad { Role::Grad } else { Role::Param };
+        self.segments.get(t).map(|segs| segs.iter().map(|s| (self.pages[s.page].buffer(role), 4 * s.page_off as u64, s.tensor_lo, s.len)).collect()).unwrap_or_default()
+    }
+
+    /// The status buffer (per tensor: words of flags; word 1 counts non-finite gradients).
+    pub fn status_buffer(&self) -> (&wgpu::Buffer, u64) {
+        (&self.status, 4 * STATUS_WORDS as u64 * self.specs.len().max(1) as u64)
+    }
+
+    /// The names of the tensors whose gradients were not finite, from status words read back.
+    pub fn nonfinite_in(&self, words: &[u32]) -> Vec<String> {
+        self.specs.iter().enumerate().filter(|(t, _)| words.get(STATUS_WORDS as usize * t + 1).is_some_and(|&w| w != 0)).map(|(_, s)| s.name.clone()).collect()
+    }
+
+    /// The learning rate of the next steps (a schedule feeds it every step).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.config = self.config.with_lr(lr);
+    }
+
+    /// Writes a tensor's parameter values (a resumed checkpoint).
+    pub fn set_param(&mut self, t: usize, data: &[f32]) -> Result<(), OptimError> {
+        let s = self.specs.get(t).ok_or_else(|| OptimError::Shape { name: format!("#{t}"), detail: "no such tensor".into() })?;
+        if data.len() != s.numel() {
+            return Err(OptimError::Shape { name: s.name.clone(), detail: format!("{} values for shape {:?}", data.len(), s.shape) });
+        }
+        self.write_tensor(t, data, Role::Param);
+        Ok(())
+    }
+
+    /// Writes a tensor's state (`exp_avg`, `exp_avg_sq` or the momentum buffer) and the step count (a resumed checkpoint).
+    pub fn set_state(&mut self, t: usize, state: &[Vec<f32>], step: u32) -> Result<(), OptimError> {
+        let s = self.specs.get(t).ok_or_else(|| OptimError::Shape { name: format!("#{t}"), detail: "no such tensor".into() })?;
+        let roles = [Role::State0, Role::State1];
+        for (k, data) in state.iter().enumerate().take(2) {
+            if data.len() != s.numel() {
+                return Err(OptimError::Shape { name: s.name.clone(), detail: format!("state {k}: {} values for shape {:?}", data.len(), s.shape) });
+            }
+            self.write_tensor(t, data, roles[k]);
+        }
+        self.step = step;
+        Ok(())
     }
 
     /// One step; fails naming the tensors whose gradients were not finite (the

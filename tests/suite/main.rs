@@ -6,6 +6,7 @@ mod common;
 
 mod bench_cli;
 mod errors;
+mod exec_zoo;
 mod fuzz_corpus;
 mod golden_optim;
 mod gpu_optim;

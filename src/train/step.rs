@@ -1,0 +1,430 @@
+//! One training step on the device: the forward-and-backward program
+//! ([`crate::exec`]) and the fused WGSL optimizer ([`crate::runtime`]) over
+//! the same device, recorded into one command encoder and submitted once.
+//! The only readback is the loss, the optimizer's status words (non-finite
+//! gradients) and, when asked, the model's output for accuracy.
+//!
+//! Parameters and optimizer state live in the optimizer's pages, BatchNorm
+//! running statistics in a buffer of their own; a program (one per batch
+//! shape: the last partial batch of an epoch gets its own) copies them in,
+//! and its gradients and updated statistics out, inside the same submission.
+use crate::exec::device::{limits, PipelineCache};
+use crate::exec::{ExecError, Executor};
+use crate::ir::DType;
+use crate::onnx::LoadedModel;
+use crate::optim::TensorSpec;
+use crate::rewrite::{self, GradientGraph, RewriteError};
+use crate::runtime::{DeviceOptimizer, Gpu, GpuError, OptimError, Tuning};
+use std::collections::HashMap;
+
+/// Errors of training; each names the step, tensor or array.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Building the gradient graph.
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    /// The executor.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The optimizer.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// The device.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// A data array that does not fit the model.
+    #[error("data array '{array}': {detail}")]
+    Data {
+        /// The array.
+        array: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A non-finite loss or gradient: training stops.
+    #[error("step {step}: {what} is not finite; training stopped (lower the learning rate, or check the data)")]
+    NonFinite {
+        /// The step (1-based).
+        step: u64,
+        /// The loss or the tensors.
+        what: String,
+    },
+    /// Anything else about the model.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// One array of a batch: its name (a model input, or `labels`), dims and elements.
+#[derive(Debug, Clone)]
+pub struct Array {
+    /// The model input it feeds (or `labels`).
+    pub name: String,
+    /// Dims; the first counts samples.
+    pub dims: Vec<usize>,
+    /// Elements, row-major.
+    pub data: ArrayData,
+}
+
+/// Elements of an [`Array`].
+#[derive(Debug, Clone)]
+pub enum ArrayData {
+    /// float32
+    F32(Vec<f32>),
+    /// integers (class labels, token ids)
+    I64(Vec<i64>),
+}
+
+impl ArrayData {
+    /// Elements.
+    pub fn len(&self) -> usize {
+        match self {
+            ArrayData::F32(v) => v.len(),
+            ArrayData::I64(v) => v.len(),
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOut {
+    /// This batch's loss (before the update).
+    pub loss: f32,
+    /// Correctly classified samples (cross-entropy with `[N, C]` outputs).
+    pub correct: Option<usize>,
+    /// Samples in the batch.
+    pub samples: usize,
+}
+
+/// A program for one batch shape, and its readback buffer.
+struct Shaped<'g> {
+    exec: Executor<'g>,
+    readback: wgpu::Buffer,
+    /// Bytes of the output read back for accuracy (0: none).
+    output_bytes: u64,
+}
+
+/// The trainer: device state and one program per batch shape.
+pub struct Trainer<'g> {
+    gpu: &'g Gpu,
+    graph: GradientGraph,
+    optimizer: DeviceOptimizer<'g>,
+    /// BatchNorm running statistics: buffer, and per buffer (offset, elements).
+    buffers: wgpu::Buffer,
+    buffer_slots: Vec<(String, u64, usize)>,
+    programs: HashMap<Vec<(String, Vec<usize>)>, Shaped<'g>>,
+    cache: PipelineCache,
+    seed: u64,
+    steps: u64,
+    accuracy: bool,
+    /// The program of the latest step.
+    last: Option<Vec<(String, Vec<usize>)>>,
+}
+
+/// Float32 elements of an initializer.
+fn f32s(t: &crate::ir::Tensor, name: &str) -> Result<Vec<f32>, TrainError> {
+    if t.dtype != DType::F32 || t.data.len() != 4 * t.elements() as usize {
+        return Err(TrainError::Model(format!("initializer '{name}' is {}, not float32; the device trains float32 models", t.dtype.name())));
+    }
+    Ok(t.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+impl<'g> Trainer<'g> {
+    /// Builds the gradient graph of `model` and puts its parameters, optimizer
+    /// state and BatchNorm statistics on the device. `seed` seeds Dropout.
+    pub fn new(gpu: &'g Gpu, model: &LoadedModel, opts: &rewrite::Options, seed: u64) -> Result<Trainer<'g>, TrainError> {
+        let graph = rewrite::gradient_graph(model, opts)?;
+        let g = &graph.graph;
+        let init = |name: &str| -> Result<Vec<f32>, TrainError> {
+            let v = g.value_by_name(name).and_then(|v| g.initializer_of(v)).ok_or_else(|| TrainError::Model(format!("'{name}' has no initial value")))?;
+            f32s(v, name)
+        };
+        let params: Vec<Vec<f32>> = graph.specs.iter().map(|s| init(&s.name)).collect::<Result<_, _>>()?;
+        let refs: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
+        let optimizer = DeviceOptimizer::new(gpu, &opts.config, opts.detect, graph.specs.clone(), &refs, Tuning::default())?;
+        let mut buffer_slots = Vec::new();
+        let mut bytes = Vec::new();
+        for b in &graph.buffers {
+            let v = init(b)?;
+            buffer_slots.push((b.clone(), bytes.len() as u64, v.len()));
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        let buffers = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("batchnorm statistics"),
+            size: (bytes.len() as u64).max(16).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !bytes.is_empty() {
+            gpu.queue.write_buffer(&buffers, 0, &bytes);
+        }
+        let accuracy = opts.loss == rewrite::Loss::CrossEntropy;
+        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache: PipelineCache::default(), seed, steps: 0, accuracy, last: None })
+    }
+
+    /// The trainable tensors with their projection labels.
+    pub fn specs(&self) -> &[TensorSpec] {
+        &self.graph.specs
+    }
+
+    /// The model inputs a batch must hold (besides `labels`).
+    pub fn model_inputs(&self) -> &[String] {
+        &self.graph.model_inputs
+    }
+
+    /// The gradient graph.
+    pub fn gradient_graph(&self) -> &GradientGraph {
+        &self.graph
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Kernels compiled so far (all programs).
+    pub fn pipelines(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The program for a batch (built on first use), checked against the arrays.
+    fn shaped(&mut self, batch: &[Array]) -> Result<Vec<(String, Vec<usize>)>, TrainError> {
+        let mut key: Vec<(String, Vec<usize>)> = batch.iter().map(|a| (a.name.clone(), a.dims.clone())).collect();
+        key.sort();
+        if self.programs.contains_key(&key) {
+            return Ok(key);
+        }
+        let g = &self.graph.graph;
+        for a in batch {
+            if g.value_by_name(&a.name).is_none_or(|v| !g.inputs.contains(&v)) {
+                let names: Vec<&str> = self.graph.model_inputs.iter().map(String::as_str).chain(std::iter::once("labels")).collect();
+                return Err(TrainError::Data { array: a.name.clone(), detail: format!("the model has no input of that name (its inputs: {})", names.join(", ")) });
+            }
+            if a.dims.iter().product::<usize>() != a.data.len() {
+                return Err(TrainError::Data { array: a.name.clone(), detail: format!("{} elements for dims {:?}", a.data.len(), a.dims) });
+            }
+        }
+        for need in self.graph.model_inputs.iter().map(String::as_str).chain(std::iter::once("labels")) {
+            if !batch.iter().any(|a| a.name == need) {
+                return Err(TrainError::Data { array: need.into(), detail: "missing: the data must hold one array per model input, plus 'labels'".into() });
+            }
+        }
+        let shapes: HashMap<String, Vec<usize>> = batch.iter().map(|a| (a.name.clone(), a.dims.clone())).collect();
+        let specialized = crate::exec::specialize(g, &shapes).map_err(|e| match e {
+            ExecError::InputShape { name, detail } => TrainError::Data { array: name, detail },
+            e => TrainError::Exec(e),
+        })?;
+        let program = crate::exec::plan(specialized, limits(self.gpu))?;
+        let output_bytes = if self.accuracy {
+            program.slot(&self.graph.output).and_then(|s| s.info.as_ref()).filter(|i| i.shape.len() == 2).map(|i| 4 * i.numel() as u64).unwrap_or(0)
+        } else {
+            0
+        };
+        let exec = Executor::new(self.gpu, program, &mut self.cache, self.seed)?;
+        let (_, status_bytes) = self.optimizer.status_buffer();
+        let readback = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step readback"),
+            size: 16 + status_bytes + output_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.programs.insert(key.clone(), Shaped { exec, readback, output_bytes });
+        Ok(key)
+    }
+
+    /// Peak device bytes of the program for this batch: (arena, resident part, what sharing saved).
+    pub fn memory(&mut self, batch: &[Array]) -> Result<(u64, u64, u64), TrainError> {
+        let key = self.shaped(batch)?;
+        let p = self.programs[&key].exec.program();
+        Ok((p.arena_bytes(), p.resident_bytes, p.unshared_bytes.saturating_sub(p.transient_bytes)))
+    }
+
+    /// One training step on a batch at learning rate `lr`.
+    pub fn step(&mut self, batch: &[Array], lr: f64) -> Result<StepOut, TrainError> {
+        self.run(batch, Some(lr))
+    }
+
+    /// The loss (and accuracy) on a batch without updating anything.
+    pub fn evaluate(&mut self, batch: &[Array]) -> Result<StepOut, TrainError> {
+        self.run(batch, None)
+    }
+
+    fn run(&mut self, batch: &[Array], lr: Option<f64>) -> Result<StepOut, TrainError> {
+        let key = self.shaped(batch)?;
+        self.last = Some(key.clone());
+        let samples = batch.iter().find(|a| a.name == "labels").and_then(|a| a.dims.first().copied()).unwrap_or(0);
+        let steps = self.steps;
+        let Trainer { gpu, optimizer, programs, graph, buffers, buffer_slots, .. } = self;
+        let shaped = programs.get_mut(&key).ok_or_else(|| TrainError::Model("internal: program missing".into()))?;
+        for a in batch {
+            match &a.data {
+                ArrayData::F32(v) => shaped.exec.write_f32(&a.name, v),
+                ArrayData::I64(v) => shaped.exec.write_i64(&a.name, v),
+            }
+            .map_err(|e| match e {
+                ExecError::InputShape { name, detail } => TrainError::Data { array: name, detail },
+                e => TrainError::Exec(e),
+            })?;
+        }
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+        // Parameters and statistics into the program.
+        for (t, spec) in graph.specs.iter().enumerate() {
+            let (off, _) = shaped.exec.region(&spec.name)?;
+            for (buf, at, lo, len) in optimizer.pieces(t, false) {
+                if len > 0 {
+                    enc.copy_buffer_to_buffer(buf, at, shaped.exec.arena(), off + 4 * lo as u64, 4 * len as u64);
+                }
+            }
+        }
+        for (name, at, n) in buffer_slots.iter() {
+            let (off, _) = shaped.exec.region(name)?;
+            if *n > 0 {
+                enc.copy_buffer_to_buffer(buffers, *at, shaped.exec.arena(), off, 4 * *n as u64);
+            }
+        }
+        // Dropout draws from (seed, node, step): the same stream whichever program runs the step.
+        shaped.exec.set_step(steps as u32);
+        shaped.exec.encode(&mut enc);
+        if let Some(lr) = lr {
+            for (t, spec) in graph.specs.iter().enumerate() {
+                let (off, _) = shaped.exec.region(&format!("{}.grad", spec.name))?;
+                for (buf, at, lo, len) in optimizer.pieces(t, true) {
+                    if len > 0 {
+                        enc.copy_buffer_to_buffer(shaped.exec.arena(), off + 4 * lo as u64, buf, at, 4 * len as u64);
+                    }
+                }
+            }
+            for (name, at, n) in buffer_slots.iter() {
+                let (off, _) = shaped.exec.region(&format!("{name}.new"))?;
+                if *n > 0 {
+                    enc.copy_buffer_to_buffer(shaped.exec.arena(), off, buffers, *at, 4 * *n as u64);
+                }
+            }
+            optimizer.set_lr(lr);
+            optimizer.encode_step(&mut enc);
+        }
+        let (status, status_bytes) = optimizer.status_buffer();
+        let (loss_off, _) = shaped.exec.region("loss")?;
+        enc.copy_buffer_to_buffer(shaped.exec.arena(), loss_off, &shaped.readback, 0, 4);
+        if lr.is_some() {
+            enc.copy_buffer_to_buffer(status, 0, &shaped.readback, 16, status_bytes);
+        }
+        if shaped.output_bytes > 0 {
+            let (out_off, _) = shaped.exec.region(&graph.output)?;
+            enc.copy_buffer_to_buffer(shaped.exec.arena(), out_off, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
+        }
+        gpu.queue.submit([enc.finish()]);
+        let bytes = read_mapped(gpu, &shaped.readback)?;
+        let word = |i: usize| u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+        let loss = f32::from_bits(word(0));
+        let step_no = self.steps + 1;
+        if lr.is_some() {
+            self.steps += 1;
+            let words: Vec<u32> = (0..(status_bytes / 4) as usize).map(|i| word(4 + i)).collect();
+            let bad = self.optimizer.nonfinite_in(&words);
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite { step: step_no, what: format!("the loss ({loss})") });
+            }
+            if !bad.is_empty() {
+                return Err(TrainError::NonFinite { step: step_no, what: format!("the gradient of {}", bad.join(", ")) });
+            }
+        }
+        let correct = if self.accuracy && bytes.len() > 16 {
+            let shaped = &self.programs[&key];
+            let out_start = 16 + status_bytes as usize;
+            let logits: Vec<f32> = bytes[out_start..out_start + shaped.output_bytes as usize].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let labels = batch.iter().find(|a| a.name == "labels");
+            match labels.map(|a| &a.data) {
+                Some(ArrayData::I64(l)) if !l.is_empty() && logits.len() % l.len() == 0 => {
+                    let classes = logits.len() / l.len();
+                    Some(
+                        l.iter()
+                            .enumerate()
+                            .filter(|(i, &y)| {
+                                let row = &logits[i * classes..(i + 1) * classes];
+                                let best = row.iter().enumerate().fold(0, |b, (k, &x)| if x > row[b] { k } else { b });
+                                best as i64 == y
+                            })
+                            .count(),
+                    )
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(StepOut { loss, correct, samples })
+    }
+
+    /// An output of the latest step's program (`<p>.grad`, `<b>.new`, `loss`, the model's output).
+    pub fn output(&self, name: &str) -> Result<Vec<f32>, TrainError> {
+        let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
+        Ok(shaped.exec.read_f32(name)?)
+    }
+
+    /// The trained parameters, by name.
+    pub fn params(&self) -> Result<HashMap<String, Vec<f32>>, TrainError> {
+        let mut out = HashMap::new();
+        for (t, s) in self.graph.specs.iter().enumerate() {
+            out.insert(s.name.clone(), self.optimizer.param(t)?);
+        }
+        Ok(out)
+    }
+
+    /// The optimizer state per tensor (as [`DeviceOptimizer::state`]).
+    pub fn state(&self) -> Result<Vec<Vec<Vec<f32>>>, TrainError> {
+        (0..self.graph.specs.len()).map(|t| Ok(self.optimizer.state(t)?)).collect()
+    }
+
+    /// The BatchNorm running statistics, by name.
+    pub fn buffers(&self) -> Result<HashMap<String, Vec<f32>>, TrainError> {
+        let mut out = HashMap::new();
+        for (name, at, n) in &self.buffer_slots {
+            out.insert(name.clone(), self.gpu.read_f32(&self.buffers, *at, *n, name)?);
+        }
+        Ok(out)
+    }
+
+    /// Restores parameters, optimizer state, statistics and the step count (a checkpoint).
+    pub fn restore(&mut self, params: &HashMap<String, Vec<f32>>, state: &[Vec<Vec<f32>>], buffers: &HashMap<String, Vec<f32>>, steps: u64) -> Result<(), TrainError> {
+        for (t, s) in self.graph.specs.iter().enumerate() {
+            let p = params.get(&s.name).ok_or_else(|| TrainError::Model(format!("the checkpoint lacks parameter '{}'", s.name)))?;
+            self.optimizer.set_param(t, p)?;
+            let st = state.get(t).ok_or_else(|| TrainError::Model(format!("the checkpoint lacks the state of '{}'", s.name)))?;
+            self.optimizer.set_state(t, st, steps as u32)?;
+        }
+        for (name, at, n) in &self.buffer_slots {
+            let v = buffers.get(name).ok_or_else(|| TrainError::Model(format!("the checkpoint lacks buffer '{name}'")))?;
+            if v.len() != *n {
+                return Err(TrainError::Model(format!("buffer '{name}' has {} values in the checkpoint, {n} in the model", v.len())));
+            }
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.gpu.queue.write_buffer(&self.buffers, *at, &bytes);
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// The step counter of the random streams (Dropout).
+    pub fn random_step(&self) -> u32 {
+        self.steps as u32
+    }
+}
+
+/// Maps a readback buffer and copies its bytes out.
+fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+    let slice = buffer.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    let err = |detail: String| GpuError::Readback { what: "step readback".into(), detail };
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(e.to_string()))?;
+    rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+    let data = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
+    buffer.unmap();
+    Ok(data)
+}
