@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod data;
 pub mod ir;
 pub mod onnx;
 pub mod ops;
