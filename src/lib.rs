@@ -7,6 +7,8 @@
 //! (optimizer-state plan) → [`rewrite`] (the ONNX training-step graph) and
 //! `runtime` (wgpu device, WGSL kernels; cargo feature `gpu`, on by default)
 //! → [`cli`]. [`optim`] describes the optimizers once, without a GPU.
+//! [`data`] reads the training data (`.npz`); [`train`] holds the run's
+//! learning-rate schedules and checkpoints.
 #![deny(missing_docs)]
 
 pub mod analysis;
@@ -20,6 +22,7 @@ pub mod plan;
 pub mod rewrite;
 #[cfg(feature = "gpu")]
 pub mod runtime;
+pub mod train;
 
 use std::path::Path;
 

@@ -1,0 +1,6 @@
+//! What a training run needs around the executor: learning-rate schedules and
+//! checkpoints that survive a crash or a full disk.
+
+pub mod schedule;
+
+pub use schedule::{Decay, Schedule, ScheduleError, ScheduleKind};
