@@ -7,10 +7,13 @@
 //! (optimizer-state plan) → [`rewrite`] (the ONNX training-step graph) and
 //! `runtime` (wgpu device, WGSL kernels; cargo feature `gpu`, on by default)
 //! → [`cli`]. [`optim`] describes the optimizers once, without a GPU.
+//! [`data`] reads the training data (`.npz`); [`train`] holds the run's
+//! learning-rate schedules and checkpoints.
 #![deny(missing_docs)]
 
 pub mod analysis;
 pub mod cli;
+pub mod data;
 pub mod exec;
 pub mod ir;
 pub mod onnx;
@@ -21,6 +24,7 @@ pub mod rewrite;
 pub mod train;
 #[cfg(feature = "gpu")]
 pub mod runtime;
+pub mod train;
 
 use std::path::Path;
 
