@@ -24,7 +24,6 @@ pub mod rewrite;
 pub mod train;
 #[cfg(feature = "gpu")]
 pub mod runtime;
-pub mod train;
 
 use std::path::Path;
 
