@@ -498,11 +498,21 @@ pub fn read_npz(path: &Path) -> Result<Npz, DataError> {
 /// [`read_npz`] on any seekable reader holding `len` bytes; `path` only names
 /// the archive in errors.
 fn read_npz_from<R: Read + Seek>(path: &Path, mut reader: R, len: u64) -> Result<Npz, DataError> {
-    // The zip crate keeps the last of several members with one name; look at
-    // the directory first so that a duplicate is an error, not a silent pick.
-    if let Some(name) = duplicate_member(&mut reader, len) {
-        let array = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
-        return Err(DataError::Duplicate { path: path.to_owned(), array });
+    // The zip crate keeps the last of several members with one name, and
+    // reserves memory for as many entries as the directory claims; look at
+    // the directory first.
+    match scan_directory(&mut reader, len) {
+        Some(DirectoryScan::Duplicate(name)) => {
+            let array = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
+            return Err(DataError::Duplicate { path: path.to_owned(), array });
+        }
+        Some(DirectoryScan::ImplausibleCount(entries)) => {
+            return Err(DataError::NotZip {
+                path: path.to_owned(),
+                detail: format!("the directory claims {entries} entries, more than {len} bytes can hold"),
+            });
+        }
+        None => {}
     }
     let mut archive =
         zip::ZipArchive::new(reader).map_err(|e| DataError::NotZip { path: path.to_owned(), detail: e.to_string() })?;
@@ -518,10 +528,19 @@ fn read_npz_from<R: Read + Seek>(path: &Path, mut reader: R, len: u64) -> Result
     Ok(Npz { arrays })
 }
 
-/// Reads the archive's central directory and returns a member name listed
-/// twice. `None` when there is none, or when the directory is not the plain
-/// layout numpy writes (the zip reader then reports what it finds).
-fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> {
+/// What the look at the central directory found.
+enum DirectoryScan {
+    /// A member name listed twice.
+    Duplicate(String),
+    /// More entries than the file has room for (each takes 46 bytes at
+    /// least); refused before the zip reader reserves memory for them.
+    ImplausibleCount(u64),
+}
+
+/// Reads the archive's central directory for problems the zip reader does
+/// not report. `None` when it finds none, or when the directory is not the
+/// plain layout numpy writes (the zip reader then reports what it finds).
+fn scan_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Option<DirectoryScan> {
     let le16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|s| u16::from_le_bytes(chunk(s)));
     let le32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|s| u32::from_le_bytes(chunk(s)));
     let le64 = |b: &[u8], at: usize| b.get(at..at + 8).map(|s| u64::from_le_bytes(chunk(s)));
@@ -539,9 +558,13 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
     let tail_start = len - tail_len;
     let tail = read_at(tail_start, tail_len)?;
     let eocd = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail.get(i..i + 4) == Some(b"PK\x05\x06"))?;
+    let mut entries = u64::from(le16(&tail, eocd + 10)?);
     let mut cd_size = u64::from(le32(&tail, eocd + 12)?);
     let mut cd_offset = u64::from(le32(&tail, eocd + 16)?);
-    if cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff || le16(&tail, eocd + 10)? == 0xffff {
+    if entries > len / 46 {
+        return Some(DirectoryScan::ImplausibleCount(entries));
+    }
+    if cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff || entries == 0xffff {
         // Zip64: the locator sits just before the record and points at the zip64 record.
         let locator = eocd.checked_sub(20)?;
         if tail.get(locator..locator + 4) != Some(b"PK\x06\x07") {
@@ -551,8 +574,12 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
         if record.get(0..4) != Some(b"PK\x06\x06") {
             return None;
         }
+        entries = le64(&record, 32)?;
         cd_size = le64(&record, 40)?;
         cd_offset = le64(&record, 48)?;
+        if entries > len / 46 {
+            return Some(DirectoryScan::ImplausibleCount(entries));
+        }
     }
     if cd_size > MAX_CENTRAL_DIRECTORY {
         return None;
@@ -566,7 +593,7 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
         let comment_len = usize::from(le16(&directory, at + 32)?);
         let name = directory.get(at + 46..at + 46 + name_len)?;
         if !seen.insert(name) {
-            return Some(String::from_utf8_lossy(name).into_owned());
+            return Some(DirectoryScan::Duplicate(String::from_utf8_lossy(name).into_owned()));
         }
         at = at + 46 + name_len + extra_len + comment_len;
     }
@@ -1230,6 +1257,12 @@ mod tests {
         let payload = [3u8, 0]; // an empty deflate stream
         let err = read_bytes(&raw_zip("d.npy", 8, 0, &payload, u32::MAX)).unwrap_err();
         assert!(matches!(err, DataError::TooLarge { ref array, .. } if array == "d"), "{err}");
+        // An end-of-directory record claiming 65 534 entries in a tiny file.
+        let mut bytes = raw_zip("c.npy", 0, 0, b"", 0);
+        let at = bytes.len() - 12;
+        bytes[at..at + 2].copy_from_slice(&0xfffeu16.to_le_bytes());
+        let err = read_bytes(&bytes).unwrap_err();
+        assert!(matches!(err, DataError::NotZip { .. }) && err.to_string().contains("65534 entries"), "{err}");
         // A stored member claiming more bytes than the file has.
         let err = read_bytes(&raw_zip("t.npy", 0, 0, b"\x93NUMPY", 1 << 30)).unwrap_err();
         assert!(
