@@ -733,7 +733,8 @@ fn read_member<R: Read + Seek>(
             element.reverse();
         }
     }
-    if parsed.fortran_order && shape.len() > 1 {
+    // Empty arrays need no reordering (and their other dimensions' products may overflow).
+    if parsed.fortran_order && shape.len() > 1 && !data.is_empty() {
         data = fortran_to_c(&data, &shape, dtype.size());
     }
     Ok(Array { name, dtype, shape, data })
@@ -1250,6 +1251,10 @@ mod tests {
         let err = read_bytes(&zip_of(&[("big.npy", npy)])).unwrap_err();
         let DataError::SizeMismatch { expected, actual, .. } = err else { panic!("{err}") };
         assert_eq!((expected, actual), (4_000_000_000, 12));
+        // Empty, with other dimensions whose product overflows, in Fortran order.
+        let npy = raw_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (0, 4294967296, 4294967296), }", &[]);
+        let npz = read_bytes(&zip_of(&[("z.npy", npy)])).unwrap();
+        assert_eq!(npz.arrays[0].shape, [0, 1 << 32, 1 << 32]);
         // Fewer elements than data.
         let npy = raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &[0; 12]);
         assert!(matches!(read_bytes(&zip_of(&[("s.npy", npy)])), Err(DataError::SizeMismatch { .. })));
