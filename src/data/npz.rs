@@ -1335,6 +1335,39 @@ mod tests {
         }
     }
 
+    /// The same inside a valid zip (fresh checksums), so that the `.npy`
+    /// parser itself sees every prefix and random damage of real members.
+    #[test]
+    fn damaged_npy_members_never_panic() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut archive = zip::ZipArchive::new(File::open(fixture("basic.npz")).unwrap()).unwrap();
+        let mut errors = 0;
+        for index in 0..archive.len() {
+            let mut member = archive.by_index(index).unwrap();
+            let name = member.name().to_owned();
+            let mut npy = Vec::new();
+            member.read_to_end(&mut npy).unwrap();
+            for len in 0..npy.len() {
+                let result = read_bytes(&zip_of(&[(name.as_str(), npy[..len].to_vec())]));
+                assert!(result.is_err(), "{name} cut to {len} bytes was read");
+                errors += 1;
+            }
+            for _ in 0..200 {
+                let mut bytes = npy.clone();
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly in the header, where the parser works.
+                let at = (state % bytes.len().min(128) as u64) as usize;
+                bytes[at] = (state >> 32) as u8;
+                if let Ok(npz) = read_bytes(&zip_of(&[(name.as_str(), bytes)])) {
+                    npz.arrays.iter().for_each(|a| a.check().unwrap());
+                }
+            }
+        }
+        assert!(errors > 1000, "{errors}");
+    }
+
     #[test]
     fn write_round_trips_and_numpy_layout() {
         let dir = tempfile::tempdir().unwrap();
