@@ -498,11 +498,21 @@ pub fn read_npz(path: &Path) -> Result<Npz, DataError> {
 /// [`read_npz`] on any seekable reader holding `len` bytes; `path` only names
 /// the archive in errors.
 fn read_npz_from<R: Read + Seek>(path: &Path, mut reader: R, len: u64) -> Result<Npz, DataError> {
-    // The zip crate keeps the last of several members with one name; look at
-    // the directory first so that a duplicate is an error, not a silent pick.
-    if let Some(name) = duplicate_member(&mut reader, len) {
-        let array = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
-        return Err(DataError::Duplicate { path: path.to_owned(), array });
+    // The zip crate keeps the last of several members with one name, and
+    // reserves memory for as many entries as the directory claims; look at
+    // the directory first.
+    match scan_directory(&mut reader, len) {
+        Some(DirectoryScan::Duplicate(name)) => {
+            let array = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
+            return Err(DataError::Duplicate { path: path.to_owned(), array });
+        }
+        Some(DirectoryScan::ImplausibleCount(entries)) => {
+            return Err(DataError::NotZip {
+                path: path.to_owned(),
+                detail: format!("the directory claims {entries} entries, more than {len} bytes can hold"),
+            });
+        }
+        None => {}
     }
     let mut archive =
         zip::ZipArchive::new(reader).map_err(|e| DataError::NotZip { path: path.to_owned(), detail: e.to_string() })?;
@@ -518,10 +528,19 @@ fn read_npz_from<R: Read + Seek>(path: &Path, mut reader: R, len: u64) -> Result
     Ok(Npz { arrays })
 }
 
-/// Reads the archive's central directory and returns a member name listed
-/// twice. `None` when there is none, or when the directory is not the plain
-/// layout numpy writes (the zip reader then reports what it finds).
-fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> {
+/// What the look at the central directory found.
+enum DirectoryScan {
+    /// A member name listed twice.
+    Duplicate(String),
+    /// More entries than the file has room for (each takes 46 bytes at
+    /// least); refused before the zip reader reserves memory for them.
+    ImplausibleCount(u64),
+}
+
+/// Reads the archive's central directory for problems the zip reader does
+/// not report. `None` when it finds none, or when the directory is not the
+/// plain layout numpy writes (the zip reader then reports what it finds).
+fn scan_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Option<DirectoryScan> {
     let le16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|s| u16::from_le_bytes(chunk(s)));
     let le32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|s| u32::from_le_bytes(chunk(s)));
     let le64 = |b: &[u8], at: usize| b.get(at..at + 8).map(|s| u64::from_le_bytes(chunk(s)));
@@ -539,9 +558,13 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
     let tail_start = len - tail_len;
     let tail = read_at(tail_start, tail_len)?;
     let eocd = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail.get(i..i + 4) == Some(b"PK\x05\x06"))?;
+    let mut entries = u64::from(le16(&tail, eocd + 10)?);
     let mut cd_size = u64::from(le32(&tail, eocd + 12)?);
     let mut cd_offset = u64::from(le32(&tail, eocd + 16)?);
-    if cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff || le16(&tail, eocd + 10)? == 0xffff {
+    if entries > len / 46 {
+        return Some(DirectoryScan::ImplausibleCount(entries));
+    }
+    if cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff || entries == 0xffff {
         // Zip64: the locator sits just before the record and points at the zip64 record.
         let locator = eocd.checked_sub(20)?;
         if tail.get(locator..locator + 4) != Some(b"PK\x06\x07") {
@@ -551,8 +574,12 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
         if record.get(0..4) != Some(b"PK\x06\x06") {
             return None;
         }
+        entries = le64(&record, 32)?;
         cd_size = le64(&record, 40)?;
         cd_offset = le64(&record, 48)?;
+        if entries > len / 46 {
+            return Some(DirectoryScan::ImplausibleCount(entries));
+        }
     }
     if cd_size > MAX_CENTRAL_DIRECTORY {
         return None;
@@ -566,7 +593,7 @@ fn duplicate_member<R: Read + Seek>(reader: &mut R, len: u64) -> Option<String> 
         let comment_len = usize::from(le16(&directory, at + 32)?);
         let name = directory.get(at + 46..at + 46 + name_len)?;
         if !seen.insert(name) {
-            return Some(String::from_utf8_lossy(name).into_owned());
+            return Some(DirectoryScan::Duplicate(String::from_utf8_lossy(name).into_owned()));
         }
         at = at + 46 + name_len + extra_len + comment_len;
     }
@@ -706,7 +733,8 @@ fn read_member<R: Read + Seek>(
             element.reverse();
         }
     }
-    if parsed.fortran_order && shape.len() > 1 {
+    // Empty arrays need no reordering (and their other dimensions' products may overflow).
+    if parsed.fortran_order && shape.len() > 1 && !data.is_empty() {
         data = fortran_to_c(&data, &shape, dtype.size());
     }
     Ok(Array { name, dtype, shape, data })
@@ -1223,6 +1251,10 @@ mod tests {
         let err = read_bytes(&zip_of(&[("big.npy", npy)])).unwrap_err();
         let DataError::SizeMismatch { expected, actual, .. } = err else { panic!("{err}") };
         assert_eq!((expected, actual), (4_000_000_000, 12));
+        // Empty, with other dimensions whose product overflows, in Fortran order.
+        let npy = raw_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (0, 4294967296, 4294967296), }", &[]);
+        let npz = read_bytes(&zip_of(&[("z.npy", npy)])).unwrap();
+        assert_eq!(npz.arrays[0].shape, [0, 1 << 32, 1 << 32]);
         // Fewer elements than data.
         let npy = raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &[0; 12]);
         assert!(matches!(read_bytes(&zip_of(&[("s.npy", npy)])), Err(DataError::SizeMismatch { .. })));
@@ -1230,6 +1262,12 @@ mod tests {
         let payload = [3u8, 0]; // an empty deflate stream
         let err = read_bytes(&raw_zip("d.npy", 8, 0, &payload, u32::MAX)).unwrap_err();
         assert!(matches!(err, DataError::TooLarge { ref array, .. } if array == "d"), "{err}");
+        // An end-of-directory record claiming 65 534 entries in a tiny file.
+        let mut bytes = raw_zip("c.npy", 0, 0, b"", 0);
+        let at = bytes.len() - 12;
+        bytes[at..at + 2].copy_from_slice(&0xfffeu16.to_le_bytes());
+        let err = read_bytes(&bytes).unwrap_err();
+        assert!(matches!(err, DataError::NotZip { .. }) && err.to_string().contains("65534 entries"), "{err}");
         // A stored member claiming more bytes than the file has.
         let err = read_bytes(&raw_zip("t.npy", 0, 0, b"\x93NUMPY", 1 << 30)).unwrap_err();
         assert!(
@@ -1295,6 +1333,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The same inside a valid zip (fresh checksums), so that the `.npy`
+    /// parser itself sees every prefix and random damage of real members.
+    #[test]
+    fn damaged_npy_members_never_panic() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut archive = zip::ZipArchive::new(File::open(fixture("basic.npz")).unwrap()).unwrap();
+        let mut errors = 0;
+        for index in 0..archive.len() {
+            let mut member = archive.by_index(index).unwrap();
+            let name = member.name().to_owned();
+            let mut npy = Vec::new();
+            member.read_to_end(&mut npy).unwrap();
+            for len in 0..npy.len() {
+                let result = read_bytes(&zip_of(&[(name.as_str(), npy[..len].to_vec())]));
+                assert!(result.is_err(), "{name} cut to {len} bytes was read");
+                errors += 1;
+            }
+            for _ in 0..200 {
+                let mut bytes = npy.clone();
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly in the header, where the parser works.
+                let at = (state % bytes.len().min(128) as u64) as usize;
+                bytes[at] = (state >> 32) as u8;
+                if let Ok(npz) = read_bytes(&zip_of(&[(name.as_str(), bytes)])) {
+                    npz.arrays.iter().for_each(|a| a.check().unwrap());
+                }
+            }
+        }
+        assert!(errors > 1000, "{errors}");
     }
 
     #[test]

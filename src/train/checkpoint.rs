@@ -57,6 +57,13 @@ pub struct Checkpoint {
     pub manifest: serde_json::Value,
 }
 
+impl Checkpoint {
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&Array> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
 /// What saving or loading a checkpoint can go wrong with; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -498,6 +505,7 @@ mod tests {
         // NaN compares unequal as a float; the bytes show the payload survived.
         assert_eq!(back.tensors[0].data[..4], 0x7fc0_1234u32.to_le_bytes());
         assert_eq!(back.manifest["data_rng"].as_u64(), Some(u64::MAX));
+        assert_eq!(back.tensor("rng.key").map(|t| t.dtype), Some(ElemType::U32));
         assert_eq!(load_latest(dir.path()).unwrap(), ck);
         assert_eq!(fs::read_to_string(dir.path().join(LATEST_FILE)).unwrap(), "step-000123\n");
         // The tensor file is plain safetensors that other tools read.
