@@ -1,6 +1,8 @@
-//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`.
+//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`, `train`.
 mod table;
 mod terminal;
+#[cfg(feature = "gpu")]
+pub mod train;
 
 use crate::analysis::Analysis;
 use crate::optim::{Algorithm, Config, Detect, Overrides};
@@ -208,6 +210,9 @@ pub enum Command {
         #[command(flatten)]
         hyper: HyperArgs,
     },
+    /// Trains the model on the wgpu adapter (forward, backward and the optimizer as WGSL kernels)
+    #[cfg(feature = "gpu")]
+    Train(Box<train::TrainArgs>),
 }
 
 /// Entry point of the binary.
@@ -216,6 +221,11 @@ pub fn main() -> ExitCode {
     quiet_display_probe();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        #[cfg(feature = "gpu")]
+        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => {
+            eprintln!("{}", terminal::escape(&e.to_string()));
+            ExitCode::from(train::INTERRUPTED_EXIT)
+        }
         Err(e) => {
             // Library errors already name their cause; `{:#}` would repeat it.
             // Names in them come from the model file: escaped for the terminal.
@@ -281,6 +291,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => print!("{}", table::bench_table(&report)),
             }
         }
+        #[cfg(feature = "gpu")]
+        Command::Train(args) => train::run(*args)?,
         Command::Rewrite { model, loss, optimizer, detect, plan, gradients, output, hyper } => {
             let config = hyper.config(optimizer)?;
             let loaded = crate::onnx::load_model(&model)?;

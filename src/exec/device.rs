@@ -27,7 +27,7 @@ impl PipelineCache {
         self.pipelines.is_empty()
     }
 
-    fn layout(&mut self, gpu: &Gpu, n: usize) -> (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>) {
+    pub(crate) fn layout(&mut self, gpu: &Gpu, n: usize) -> (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>) {
         self.layouts
             .entry(n)
             .or_insert_with(|| {
@@ -46,7 +46,7 @@ impl PipelineCache {
             .clone()
     }
 
-    fn pipeline(&mut self, gpu: &Gpu, wgsl: &str, bindings: usize, label: &str) -> Result<Arc<wgpu::ComputePipeline>, String> {
+    pub(crate) fn pipeline(&mut self, gpu: &Gpu, wgsl: &str, bindings: usize, label: &str) -> Result<Arc<wgpu::ComputePipeline>, String> {
         if let Some(p) = self.pipelines.get(wgsl) {
             return Ok(p.clone());
         }

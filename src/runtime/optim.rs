@@ -944,6 +944,11 @@ impl<'g> DeviceOptimizer<'g> {
         self.config = self.config.with_lr(lr);
     }
 
+    /// Per tensor, from status words read back: whether the step projected it.
+    pub fn projected_in(&self, words: &[u32]) -> Vec<bool> {
+        (0..self.specs.len()).map(|t| matches!(words.get(STATUS_WORDS as usize * t).copied(), Some(PROJ_CHANNEL | PROJ_LAYER))).collect()
+    }
+
     /// Writes a tensor's parameter values (a resumed checkpoint).
     pub fn set_param(&mut self, t: usize, data: &[f32]) -> Result<(), OptimError> {
         let s = self.specs.get(t).ok_or_else(|| OptimError::Shape { name: format!("#{t}"), detail: "no such tensor".into() })?;

@@ -1,6 +1,6 @@
 //! The training loop: batches of a data set (in order, or shuffled with a
 //! seed), one device step each, a record per step.
-use super::step::{Array, ArrayData, StepOut, TrainError, Trainer};
+use super::step::{Array, ArrayData, TensorMetric, TrainError, Trainer};
 
 /// When to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct LoopOptions {
     pub shuffle: bool,
     /// Seed of the shuffle.
     pub seed: u64,
+    /// Measure the paper's metrics every this many steps.
+    pub metrics_every: Option<u64>,
 }
 
 /// One step, as the log records it.
@@ -57,6 +59,8 @@ pub struct Summary {
     pub epoch_accuracy: Option<f64>,
     /// Samples per second over the whole run.
     pub samples_per_s: f64,
+    /// The last validation: mean loss and accuracy.
+    pub validation: Option<(f64, Option<f64>)>,
 }
 
 /// A seeded permutation of `0..n` (splitmix64 and Fisher-Yates: the same on every machine).
@@ -111,19 +115,60 @@ pub fn gather(data: &[Array], idx: &[usize]) -> Vec<Array> {
         .collect()
 }
 
-/// Trains until `opts.stop`; `lr_at(step)` gives each step's learning rate,
-/// `on_step` sees every record (log it, print it) and may stop the run by
-/// returning false (after that step).
+/// What the loop reports to its caller.
+pub enum Event<'a> {
+    /// A step was taken.
+    Step {
+        /// Its record.
+        record: &'a StepRecord,
+        /// The paper's metrics, when the step measured them.
+        metrics: &'a [TensorMetric],
+    },
+    /// An epoch ended; validation ran when there is validation data.
+    Epoch {
+        /// The epoch (1-based).
+        epoch: u64,
+        /// Steps so far.
+        step: u64,
+        /// Mean loss and accuracy on the validation data.
+        validation: Option<(f64, Option<f64>)>,
+    },
+}
+
+/// Mean loss (weighted by samples) and accuracy over a data set, in batches, without updating.
+pub fn evaluate(trainer: &mut Trainer, data: &[Array], batch_size: usize) -> Result<(f64, Option<f64>), TrainError> {
+    let n = samples(data)?;
+    let (mut loss, mut correct, mut counted) = (0.0f64, 0usize, 0usize);
+    for lo in (0..n).step_by(batch_size.max(1)) {
+        let idx: Vec<usize> = (lo..(lo + batch_size).min(n)).collect();
+        let out = trainer.evaluate(&gather(data, &idx))?;
+        loss += out.loss as f64 * idx.len() as f64;
+        if let Some(c) = out.correct {
+            correct += c;
+            counted += idx.len();
+        }
+    }
+    Ok((loss / n as f64, (counted > 0).then(|| correct as f64 / counted as f64)))
+}
+
+/// Trains until `opts.stop`, from the trainer's step count (a resumed run
+/// continues where it stopped: same epoch, same batch, same order).
+/// `lr_at(step)` gives each step's learning rate; `on_event` sees every step
+/// and epoch end and may stop the run after it by returning false.
 pub fn fit(
     trainer: &mut Trainer,
     data: &[Array],
+    validation: Option<&[Array]>,
     opts: &LoopOptions,
     lr_at: &dyn Fn(u64) -> f64,
-    on_step: &mut dyn FnMut(&StepRecord, &StepOut) -> bool,
+    on_event: &mut dyn FnMut(&mut Trainer, Event) -> Result<bool, TrainError>,
 ) -> Result<Summary, TrainError> {
     let n = samples(data)?;
     if opts.batch_size == 0 {
         return Err(TrainError::Data { array: "<batch>".into(), detail: "--batch-size must be at least 1".into() });
+    }
+    if let Some(v) = validation {
+        samples(v)?;
     }
     let per_epoch = n.div_ceil(opts.batch_size) as u64;
     let total = match opts.stop {
@@ -146,8 +191,9 @@ pub fn fit(
             let idx = &order[b * opts.batch_size..((b + 1) * opts.batch_size).min(n)];
             let batch = gather(data, idx);
             let lr = lr_at(step + 1);
+            let measure = opts.metrics_every.is_some_and(|k| k > 0 && (step + 1) % k == 0);
             let t0 = std::time::Instant::now();
-            let out = trainer.step(&batch, lr)?;
+            let (out, metrics) = trainer.step_with(&batch, lr, measure)?;
             let dt = t0.elapsed().as_secs_f64().max(1e-9);
             step += 1;
             seen += idx.len();
@@ -170,7 +216,19 @@ pub fn fit(
             summary.last_loss = out.loss as f64;
             summary.epoch_loss = sum / count as f64;
             summary.epoch_accuracy = (counted > 0).then(|| correct as f64 / counted as f64);
-            if !on_step(&record, &out) {
+            if !on_event(trainer, Event::Step { record: &record, metrics: &metrics })? {
+                break 'run;
+            }
+        }
+        if step % per_epoch == 0 || step == total {
+            let v = match validation {
+                Some(v) => Some(evaluate(trainer, v, opts.batch_size)?),
+                None => None,
+            };
+            if let Some(v) = v {
+                summary.validation = Some(v);
+            }
+            if !on_event(trainer, Event::Epoch { epoch: epoch + 1, step, validation: v })? {
                 break 'run;
             }
         }

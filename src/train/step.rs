@@ -105,7 +105,39 @@ struct Shaped<'g> {
     readback: wgpu::Buffer,
     /// Bytes of the output read back for accuracy (0: none).
     output_bytes: u64,
+    /// The metrics launches over this program's copy of the parameters.
+    metric_binds: Vec<wgpu::BindGroup>,
 }
+
+/// The paper's per-tensor measurements of one step (eq. 5).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TensorMetric {
+    /// The tensor.
+    #[serde(skip)]
+    pub name: String,
+    /// ||w_t||, before the step.
+    pub norm: f64,
+    /// ||w_hat_{t+1} - w_hat_t|| with w_hat = w / ||w||.
+    pub effective_step: f64,
+    /// Whether the runtime cosine test projected it this step (tensors under the test only).
+    #[serde(skip)]
+    pub projected: Option<bool>,
+}
+
+/// The device side of the metrics: which tensors, the updated values gathered
+/// at aligned offsets, the sums, and one pipeline per tensor.
+struct Metrics {
+    /// Spec indices of the measured tensors (invariant by the plan, or under the runtime test).
+    tensors: Vec<usize>,
+    /// Whether each is under the runtime test.
+    runtime: Vec<bool>,
+    scratch: wgpu::Buffer,
+    offsets: Vec<u64>,
+    sums: wgpu::Buffer,
+    pipelines: Vec<std::sync::Arc<wgpu::ComputePipeline>>,
+}
+
+const METRIC_WGSL: &str = include_str!("../../shaders/train/metrics.wgsl");
 
 /// The trainer: device state and one program per batch shape.
 pub struct Trainer<'g> {
@@ -122,6 +154,7 @@ pub struct Trainer<'g> {
     accuracy: bool,
     /// The program of the latest step.
     last: Option<Vec<(String, Vec<usize>)>>,
+    metrics: Metrics,
 }
 
 /// Float32 elements of an initializer.
@@ -162,7 +195,9 @@ impl<'g> Trainer<'g> {
             gpu.queue.write_buffer(&buffers, 0, &bytes);
         }
         let accuracy = opts.loss == rewrite::Loss::CrossEntropy;
-        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache: PipelineCache::default(), seed, steps: 0, accuracy, last: None })
+        let mut cache = PipelineCache::default();
+        let metrics = Metrics::new(gpu, &graph.specs, &optimizer, &mut cache)?;
+        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache, seed, steps: 0, accuracy, last: None, metrics })
     }
 
     /// The trainable tensors with their projection labels.
@@ -225,13 +260,14 @@ impl<'g> Trainer<'g> {
         };
         let exec = Executor::new(self.gpu, program, &mut self.cache, self.seed)?;
         let (_, status_bytes) = self.optimizer.status_buffer();
+        let metric_binds = self.metrics.binds(self.gpu, &exec, &self.graph.specs, &mut self.cache)?;
         let readback = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step readback"),
-            size: 16 + status_bytes + output_bytes,
+            size: 16 + status_bytes + output_bytes + 12 * self.metrics.tensors.len() as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.programs.insert(key.clone(), Shaped { exec, readback, output_bytes });
+        self.programs.insert(key.clone(), Shaped { exec, readback, output_bytes, metric_binds });
         Ok(key)
     }
 
@@ -244,20 +280,34 @@ impl<'g> Trainer<'g> {
 
     /// One training step on a batch at learning rate `lr`.
     pub fn step(&mut self, batch: &[Array], lr: f64) -> Result<StepOut, TrainError> {
-        self.run(batch, Some(lr))
+        self.run(batch, Some(lr), false).map(|(o, _)| o)
+    }
+
+    /// One training step, with the per-tensor record of [`Trainer::measured`]
+    /// tensors: whether the runtime test projected them, and (when `measure`)
+    /// the paper's norm and effective step, computed on the device in the same
+    /// submission (NaN when not measured).
+    pub fn step_with(&mut self, batch: &[Array], lr: f64, measure: bool) -> Result<(StepOut, Vec<TensorMetric>), TrainError> {
+        self.run(batch, Some(lr), measure)
     }
 
     /// The loss (and accuracy) on a batch without updating anything.
     pub fn evaluate(&mut self, batch: &[Array]) -> Result<StepOut, TrainError> {
-        self.run(batch, None)
+        self.run(batch, None, false).map(|(o, _)| o)
     }
 
-    fn run(&mut self, batch: &[Array], lr: Option<f64>) -> Result<StepOut, TrainError> {
+    /// Names of the tensors the metrics measure.
+    pub fn measured(&self) -> Vec<&str> {
+        self.metrics.tensors.iter().map(|&t| self.graph.specs[t].name.as_str()).collect()
+    }
+
+    fn run(&mut self, batch: &[Array], lr: Option<f64>, measure: bool) -> Result<(StepOut, Vec<TensorMetric>), TrainError> {
         let key = self.shaped(batch)?;
         self.last = Some(key.clone());
         let samples = batch.iter().find(|a| a.name == "labels").and_then(|a| a.dims.first().copied()).unwrap_or(0);
         let steps = self.steps;
-        let Trainer { gpu, optimizer, programs, graph, buffers, buffer_slots, .. } = self;
+        let Trainer { gpu, optimizer, programs, graph, buffers, buffer_slots, metrics, .. } = self;
+        let measure = measure && lr.is_some() && !metrics.tensors.is_empty();
         let shaped = programs.get_mut(&key).ok_or_else(|| TrainError::Model("internal: program missing".into()))?;
         for a in batch {
             match &a.data {
@@ -305,6 +355,9 @@ impl<'g> Trainer<'g> {
             }
             optimizer.set_lr(lr);
             optimizer.encode_step(&mut enc);
+            if measure {
+                metrics.encode(&mut enc, optimizer, &shaped.metric_binds);
+            }
         }
         let (status, status_bytes) = optimizer.status_buffer();
         let (loss_off, _) = shaped.exec.region("loss")?;
@@ -316,11 +369,32 @@ impl<'g> Trainer<'g> {
             let (out_off, _) = shaped.exec.region(&graph.output)?;
             enc.copy_buffer_to_buffer(shaped.exec.arena(), out_off, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
         }
+        let metrics_at = 16 + status_bytes + shaped.output_bytes;
+        if measure {
+            enc.copy_buffer_to_buffer(&metrics.sums, 0, &shaped.readback, metrics_at, 12 * metrics.tensors.len() as u64);
+        }
         gpu.queue.submit([enc.finish()]);
         let bytes = read_mapped(gpu, &shaped.readback)?;
         let word = |i: usize| u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
         let loss = f32::from_bits(word(0));
         let step_no = self.steps + 1;
+        let mut measured = Vec::new();
+        if lr.is_some() {
+            let words: Vec<u32> = (0..(status_bytes / 4) as usize).map(|i| word(4 + i)).collect();
+            let projected = self.optimizer.projected_in(&words);
+            for (k, &t) in self.metrics.tensors.iter().enumerate() {
+                let at = metrics_at as usize / 4 + 3 * k;
+                let (aa, bb, ab) = if measure { (f32::from_bits(word(at)) as f64, f32::from_bits(word(at + 1)) as f64, f32::from_bits(word(at + 2)) as f64) } else { (0.0, 0.0, 0.0) };
+                // ||a/|a| - b/|b|||^2 = 2 - 2 a.b / (|a| |b|)
+                let cos = if aa > 0.0 && bb > 0.0 { (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) } else { 1.0 };
+                measured.push(TensorMetric {
+                    name: self.graph.specs[t].name.clone(),
+                    norm: aa.sqrt(),
+                    effective_step: (2.0 - 2.0 * cos).max(0.0).sqrt(),
+                    projected: self.metrics.runtime[k].then(|| projected.get(t).copied().unwrap_or(false)),
+                });
+            }
+        }
         if lr.is_some() {
             self.steps += 1;
             let words: Vec<u32> = (0..(status_bytes / 4) as usize).map(|i| word(4 + i)).collect();
@@ -356,7 +430,7 @@ impl<'g> Trainer<'g> {
         } else {
             None
         };
-        Ok(StepOut { loss, correct, samples })
+        Ok((StepOut { loss, correct, samples }, if measure { measured } else { measured.into_iter().map(|m| TensorMetric { norm: f64::NAN, effective_step: f64::NAN, ..m }).collect() }))
     }
 
     /// An output of the latest step's program (`<p>.grad`, `<b>.new`, `loss`, the model's output).
@@ -411,6 +485,70 @@ impl<'g> Trainer<'g> {
     /// The step counter of the random streams (Dropout).
     pub fn random_step(&self) -> u32 {
         self.steps as u32
+    }
+}
+
+impl Metrics {
+    fn new(gpu: &Gpu, specs: &[TensorSpec], optimizer: &DeviceOptimizer, cache: &mut PipelineCache) -> Result<Metrics, TrainError> {
+        let modes = optimizer.modes();
+        let mut tensors = Vec::new();
+        let mut runtime = Vec::new();
+        for (t, s) in specs.iter().enumerate() {
+            let under_test = modes.get(t) == Some(&"runtime");
+            if s.numel() > 0 && (s.projection != crate::plan::Projection::None || under_test) {
+                tensors.push(t);
+                runtime.push(under_test);
+            }
+        }
+        let mut offsets = Vec::new();
+        let mut size = 0u64;
+        for &t in &tensors {
+            offsets.push(size);
+            size += (4 * specs[t].numel() as u64).next_multiple_of(crate::exec::plan::ALIGN);
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("metrics values"), size: size.max(16), usage, mapped_at_creation: false });
+        let sums = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("metrics sums"), size: (12 * tensors.len() as u64).max(16), usage, mapped_at_creation: false });
+        let lanes = if gpu.info.device_type == wgpu::DeviceType::Cpu { 64 } else { 256 };
+        let mut pipelines = Vec::new();
+        for (k, &t) in tensors.iter().enumerate() {
+            let wgsl = METRIC_WGSL.replace("{{LANES}}", &lanes.to_string()).replace("{{LEN}}", &specs[t].numel().to_string()).replace("{{SLOT}}", &k.to_string());
+            pipelines.push(cache.pipeline(gpu, &wgsl, 3, "metrics").map_err(TrainError::Model)?);
+        }
+        Ok(Metrics { tensors, runtime, scratch, offsets, sums, pipelines })
+    }
+
+    /// The bind groups over one program's copy of the parameters (the values the step read).
+    fn binds(&self, gpu: &Gpu, exec: &Executor, specs: &[TensorSpec], cache: &mut PipelineCache) -> Result<Vec<wgpu::BindGroup>, TrainError> {
+        let (layout, _) = cache.layout(gpu, 3);
+        let mut out = Vec::new();
+        for (k, &t) in self.tensors.iter().enumerate() {
+            let bytes = 4 * specs[t].numel() as u64;
+            let (before, _) = exec.region(&specs[t].name)?;
+            fn entry(binding: u32, buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
+                wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: wgpu::BufferSize::new(size) }) }
+            }
+            let entries = [entry(0, exec.arena(), before, bytes), entry(1, &self.scratch, self.offsets[k], bytes), entry(2, &self.sums, 0, 12 * self.tensors.len() as u64)];
+            out.push(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("metrics"), layout: &layout, entries: &entries }));
+        }
+        Ok(out)
+    }
+
+    /// Gathers the updated values and reduces them against the step's copy.
+    fn encode(&self, enc: &mut wgpu::CommandEncoder, optimizer: &DeviceOptimizer, binds: &[wgpu::BindGroup]) {
+        for (k, &t) in self.tensors.iter().enumerate() {
+            for (buf, at, lo, len) in optimizer.pieces(t, false) {
+                if len > 0 {
+                    enc.copy_buffer_to_buffer(buf, at, &self.scratch, self.offsets[k] + 4 * lo as u64, 4 * len as u64);
+                }
+            }
+        }
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("metrics"), timestamp_writes: None });
+        for (p, b) in self.pipelines.iter().zip(binds) {
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, b, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
     }
 }
 
