@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod plan;
+pub mod report;
 pub mod rewrite;
 #[cfg(feature = "gpu")]
 pub mod runtime;

@@ -1,4 +1,5 @@
-//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`.
+//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`, `report`.
+mod report;
 mod table;
 mod terminal;
 
@@ -208,6 +209,8 @@ pub enum Command {
         #[command(flatten)]
         hyper: HyperArgs,
     },
+    /// Plots training logs: loss, accuracy, weight-norm growth and effective step size (SVG or HTML).
+    Report(report::ReportArgs),
 }
 
 /// Entry point of the binary.
@@ -301,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 detect.name()
             );
         }
+        Command::Report(args) => report::run(args)?,
     }
     Ok(())
 }
