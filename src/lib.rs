@@ -20,6 +20,7 @@ pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod plan;
+pub mod report;
 pub mod rewrite;
 pub mod train;
 #[cfg(feature = "gpu")]

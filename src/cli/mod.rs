@@ -1,4 +1,5 @@
-//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`, `train`.
+//! Command-line interface: `analyze`, `plan`, `bench`, `rewrite`, `train`, `report`.
+mod report;
 mod table;
 mod terminal;
 #[cfg(feature = "gpu")]
@@ -213,6 +214,8 @@ pub enum Command {
     /// Trains the model on the wgpu adapter (forward, backward and the optimizer as WGSL kernels)
     #[cfg(feature = "gpu")]
     Train(Box<train::TrainArgs>),
+    /// Plots training logs: loss, accuracy, weight-norm growth and effective step size (SVG or HTML).
+    Report(report::ReportArgs),
 }
 
 /// Entry point of the binary.
@@ -313,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 detect.name()
             );
         }
+        Command::Report(args) => report::run(args)?,
     }
     Ok(())
 }
