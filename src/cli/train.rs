@@ -330,6 +330,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             args.detect.name()
         );
     }
+    if !args.quiet {
+        let first: Vec<usize> = (0..args.batch_size.min(samples)).collect();
+        let m = trainer.memory(&crate::train::run::gather(&data, &first))?;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "device memory: {:.1} MiB at peak: program {:.1} MiB ({:.1} resident, {:.1} shared by {:.1} MiB of activations), optimizer {:.1} MiB, statistics {:.2} MiB",
+            mib(m.peak()),
+            mib(m.arena),
+            mib(m.resident),
+            mib(m.transient),
+            mib(m.unshared),
+            mib(m.optimizer),
+            mib(m.buffers)
+        );
+    }
     let bar = (terminal && !args.quiet).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} epoch {prefix} {msg} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));

@@ -99,6 +99,30 @@ pub struct StepOut {
     pub samples: usize,
 }
 
+/// Device bytes of a step.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Memory {
+    /// The program's arena: its resident part plus the shared transient part.
+    pub arena: u64,
+    /// Inputs, outputs (gradients included) and constants of the program.
+    pub resident: u64,
+    /// The activations and temporaries, sharing storage by lifetime.
+    pub transient: u64,
+    /// What the transient tensors would take without sharing.
+    pub unshared: u64,
+    /// The optimizer's pages: parameters, gradients, state.
+    pub optimizer: u64,
+    /// BatchNorm statistics.
+    pub buffers: u64,
+}
+
+impl Memory {
+    /// Everything the step holds on the device.
+    pub fn peak(&self) -> u64 {
+        self.arena + self.optimizer + self.buffers
+    }
+}
+
 /// A program for one batch shape, and its readback buffer.
 struct Shaped<'g> {
     exec: Executor<'g>,
@@ -155,6 +179,8 @@ pub struct Trainer<'g> {
     /// The program of the latest step.
     last: Option<Vec<(String, Vec<usize>)>>,
     metrics: Metrics,
+    /// State tensors per parameter (2 for the Adam family, 1 for SGD).
+    state_count: usize,
 }
 
 /// Float32 elements of an initializer.
@@ -197,7 +223,7 @@ impl<'g> Trainer<'g> {
         let accuracy = opts.loss == rewrite::Loss::CrossEntropy;
         let mut cache = PipelineCache::default();
         let metrics = Metrics::new(gpu, &graph.specs, &optimizer, &mut cache)?;
-        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache, seed, steps: 0, accuracy, last: None, metrics })
+        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache, seed, steps: 0, accuracy, last: None, metrics, state_count: opts.config.algorithm().state_names().len() })
     }
 
     /// The trainable tensors with their projection labels.
@@ -271,11 +297,24 @@ impl<'g> Trainer<'g> {
         Ok(key)
     }
 
-    /// Peak device bytes of the program for this batch: (arena, resident part, what sharing saved).
-    pub fn memory(&mut self, batch: &[Array]) -> Result<(u64, u64, u64), TrainError> {
+    /// The device memory of a step on this batch's shape.
+    pub fn memory(&mut self, batch: &[Array]) -> Result<Memory, TrainError> {
         let key = self.shaped(batch)?;
         let p = self.programs[&key].exec.program();
-        Ok((p.arena_bytes(), p.resident_bytes, p.unshared_bytes.saturating_sub(p.transient_bytes)))
+        let params: u64 = self.graph.specs.iter().map(|s| 4 * s.numel() as u64).sum();
+        let state = params * self.optimizer_state_count() as u64;
+        Ok(Memory {
+            arena: p.arena_bytes(),
+            resident: p.resident_bytes,
+            transient: p.transient_bytes,
+            unshared: p.unshared_bytes,
+            optimizer: 2 * params + state,
+            buffers: self.buffer_slots.iter().map(|b| 4 * b.2 as u64).sum(),
+        })
+    }
+
+    fn optimizer_state_count(&self) -> usize {
+        self.state_count
     }
 
     /// One training step on a batch at learning rate `lr`.

@@ -7,6 +7,7 @@ mod common;
 mod bench_cli;
 mod errors;
 mod exec_zoo;
+mod train_cli;
 mod fuzz_corpus;
 mod golden_optim;
 mod gpu_optim;
