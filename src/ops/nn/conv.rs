@@ -502,7 +502,7 @@ pub(crate) fn conv_lowering(ctx: &KernelCtx, transpose: bool) -> Result<Lowered,
 #[cfg(all(test, feature = "gpu"))]
 mod tests {
     use crate::ir::AttrValue;
-    use crate::ops::nn::tiled::testing::{assert_close, run_node, values};
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
 
     /// Coordinates of flat index `i` over `shape`.
     fn coords(mut i: usize, shape: &[usize]) -> Vec<usize> {
@@ -563,10 +563,12 @@ mod tests {
         if bias {
             inputs.push(Some((&bs[..], &b[..])));
         }
-        let got = run_node("Conv", attrs, &inputs, 1).unwrap();
-        assert_eq!(got[0].1, ys);
         let want = reference(&x, xs, &w, ws, bias.then_some(&b[..]), s, d, pads, group, &ys);
-        assert_close(&got[0].0, &want, &format!("Conv x {xs:?} w {ws:?} group {group}"));
+        for cpu in [true, false] {
+            let got = run_node_as("Conv", attrs.clone(), &inputs, 1, cpu).unwrap();
+            assert_eq!(got[0].1, ys);
+            assert_close(&got[0].0, &want, &format!("Conv x {xs:?} w {ws:?} group {group} (CPU kernel {cpu})"));
+        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn conv_transpose_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 #[cfg(all(test, feature = "gpu"))]
 mod tests {
     use crate::ir::AttrValue;
-    use crate::ops::nn::tiled::testing::{assert_close, run_node, values};
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
 
     fn coords(mut i: usize, shape: &[usize]) -> Vec<usize> {
         let mut c = vec![0; shape.len()];
@@ -171,10 +171,12 @@ mod tests {
         if bias {
             inputs.push(Some((&bs[..], &b[..])));
         }
-        let got = run_node("ConvTranspose", attrs, &inputs, 1).unwrap();
-        assert_eq!(got[0].1, ys);
         let want = reference(&x, xs, &w, ws, bias.then_some(&b[..]), s, d, &pads[..sp], group, &ys);
-        assert_close(&got[0].0, &want, &format!("ConvTranspose x {xs:?} w {ws:?} group {group}"));
+        for cpu in [true, false] {
+            let got = run_node_as("ConvTranspose", attrs.clone(), &inputs, 1, cpu).unwrap();
+            assert_eq!(got[0].1, ys);
+            assert_close(&got[0].0, &want, &format!("ConvTranspose x {xs:?} w {ws:?} group {group} (CPU kernel {cpu})"));
+        }
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 #[cfg(all(test, feature = "gpu"))]
 mod tests {
     use crate::ir::AttrValue;
-    use crate::ops::nn::tiled::testing::{assert_close, run_node, values};
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
 
     fn check(ta: bool, tb: bool, alpha: f32, beta: f32, c_shape: Option<&[usize]>) {
         let (m, k, n) = (35, 40, 9);
@@ -203,9 +203,11 @@ mod tests {
         if let (Some(s), Some(c)) = (c_shape, &c) {
             inputs.push(Some((s, &c[..])));
         }
-        let got = run_node("Gemm", attrs, &inputs, 1).unwrap();
-        assert_eq!(got[0].1, [m, n]);
-        assert_close(&got[0].0, &want, &format!("Gemm transA {ta} transB {tb} C {c_shape:?}"));
+        for cpu in [true, false] {
+            let got = run_node_as("Gemm", attrs.clone(), &inputs, 1, cpu).unwrap();
+            assert_eq!(got[0].1, [m, n]);
+            assert_close(&got[0].0, &want, &format!("Gemm transA {ta} transB {tb} C {c_shape:?} (CPU kernel {cpu})"));
+        }
     }
 
     #[test]

@@ -280,7 +280,7 @@ fn matmul_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 
 #[cfg(all(test, feature = "gpu"))]
 mod tests {
-    use crate::ops::nn::tiled::testing::{assert_close, run_node, values};
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
 
     /// numpy matmul on the host, through the same batch broadcasting rules.
     fn reference(a: &[f32], ash: &[usize], b: &[f32], bsh: &[usize]) -> Vec<f64> {
@@ -316,9 +316,11 @@ mod tests {
     fn check(ash: &[usize], bsh: &[usize], want_shape: &[usize]) {
         let a = values(ash.iter().product(), 1);
         let b = values(bsh.iter().product(), 2);
-        let got = run_node("MatMul", vec![], &[Some((ash, &a)), Some((bsh, &b))], 1).unwrap();
-        assert_eq!(got[0].1, want_shape);
-        assert_close(&got[0].0, &reference(&a, ash, &b, bsh), &format!("MatMul {ash:?} x {bsh:?}"));
+        for cpu in [true, false] {
+            let got = run_node_as("MatMul", vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
+            assert_eq!(got[0].1, want_shape);
+            assert_close(&got[0].0, &reference(&a, ash, &b, bsh), &format!("MatMul {ash:?} x {bsh:?} (CPU kernel {cpu})"));
+        }
     }
 
     #[test]
