@@ -23,6 +23,7 @@ pub static CONV: OpDef = OpDef {
     channel_axis: Some(conv_channel_axis),
     gradient: Gradient::Rule(conv_grad),
     reads: 2,
+    kernel: Some(conv_kernel),
     ..OpDef::BASE
 };
 
@@ -380,4 +381,221 @@ pub(crate) fn conv_constraints(g: &Graph, n: &Node) -> Vec<(usize, Vec<Dim>)> {
 /// The weight's output channels: axis 0.
 pub(crate) fn conv_channel_axis(_: &Node, slot: usize, _: usize) -> Option<usize> {
     (slot == 1).then_some(0)
+}
+
+fn conv_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    conv_lowering(ctx, false)
+}
+
+/// Output channels per group from which the tiled implicit GEMM pays off;
+/// below it (depthwise convolutions) one invocation per output element.
+const TILED_MIN_CHANNELS: usize = 8;
+
+/// Conv (`transpose` false) or ConvTranspose as an implicit GEMM per batch
+/// element and group: `Y[n, g·Mg + m, o] = Σ_k W'[g, m, k] · X'[n, g, k, o]`,
+/// with k running over the group's input channels and the kernel taps, and
+/// X' gathering the input element a tap reads (zero in the padding; for the
+/// transposed form only taps the stride lands on).
+pub(crate) fn conv_lowering(ctx: &KernelCtx, transpose: bool) -> Result<Lowered, String> {
+    use super::window_kernel::{check_size, flatten, geometry, unflatten};
+    use std::fmt::Write;
+    let (x, w, y) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    for (what, t) in [("X", x), ("W", w), ("Y", y)] {
+        check_size(what, t)?;
+        if t.elem != Elem::F32 {
+            return Err(format!("{what} is {:?}; the kernel computes float32", t.elem));
+        }
+    }
+    let r = x.shape.len();
+    if r < 3 || w.shape.len() != r || y.shape.len() != r {
+        return Err(format!("X {:?}, W {:?} and Y {:?} must have one rank of 3 or more", x.shape, w.shape, y.shape));
+    }
+    let group = ctx.node.attr_int("group", 1);
+    if group < 1 || group > 1 << 24 {
+        return Err(format!("group {group} must be positive"));
+    }
+    let g = group as usize;
+    let (nb, c) = (x.shape[0], x.shape[1]);
+    let (cg, mg) = if transpose {
+        if w.shape[0] != c || c % g != 0 {
+            return Err(format!("W {:?} does not fit X's {c} channels in {g} groups", w.shape));
+        }
+        (c / g, w.shape[1])
+    } else {
+        if c != w.shape[1] * g || w.shape[0] % g != 0 {
+            return Err(format!("W {:?} does not fit X's {c} channels in {g} groups", w.shape));
+        }
+        (w.shape[1], w.shape[0] / g)
+    };
+    let mo = mg * g;
+    if y.shape[0] != nb || y.shape[1] != mo {
+        return Err(format!("Y {:?} does not have X's batch {nb} and {mo} channels", y.shape));
+    }
+    let ks = &w.shape[2..];
+    let geo = geometry(ctx.node, &x.shape, &y.shape, ks, transpose)?;
+    let mut binds = vec![("x".to_string(), Elem::F32, kern::Bind::Input(0)), ("w".to_string(), Elem::F32, kern::Bind::Input(1))];
+    let bias = if ctx.has_input(2) {
+        let b = ctx.input(2)?;
+        if b.shape != [mo] || b.elem != Elem::F32 {
+            return Err(format!("B of shape {:?} must be float32 [{mo}]", b.shape));
+        }
+        binds.push(("bias".into(), Elem::F32, kern::Bind::Input(2)));
+        true
+    } else {
+        false
+    };
+    binds.push(("out".into(), Elem::F32, kern::Bind::Output(0)));
+    let kt: usize = ks.iter().product();
+    let p: usize = geo.output.iter().product();
+    // The input element tap t of group gg's input channel ci reads for output position o.
+    let mut gather = String::from("fn gather(nn: u32, gg: u32, ci: u32, t: u32, o: u32) -> f32 {\n");
+    gather.push_str(&unflatten("t", "t", ks));
+    gather.push_str(&unflatten("o", "o", &geo.output));
+    let mut coords = Vec::new();
+    for d in 0..ks.len() {
+        let (s, dl, pb, len) = (geo.strides[d], geo.dilations[d], geo.begin[d], geo.input[d]);
+        if transpose {
+            let _ = writeln!(gather, "    let q{d} = i32(o{d}) + ({pb}) - i32(t{d} * {dl}u);");
+            let _ = writeln!(gather, "    if (q{d} < 0 || q{d} % {s} != 0) {{ return 0.0; }}");
+            let _ = writeln!(gather, "    let p{d} = q{d} / {s};");
+            let _ = writeln!(gather, "    if (p{d} >= {len}) {{ return 0.0; }}");
+        } else {
+            let _ = writeln!(gather, "    let p{d} = i32(o{d} * {s}u + t{d} * {dl}u) - ({pb});");
+            let _ = writeln!(gather, "    if (p{d} < 0 || p{d} >= {len}) {{ return 0.0; }}");
+        }
+        coords.push(format!("u32(p{d})"));
+    }
+    let _ = writeln!(gather, "    return x[{}];\n}}", flatten(&format!("nn * {c}u + gg * {cg}u + ci"), &coords, &geo.input));
+    let weight = if transpose {
+        format!("fn weight(gg: u32, m: u32, ci: u32, t: u32) -> f32 {{\n    return w[((gg * {cg}u + ci) * {mg}u + m) * {kt}u + t];\n}}\n")
+    } else {
+        format!("fn weight(gg: u32, m: u32, ci: u32, t: u32) -> f32 {{\n    return w[((gg * {mg}u + m) * {cg}u + ci) * {kt}u + t];\n}}\n")
+    };
+    let bias_of = |oc: &str| if bias { format!("bias[{oc}]") } else { "0.0".into() };
+    let what = format!("{}-D, {g} groups, {mg}×{}×{p} per group", ks.len(), cg * kt);
+    if mg >= TILED_MIN_CHANNELS {
+        return super::tiled::TiledGemm {
+            label: kern::label(ctx.node, &what),
+            batch: nb * g,
+            m: mg,
+            n: p,
+            k: cg * kt,
+            binds,
+            load_a: format!("    return weight(b % {g}u, m, k / {kt}u, k % {kt}u);"),
+            load_b: format!("    return gather(b / {g}u, b % {g}u, k / {kt}u, k % {kt}u, n);"),
+            epilogue: format!("    let oc = (b % {g}u) * {mg}u + m;\n    out[((b / {g}u) * {mo}u + oc) * {p}u + n] = v + {};", bias_of("oc")),
+            helpers: format!("{gather}{weight}"),
+        }
+        .lower(&ctx.limits);
+    }
+    let total = nb * mo * p;
+    let body = format!(
+        "    let nn = i / {np}u;\n    let oc = (i / {p}u) % {mo}u;\n    let o = i % {p}u;\n    let gg = oc / {mg}u;\n    let m = oc % {mg}u;\n    var acc = {b};\n    for (var ci = 0u; ci < {cg}u; ci++) {{\n        for (var t = 0u; t < {kt}u; t++) {{\n            acc += weight(gg, m, ci, t) * gather(nn, gg, ci, t, o);\n        }}\n    }}\n    out[i] = acc;",
+        np = mo * p,
+        b = bias_of("oc")
+    );
+    let decls: Vec<(&str, Elem)> = binds.iter().map(|(n, e, _)| (n.as_str(), *e)).collect();
+    let wgsl = format!("{}{gather}{weight}{}", kern::bindings(&decls), kern::elementwise_main(total, &body));
+    Ok(Lowered::one(kern::Launch { label: kern::label(ctx.node, &what), wgsl, binds: binds.iter().map(|b| b.2).collect(), groups: kern::groups_for(total, &ctx.limits) }))
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ir::AttrValue;
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
+
+    /// Coordinates of flat index `i` over `shape`.
+    fn coords(mut i: usize, shape: &[usize]) -> Vec<usize> {
+        let mut c = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            c[d] = i % shape[d];
+            i /= shape[d];
+        }
+        c
+    }
+
+    /// A direct convolution on the host: every output element sums its window.
+    fn reference(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], bias: Option<&[f32]>, s: &[usize], d: &[usize], p: &[usize], group: usize, ys: &[usize]) -> Vec<f64> {
+        let sp = xs.len() - 2;
+        let (cg, mg) = (ws[1], ws[0] / group);
+        let ks = &ws[2..];
+        let kt: usize = ks.iter().product();
+        let n_out: usize = ys.iter().product();
+        (0..n_out)
+            .map(|i| {
+                let yc = coords(i, ys);
+                let (n, oc) = (yc[0], yc[1]);
+                let g = oc / mg;
+                let mut acc = bias.map_or(0.0, |b| b[oc] as f64);
+                for ci in 0..cg {
+                    for t in 0..kt {
+                        let tc = coords(t, ks);
+                        let mut xi = n * xs[1] + g * cg + ci;
+                        let mut inside = true;
+                        for a in 0..sp {
+                            let pos = (yc[2 + a] * s[a] + tc[a] * d[a]) as i64 - p[a] as i64;
+                            inside &= pos >= 0 && pos < xs[2 + a] as i64;
+                            xi = xi * xs[2 + a] + pos.max(0) as usize;
+                        }
+                        if inside {
+                            acc += x[xi] as f64 * w[(oc * cg + ci) * kt + t] as f64;
+                        }
+                    }
+                }
+                acc
+            })
+            .collect()
+    }
+
+    fn check(xs: &[usize], ws: &[usize], group: usize, s: &[usize], d: &[usize], pads: &[usize], bias: bool) {
+        let sp = xs.len() - 2;
+        let mut ys = vec![xs[0], ws[0]];
+        for a in 0..sp {
+            ys.push((xs[2 + a] + pads[a] + pads[sp + a] - d[a] * (ws[2 + a] - 1) - 1) / s[a] + 1);
+        }
+        let x = values(xs.iter().product(), 7);
+        let w = values(ws.iter().product(), 8);
+        let b = values(ws[0], 9);
+        let ints = |v: &[usize]| AttrValue::Ints(v.iter().map(|&x| x as i64).collect());
+        let attrs = vec![("group", AttrValue::Int(group as i64)), ("strides", ints(s)), ("dilations", ints(d)), ("pads", ints(pads))];
+        let bs = [ws[0]];
+        let mut inputs = vec![Some((xs, &x[..])), Some((ws, &w[..]))];
+        if bias {
+            inputs.push(Some((&bs[..], &b[..])));
+        }
+        let want = reference(&x, xs, &w, ws, bias.then_some(&b[..]), s, d, pads, group, &ys);
+        for cpu in [true, false] {
+            let got = run_node_as("Conv", attrs.clone(), &inputs, 1, cpu).unwrap();
+            assert_eq!(got[0].1, ys);
+            assert_close(&got[0].0, &want, &format!("Conv x {xs:?} w {ws:?} group {group} (CPU kernel {cpu})"));
+        }
+    }
+
+    #[test]
+    fn tiled_grouped_strided_dilated_2d() {
+        // 8 output channels per group: the implicit GEMM; uneven pads, strides and dilations
+        check(&[2, 6, 9, 8], &[16, 3, 3, 3], 2, &[2, 1], &[1, 2], &[1, 0, 1, 2], true);
+        // the zoo's 3x3 / stride 2 / pad 1 and 7x7 / stride 2 / pad 3 stems
+        check(&[1, 3, 15, 15], &[8, 3, 7, 7], 1, &[2, 2], &[1, 1], &[3, 3, 3, 3], false);
+        check(&[2, 8, 10, 10], &[16, 8, 3, 3], 1, &[2, 2], &[1, 1], &[1, 1, 1, 1], true);
+    }
+
+    #[test]
+    fn depthwise_runs_per_element() {
+        check(&[1, 4, 7, 7], &[4, 1, 5, 5], 4, &[2, 2], &[1, 1], &[2, 2, 2, 2], true);
+        // a channel multiplier of 2 per group
+        check(&[2, 3, 6, 5], &[6, 1, 3, 3], 3, &[1, 1], &[1, 1], &[1, 1, 1, 1], false);
+    }
+
+    #[test]
+    fn one_and_three_spatial_axes() {
+        check(&[3, 5, 20], &[12, 5, 4], 1, &[3], &[1], &[2, 1], true);
+        check(&[1, 2, 5, 6, 4], &[8, 2, 3, 2, 2], 1, &[1, 2, 1], &[1, 1, 2], &[1, 0, 1, 1, 1, 1], true);
+    }
+
+    #[test]
+    fn long_contraction_is_split() {
+        // K = 64·9 over one output tile
+        check(&[1, 64, 6, 6], &[8, 64, 3, 3], 1, &[1, 1], &[1, 1], &[1, 1, 1, 1], true);
+    }
 }

@@ -21,6 +21,7 @@ pub static GEMM: OpDef = OpDef {
     channel_axis: Some(gemm_channel_axis),
     gradient: Gradient::Rule(gemm_grad),
     reads: 2,
+    kernel: Some(gemm_kernel),
     ..OpDef::BASE
 };
 
@@ -112,5 +113,110 @@ pub(crate) fn gemm_channel_axis(n: &Node, slot: usize, _: usize) -> Option<usize
         1 => Some(if n.attr_int("transB", 0) != 0 { 0 } else { 1 }),
         0 => Some(if n.attr_int("transA", 0) != 0 { 1 } else { 0 }),
         _ => None,
+    }
+}
+
+fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (a, b, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    if a.elem != Elem::F32 || b.elem != Elem::F32 || out.elem != Elem::F32 {
+        return Err(format!("the kernel computes float32; the inputs are {:?} and {:?}", a.elem, b.elem));
+    }
+    let (ta, tb) = (ctx.node.attr_int("transA", 0) != 0, ctx.node.attr_int("transB", 0) != 0);
+    let (alpha, beta) = (ctx.node.attr_float("alpha", 1.0), ctx.node.attr_float("beta", 1.0));
+    let (&[a0, a1], &[b0, b1]) = (a.shape.as_slice(), b.shape.as_slice()) else {
+        return Err(format!("Gemm needs 2-D A and B; they are {:?} and {:?}", a.shape, b.shape));
+    };
+    let (m, k) = if ta { (a1, a0) } else { (a0, a1) };
+    let (kb, n) = if tb { (b1, b0) } else { (b0, b1) };
+    if k != kb {
+        return Err(format!("A of shape {:?} and B of shape {:?} (transA {ta}, transB {tb}): the contracted dims {k} and {kb} differ", a.shape, b.shape));
+    }
+    if out.shape != [m, n] {
+        return Err(format!("output of shape {:?} for a {m}×{n} product", out.shape));
+    }
+    let mut binds = vec![("a".into(), Elem::F32, kern::Bind::Input(0)), ("bm".into(), Elem::F32, kern::Bind::Input(1))];
+    let alpha_l = kern::f32_literal(alpha as f32);
+    let mut epilogue = format!("    var y = {alpha_l} * v;\n");
+    match ctx.inputs.get(2).and_then(Option::as_ref) {
+        Some(c) if beta != 0.0 => {
+            if c.elem != Elem::F32 {
+                return Err(format!("C is {:?}; the kernel computes float32", c.elem));
+            }
+            if c.shape.len() > 2 || c.shape.iter().rev().zip([n, m]).any(|(&d, o)| d != o && d != 1) {
+                return Err(format!("C of shape {:?} does not broadcast to [{m}, {n}]", c.shape));
+            }
+            binds.push(("c".into(), Elem::F32, kern::Bind::Input(2)));
+            let off = kern::broadcast_offset("o", &format!("(m * {n}u + n)"), &c.shape, &[m, n]);
+            let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    {off}\n    y += {} * c[o];\n", kern::f32_literal(beta as f32)));
+        }
+        _ => {}
+    }
+    binds.push(("out".into(), Elem::F32, kern::Bind::Output(0)));
+    let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    out[m * {n}u + n] = y;"));
+    crate::ops::nn::tiled::TiledGemm {
+        label: kern::label(ctx.node, &format!("{m}×{k}×{n}")),
+        batch: 1,
+        m,
+        n,
+        k,
+        binds,
+        load_a: if ta { format!("    return a[k * {m}u + m];") } else { format!("    return a[m * {k}u + k];") },
+        load_b: if tb { format!("    return bm[n * {k}u + k];") } else { format!("    return bm[k * {n}u + n];") },
+        epilogue,
+        helpers: String::new(),
+    }
+    .lower(&ctx.limits)
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ir::AttrValue;
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
+
+    fn check(ta: bool, tb: bool, alpha: f32, beta: f32, c_shape: Option<&[usize]>) {
+        let (m, k, n) = (35, 40, 9);
+        let ash = if ta { [k, m] } else { [m, k] };
+        let bsh = if tb { [n, k] } else { [k, n] };
+        let (a, b) = (values(m * k, 3), values(k * n, 4));
+        let c = c_shape.map(|s| values(s.iter().product(), 5));
+        let mut want = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|p| a[if ta { p * m + i } else { i * k + p }] as f64 * b[if tb { j * k + p } else { p * n + j }] as f64).sum();
+                let cv = match (c_shape, &c) {
+                    (Some(s), Some(c)) => {
+                        let (r, col) = match s {
+                            [] => (0, 0),
+                            [x] => (0, if *x == 1 { 0 } else { j }),
+                            [y, x] => ((if *y == 1 { 0 } else { i }) * x, if *x == 1 { 0 } else { j }),
+                            _ => unreachable!(),
+                        };
+                        c[r + col] as f64
+                    }
+                    _ => 0.0,
+                };
+                want[i * n + j] = alpha as f64 * dot + beta as f64 * cv;
+            }
+        }
+        let attrs = vec![("transA", AttrValue::Int(ta as i64)), ("transB", AttrValue::Int(tb as i64)), ("alpha", AttrValue::Float(alpha)), ("beta", AttrValue::Float(beta))];
+        let mut inputs = vec![Some((&ash[..], &a[..])), Some((&bsh[..], &b[..]))];
+        if let (Some(s), Some(c)) = (c_shape, &c) {
+            inputs.push(Some((s, &c[..])));
+        }
+        for cpu in [true, false] {
+            let got = run_node_as("Gemm", attrs.clone(), &inputs, 1, cpu).unwrap();
+            assert_eq!(got[0].1, [m, n]);
+            assert_close(&got[0].0, &want, &format!("Gemm transA {ta} transB {tb} C {c_shape:?} (CPU kernel {cpu})"));
+        }
+    }
+
+    #[test]
+    fn transposes_scales_and_broadcast_c() {
+        // the step graphs' forms: transB with a bias row, and the weight gradient's transA
+        check(false, true, 1.0, 1.0, Some(&[9]));
+        check(true, false, 1.0, 1.0, None);
+        check(true, true, 0.5, 2.0, Some(&[35, 1]));
+        check(false, false, 1.5, 0.25, Some(&[35, 9]));
+        check(false, false, 1.0, 1.0, Some(&[]));
     }
 }

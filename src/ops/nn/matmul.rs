@@ -15,6 +15,7 @@ pub static MAT_MUL: OpDef = OpDef {
     channel_axis: Some(matmul_channel_axis),
     gradient: Gradient::Rule(matmul_grad),
     reads: 2,
+    kernel: Some(matmul_kernel),
     ..OpDef::BASE
 };
 
@@ -218,5 +219,127 @@ pub(crate) fn matmul_channel_axis(_: &Node, slot: usize, rank: usize) -> Option<
         1 if rank >= 1 => Some(rank - 1),
         0 if rank >= 2 => Some(rank - 2),
         _ => None,
+    }
+}
+
+/// The product's operands as batched matrices: `(batch dims, M, K, N)`, with
+/// a 1-D A as one row and a 1-D B as one column (numpy's matmul).
+pub(crate) fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>, usize, usize, usize), String> {
+    if a.is_empty() || b.is_empty() {
+        return Err("MatMul needs operands of rank 1 or more".into());
+    }
+    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (m, ka) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (kb, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if ka != kb {
+        return Err(format!("A of shape {a:?} and B of shape {b:?}: the contracted dims {ka} and {kb} differ"));
+    }
+    let (ab, bb) = (&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
+    let rank = ab.len().max(bb.len());
+    let mut batch = vec![1usize; rank];
+    for (d, slot) in batch.iter_mut().enumerate() {
+        let x = if d + ab.len() >= rank { ab[d + ab.len() - rank] } else { 1 };
+        let y = if d + bb.len() >= rank { bb[d + bb.len() - rank] } else { 1 };
+        *slot = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return Err(format!("the batch dims of A {a:?} and B {b:?} do not broadcast")),
+        };
+    }
+    Ok((batch, ab.to_vec(), bb.to_vec(), m, ka, n))
+}
+
+fn matmul_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (a, b, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    if a.elem != Elem::F32 || b.elem != Elem::F32 {
+        return Err(format!("the kernel computes float32; the inputs are {:?} and {:?}", a.elem, b.elem));
+    }
+    let (batch, ab, bb, m, k, n) = matmul_dims(&a.shape, &b.shape)?;
+    let nb: usize = batch.iter().product();
+    if out.numel() != nb * m * n {
+        return Err(format!("output of shape {:?} for a product of {nb} {m}×{n} matrices", out.shape));
+    }
+    let a_base = kern::broadcast_offset("o", "b", &ab, &batch);
+    let b_base = kern::broadcast_offset("o", "b", &bb, &batch);
+    crate::ops::nn::tiled::TiledGemm {
+        label: kern::label(ctx.node, &format!("{nb}×{m}×{k}×{n}")),
+        batch: nb,
+        m,
+        n,
+        k,
+        binds: vec![("a".into(), Elem::F32, kern::Bind::Input(0)), ("bm".into(), Elem::F32, kern::Bind::Input(1)), ("out".into(), Elem::F32, kern::Bind::Output(0))],
+        load_a: format!("    {a_base}\n    return a[o * {}u + m * {k}u + k];", m * k),
+        load_b: format!("    {b_base}\n    return bm[o * {}u + k * {n}u + n];", k * n),
+        epilogue: format!("    out[(b * {m}u + m) * {n}u + n] = v;"),
+        helpers: String::new(),
+    }
+    .lower(&ctx.limits)
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ops::nn::tiled::testing::{assert_close, run_node_as, values};
+
+    /// numpy matmul on the host, through the same batch broadcasting rules.
+    fn reference(a: &[f32], ash: &[usize], b: &[f32], bsh: &[usize]) -> Vec<f64> {
+        let (batch, ab, bb, m, k, n) = super::matmul_dims(ash, bsh).unwrap();
+        let nb: usize = batch.iter().product();
+        let mut out = vec![0.0f64; nb * m * n];
+        let offset = |i: usize, from: &[usize]| -> usize {
+            // coordinates of batch index i, broadcast into `from`
+            let mut rem = i;
+            let mut coords = vec![0; batch.len()];
+            for d in (0..batch.len()).rev() {
+                coords[d] = rem % batch[d];
+                rem /= batch[d];
+            }
+            let pad = batch.len() - from.len();
+            let mut o = 0;
+            for (d, &len) in from.iter().enumerate() {
+                o = o * len + if len == 1 { 0 } else { coords[d + pad] };
+            }
+            o
+        };
+        for bi in 0..nb {
+            let (oa, ob) = (offset(bi, &ab) * m * k, offset(bi, &bb) * k * n);
+            for i in 0..m {
+                for j in 0..n {
+                    out[(bi * m + i) * n + j] = (0..k).map(|p| a[oa + i * k + p] as f64 * b[ob + p * n + j] as f64).sum();
+                }
+            }
+        }
+        out
+    }
+
+    fn check(ash: &[usize], bsh: &[usize], want_shape: &[usize]) {
+        let a = values(ash.iter().product(), 1);
+        let b = values(bsh.iter().product(), 2);
+        for cpu in [true, false] {
+            let got = run_node_as("MatMul", vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
+            assert_eq!(got[0].1, want_shape);
+            assert_close(&got[0].0, &reference(&a, ash, &b, bsh), &format!("MatMul {ash:?} x {bsh:?} (CPU kernel {cpu})"));
+        }
+    }
+
+    #[test]
+    fn broadcast_batches_and_ragged_tiles() {
+        check(&[2, 1, 33, 70], &[3, 70, 45], &[2, 3, 33, 45]);
+    }
+
+    #[test]
+    fn vectors_are_a_row_and_a_column() {
+        check(&[70], &[2, 70, 3], &[2, 3]);
+        check(&[2, 5, 70], &[70], &[2, 5]);
+        check(&[37], &[37], &[]);
+    }
+
+    #[test]
+    fn long_contraction_is_split() {
+        // K = 3000 over a single output tile: the split-K path and its sum.
+        check(&[4, 3000], &[3000, 5], &[4, 5]);
+        // the convolution weight gradient's form: [G, cg, N·O] x [G, N·O, mg]
+        check(&[3, 8, 1200], &[3, 1200, 16], &[3, 8, 16]);
     }
 }

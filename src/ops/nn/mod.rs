@@ -26,6 +26,8 @@ mod flex_attention;
 mod causal_conv_with_state;
 mod linear_attention;
 mod swiglu;
+pub(crate) mod tiled;
+pub(crate) mod window_kernel;
 
 pub use attention::*;
 pub use batch_norm::*;

@@ -22,6 +22,7 @@ pub static MAX_POOL: OpDef = OpDef {
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),
     gradient: Gradient::Rule(max_pool_grad),
+    kernel: Some(max_pool_kernel),
     ..OpDef::BASE
 };
 
@@ -45,6 +46,7 @@ pub static AVERAGE_POOL: OpDef = OpDef {
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),
     gradient: Gradient::Rule(average_pool_grad),
+    kernel: Some(average_pool_kernel),
     ..OpDef::BASE
 };
 
@@ -80,6 +82,7 @@ pub static GLOBAL_AVERAGE_POOL: OpDef = OpDef {
     shape: Some(global_pool_shape),
     analysis: Analysis::Rule(pool_rule),
     gradient: Gradient::Rule(global_average_pool_grad),
+    kernel: Some(global_average_pool_kernel),
     ..OpDef::BASE
 };
 
@@ -93,6 +96,7 @@ pub static GLOBAL_MAX_POOL: OpDef = OpDef {
     shape: Some(global_pool_shape),
     analysis: Analysis::Rule(pool_rule),
     gradient: Gradient::Rule(extremum_grad),
+    kernel: Some(global_max_pool_kernel),
     ..OpDef::BASE
 };
 
@@ -385,5 +389,213 @@ pub(crate) fn pool_constraints(g: &Graph, n: &Node) -> Vec<(usize, Vec<Dim>)> {
             vec![(0, hint)]
         }
         _ => Vec::new(),
+    }
+}
+
+fn max_pool_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    pool_lowering(ctx, true)
+}
+
+fn average_pool_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    pool_lowering(ctx, false)
+}
+
+/// MaxPool (`max`) or AveragePool: one invocation per output element over its
+/// window. MaxPool's Indices address the flattened input (row-major, or with
+/// `storage_order = 1` column-major over the spatial axes), taking the first
+/// maximum; padding never wins. AveragePool divides by the window's input
+/// elements, or with `count_include_pad` by those inside the padded input.
+fn pool_lowering(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
+    use super::window_kernel::{check_size, flatten, geometry, unflatten};
+    use std::fmt::Write;
+    let (x, y) = (ctx.input(0)?, ctx.output(0)?);
+    for (what, t) in [("X", x), ("Y", y)] {
+        check_size(what, t)?;
+        if t.elem != Elem::F32 {
+            return Err(format!("{what} is {:?}; the kernel computes float32", t.elem));
+        }
+    }
+    let r = x.shape.len();
+    if r < 3 {
+        return Err(format!("X of shape {:?}: a pool needs batch, channel and spatial axes", x.shape));
+    }
+    let k: Vec<usize> = match ctx.node.attr_ints("kernel_shape") {
+        Some(k) if k.len() == r - 2 && k.iter().all(|&v| (1..=1 << 20).contains(&v)) => k.iter().map(|&v| v as usize).collect(),
+        other => return Err(format!("kernel_shape {other:?} must hold {} values in 1..=2^20", r - 2)),
+    };
+    if y.shape.len() != r || y.shape[..2] != x.shape[..2] {
+        return Err(format!("Y of shape {:?} does not keep X's {:?} batch and channels", y.shape, x.shape));
+    }
+    let geo = geometry(ctx.node, &x.shape, &y.shape, &k, false)?;
+    let indices = match ctx.outputs.get(1).and_then(Option::as_ref) {
+        Some(t) if max => {
+            if t.shape != y.shape || t.elem != Elem::I32 {
+                return Err(format!("Indices of shape {:?} must be integers shaped like Y {:?}", t.shape, y.shape));
+            }
+            true
+        }
+        _ => false,
+    };
+    let column_major = ctx.node.attr_int("storage_order", 0) != 0;
+    let include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
+    let p: usize = geo.output.iter().product();
+    let s_in: usize = geo.input.iter().product();
+    let kt: usize = k.iter().product();
+    let mut body = String::new();
+    let _ = writeln!(body, "    let nc = i / {p}u;\n    let o = i % {p}u;");
+    body.push_str(&unflatten("o", "o", &geo.output));
+    if max {
+        let _ = writeln!(body, "    var best = 0.0;\n    var at = 0u;\n    var found = false;");
+    } else {
+        let _ = writeln!(body, "    var sum = 0.0;\n    var count = 0u;\n    var padded = 0u;");
+    }
+    let _ = writeln!(body, "    for (var t = 0u; t < {kt}u; t++) {{");
+    body.push_str(&unflatten("t", "t", &k));
+    let (mut inside, mut in_pad, mut coords) = (Vec::new(), Vec::new(), Vec::new());
+    for d in 0..k.len() {
+        let (s, dl, pb, pe, len) = (geo.strides[d], geo.dilations[d], geo.begin[d], geo.end[d], geo.input[d]);
+        let _ = writeln!(body, "        let p{d} = i32(o{d} * {s}u + t{d} * {dl}u) - ({pb});");
+        inside.push(format!("p{d} >= 0 && p{d} < {len}"));
+        in_pad.push(format!("p{d} < {}", len as i64 + pe));
+        coords.push(format!("u32(p{d})"));
+    }
+    let _ = writeln!(body, "        if ({}) {{", inside.join(" && "));
+    let _ = writeln!(body, "            let v = x[{}];", flatten("nc", &coords, &geo.input));
+    if max {
+        let flat = if column_major {
+            let rev: Vec<String> = coords.iter().rev().cloned().collect();
+            let dims: Vec<usize> = geo.input.iter().rev().copied().collect();
+            format!("nc * {s_in}u + {}", flatten("0u", &rev, &dims))
+        } else {
+            flatten("nc", &coords, &geo.input)
+        };
+        let _ = writeln!(body, "            if (!found || v > best) {{ best = v; at = {flat}; found = true; }}");
+    } else {
+        let _ = writeln!(body, "            sum += v;\n            count += 1u;");
+    }
+    body.push_str("        }\n");
+    if !max && include_pad {
+        let _ = writeln!(body, "        if ({}) {{ padded += 1u; }}", in_pad.join(" && "));
+    }
+    body.push_str("    }\n");
+    if max {
+        body.push_str("    out[i] = best;\n");
+        if indices {
+            body.push_str("    out_indices[i] = i32(at);\n");
+        }
+    } else {
+        let _ = writeln!(body, "    out[i] = sum / f32({});", if include_pad { "padded" } else { "count" });
+    }
+    let mut decls = vec![("x", Elem::F32), ("out", Elem::F32)];
+    let mut binds = vec![kern::Bind::Input(0), kern::Bind::Output(0)];
+    if indices {
+        decls.push(("out_indices", Elem::I32));
+        binds.push(kern::Bind::Output(1));
+    }
+    let total = y.numel();
+    let wgsl = format!("{}{}", kern::bindings(&decls), kern::elementwise_main(total, &body));
+    Ok(Lowered::one(kern::Launch { label: kern::label(ctx.node, ""), wgsl, binds, groups: kern::groups_for(total, &ctx.limits) }))
+}
+
+fn global_average_pool_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    global_pool_lowering(ctx, false)
+}
+
+fn global_max_pool_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    global_pool_lowering(ctx, true)
+}
+
+/// One invocation per batch element and channel, over all spatial positions.
+fn global_pool_lowering(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
+    let (x, y) = (ctx.input(0)?, ctx.output(0)?);
+    super::window_kernel::check_size("X", x)?;
+    if x.elem != Elem::F32 || y.elem != Elem::F32 {
+        return Err(format!("X is {:?}; the kernel computes float32", x.elem));
+    }
+    if x.shape.len() < 2 {
+        return Err(format!("X of shape {:?} has no batch and channel axes", x.shape));
+    }
+    let nc = x.shape[0] * x.shape[1];
+    if y.numel() != nc {
+        return Err(format!("Y of shape {:?} for X of shape {:?}", y.shape, x.shape));
+    }
+    let s: usize = x.shape[2..].iter().product();
+    let body = if max {
+        format!("    var m = x[i * {s}u];\n    for (var j = 1u; j < {s}u; j++) {{ m = max(m, x[i * {s}u + j]); }}\n    out[i] = m;")
+    } else {
+        format!("    var sum = 0.0;\n    for (var j = 0u; j < {s}u; j++) {{ sum += x[i * {s}u + j]; }}\n    out[i] = sum / {};", kern::f32_literal(s as f32))
+    };
+    if s == 0 {
+        return Err(format!("X of shape {:?} has no spatial elements", x.shape));
+    }
+    let wgsl = format!("{}{}", kern::bindings(&[("x", Elem::F32), ("out", Elem::F32)]), kern::elementwise_main(nc, &body));
+    Ok(Lowered::one(kern::Launch { label: kern::label(ctx.node, ""), wgsl, binds: vec![kern::Bind::Input(0), kern::Bind::Output(0)], groups: kern::groups_for(nc, &ctx.limits) }))
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ir::AttrValue;
+    use crate::ops::nn::tiled::testing::{run_node, values};
+
+    #[test]
+    fn max_pool_indices_of_the_resnet_stem() {
+        // 3x3 / stride 2 / pad 1 with Indices, as the step graph's gradient reads them
+        let (n, c, h, w) = (2, 3, 7, 6);
+        let x = values(n * c * h * w, 21);
+        let attrs = vec![("kernel_shape", AttrValue::Ints(vec![3, 3])), ("strides", AttrValue::Ints(vec![2, 2])), ("pads", AttrValue::Ints(vec![1, 1, 1, 1]))];
+        let xs = [n, c, h, w];
+        let got = run_node("MaxPool", attrs, &[Some((&xs[..], &x[..]))], 2).unwrap();
+        let (oh, ow) = (4, 3);
+        assert_eq!(got[0].1, [n, c, oh, ow]);
+        for nc in 0..n * c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best = (f32::NEG_INFINITY, 0usize);
+                    for a in 0..3 {
+                        for b in 0..3 {
+                            let (y, z) = ((i * 2 + a) as i64 - 1, (j * 2 + b) as i64 - 1);
+                            if y >= 0 && y < h as i64 && z >= 0 && z < w as i64 {
+                                let at = nc * h * w + y as usize * w + z as usize;
+                                if x[at] > best.0 {
+                                    best = (x[at], at);
+                                }
+                            }
+                        }
+                    }
+                    let o = (nc * oh + i) * ow + j;
+                    assert_eq!(got[0].0[o], best.0, "max at {o}");
+                    assert_eq!(got[1].0[o] as usize, best.1, "index at {o}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn average_pool_ceil_mode_counts_only_the_input() {
+        // NFNet's 2x2 / stride 2 / ceil_mode: the last window is partial
+        let x = values(2 * 5 * 5, 22);
+        let attrs = vec![("kernel_shape", AttrValue::Ints(vec![2, 2])), ("strides", AttrValue::Ints(vec![2, 2])), ("ceil_mode", AttrValue::Int(1))];
+        let xs = [1, 2, 5, 5];
+        let got = run_node("AveragePool", attrs, &[Some((&xs[..], &x[..]))], 1).unwrap();
+        assert_eq!(got[0].1, [1, 2, 3, 3]);
+        for c in 0..2 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let mut s = 0.0f64;
+                    let mut k = 0;
+                    for a in 0..2 {
+                        for b in 0..2 {
+                            let (y, z) = (i * 2 + a, j * 2 + b);
+                            if y < 5 && z < 5 {
+                                s += x[c * 25 + y * 5 + z] as f64;
+                                k += 1;
+                            }
+                        }
+                    }
+                    let g = got[0].0[(c * 3 + i) * 3 + j] as f64;
+                    assert!((g - s / k as f64).abs() < 1e-5, "({c}, {i}, {j}): {g} vs {}", s / k as f64);
+                }
+            }
+        }
     }
 }

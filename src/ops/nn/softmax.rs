@@ -16,6 +16,7 @@ pub static SOFTMAX: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(softmax_grad),
+    kernel: Some(softmax_kernel),
     ..OpDef::BASE
 };
 
@@ -33,6 +34,7 @@ pub static LOG_SOFTMAX: OpDef = OpDef {
     constraints: Some(same_shape_constraints),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::Rule(log_softmax_grad),
+    kernel: Some(log_softmax_kernel),
     ..OpDef::BASE
 };
 
@@ -76,4 +78,45 @@ pub(crate) fn log_softmax_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: 
     let s = ad.em.reduce(&REDUCE_SUM, &dy, Some(&[axis]), true);
     let ps = ad.em.mul(&p, &s);
     Ok(grads(n, vec![(0, ad.em.sub(&dy, &ps))]))
+}
+
+fn softmax_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    softmax_lowering(ctx, false, false)
+}
+
+fn log_softmax_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    softmax_lowering(ctx, true, false)
+}
+
+/// (Log)Softmax over one axis (opset 13 and later), or with `coerce_2d` over
+/// everything from `axis` on, the input seen as a matrix (opsets 1–12, whose
+/// default axis is 1). One invocation per normalized row: its maximum, the
+/// sum of the shifted exponentials, then the outputs.
+pub(crate) fn softmax_lowering(ctx: &KernelCtx, log: bool, coerce_2d: bool) -> Result<Lowered, String> {
+    let (x, y) = (ctx.input(0)?, ctx.output(0)?);
+    if x.elem != Elem::F32 || y.elem != Elem::F32 {
+        return Err(format!("X is {:?}; the kernel computes float32", x.elem));
+    }
+    if x.shape != y.shape {
+        return Err(format!("Y of shape {:?} for X of shape {:?}", y.shape, x.shape));
+    }
+    if x.numel() >= 1 << 31 {
+        return Err(format!("X of shape {:?} has 2^31 elements or more", x.shape));
+    }
+    let r = x.shape.len();
+    let given = ctx.node.attr_int("axis", if coerce_2d { 1 } else { -1 });
+    let axis = crate::ir::norm_axis(given, r).filter(|&a| a < r.max(1)).ok_or_else(|| format!("axis {given} is out of range for rank {r}"))?;
+    let outer: usize = x.shape[..axis.min(r)].iter().product();
+    let (len, inner): (usize, usize) = if coerce_2d || r == 0 { (x.shape[axis.min(r)..].iter().product(), 1) } else { (x.shape[axis], x.shape[axis + 1..].iter().product()) };
+    let rows = outer * inner;
+    if len == 0 || rows == 0 {
+        return Ok(Lowered::default());
+    }
+    let out = if log { "x[at] - mx - log(s)" } else { "exp(x[at] - mx) / s" };
+    let body = format!(
+        "    let base = (i / {inner}u) * {span}u + i % {inner}u;\n    var mx = x[base];\n    for (var k = 1u; k < {len}u; k++) {{ mx = max(mx, x[base + k * {inner}u]); }}\n    var s = 0.0;\n    for (var k = 0u; k < {len}u; k++) {{ s += exp(x[base + k * {inner}u] - mx); }}\n    for (var k = 0u; k < {len}u; k++) {{\n        let at = base + k * {inner}u;\n        out[at] = {out};\n    }}",
+        span = len * inner
+    );
+    let wgsl = format!("{}{}", kern::bindings(&[("x", Elem::F32), ("out", Elem::F32)]), kern::elementwise_main(rows, &body));
+    Ok(Lowered::one(kern::Launch { label: kern::label(ctx.node, ""), wgsl, binds: vec![kern::Bind::Input(0), kern::Bind::Output(0)], groups: kern::groups_for(rows, &ctx.limits) }))
 }
