@@ -89,7 +89,12 @@ fn depth_to_space_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 fn space_to_depth_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let (xs, _, b) = block_shapes(ctx, false)?;
     let c = xs[1];
-    // output channel (bh * b + bw) * C + c
-    let src = ["c0".to_string(), format!("c1 % {c}u"), format!("c2 * {b}u + c1 / {}u", c * b), format!("c3 * {b}u + (c1 / {c}u) % {b}u")];
+    let src = match ctx.node.attr_str("mode").unwrap_or("DCR") {
+        // output channel (bh * b + bw) * C + c
+        "DCR" => ["c0".to_string(), format!("c1 % {c}u"), format!("c2 * {b}u + c1 / {}u", c * b), format!("c3 * {b}u + (c1 / {c}u) % {b}u")],
+        // output channel c * b * b + bh * b + bw
+        "CRD" => ["c0".to_string(), format!("c1 / {}u", b * b), format!("c2 * {b}u + (c1 / {b}u) % {b}u"), format!("c3 * {b}u + c1 % {b}u")],
+        m => return Err(format!("mode '{m}' is not DCR or CRD")),
+    };
     super::map::gather(ctx, 0, &format!("    let src = {};", super::map::flat(&src, &xs)), None, &[])
 }
