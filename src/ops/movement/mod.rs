@@ -463,4 +463,24 @@ mod tests {
         assert_eq!(shape, vec![rows.len(), cols.len()]);
         close(&got, &want, "Slice");
     }
+
+    #[test]
+    fn concat_of_more_inputs_than_bindings() {
+        // Concat's gradient is a Split and the zoo concatenates 64 tensors: one launch per part
+        let gpu = gpu();
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+        let parts: Vec<Vec<f64>> = (0..names.len()).map(|k| noise(2 * (k % 3 + 1) * 3, k as u64 + 10)).collect();
+        let ins: Vec<In> = names.iter().zip(&parts).enumerate().map(|(k, (n, v))| In(n, DType::F32, vec![2, k % 3 + 1, 3], v.clone(), false)).collect();
+        let (shape, got) = run(&gpu, "Concat", vec![("axis", AttrValue::Int(-2))], &ins).unwrap();
+        let total: usize = (0..names.len()).map(|k| k % 3 + 1).sum();
+        assert_eq!(shape, vec![2, total, 3]);
+        let mut want = Vec::new();
+        for b in 0..2 {
+            for (k, v) in parts.iter().enumerate() {
+                let m = k % 3 + 1;
+                want.extend_from_slice(&v[b * m * 3..(b + 1) * m * 3]);
+            }
+        }
+        close(&got, &want, "Concat");
+    }
 }

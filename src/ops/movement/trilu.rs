@@ -40,7 +40,8 @@ fn trilu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let mut extra = Vec::new();
     let k = if ctx.has_input(1) {
         match ctx.host_scalar(1) {
-            Ok(k) => format!("{}", k as i64),
+            // past the matrix every k keeps all or nothing: clamp to fit i32
+            Ok(k) => format!("{}", (k as i64).clamp(-(x.shape[r - 2] as i64) - 1, x.shape[r - 1] as i64 + 1)),
             Err(_) => {
                 if ctx.input(1)?.elem != Elem::I32 || ctx.input(1)?.numel() != 1 {
                     return Err("k must be one integer".into());
