@@ -207,6 +207,7 @@ mod tests {
     use crate::ir::{self, AttrValue, DType, Dim, Parts, Tensor, TypeDecl};
     use crate::ops::movement::slice_bounds;
     use crate::runtime::Gpu;
+    use crate::ops::OpDef;
 
     /// One input: name, type, dims, values, and whether the host knows it (an initializer).
     struct In(&'static str, DType, Vec<usize>, Vec<f64>, bool);
@@ -221,7 +222,7 @@ mod tests {
     }
 
     /// Runs one node; returns output 0's shape and values.
-    fn run(gpu: &Gpu, op: &str, attrs: Vec<(&str, AttrValue)>, ins: &[In]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    fn run(gpu: &Gpu, op: &'static OpDef, attrs: Vec<(&str, AttrValue)>, ins: &[In]) -> Result<(Vec<usize>, Vec<f32>), String> {
         let mut parts = Parts { name: "t".into(), symbols: vec![], initializers: vec![], inputs: vec![], outputs: vec![("y".into(), None)], value_info: vec![], nodes: vec![] };
         for In(name, dtype, dims, vals, host) in ins {
             if *host {
@@ -232,7 +233,8 @@ mod tests {
         }
         parts.nodes.push(ir::NodeParts {
             name: "n".into(),
-            op_type: op.into(),
+            op_type: op.name.into(),
+            def: Some(op),
             inputs: ins.iter().map(|i| i.0.to_string()).collect(),
             outputs: vec!["y".into()],
             attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
@@ -305,7 +307,7 @@ mod tests {
                 };
             }
             let ins = [In("x", DType::F32, vec![n], data.clone(), false), In("i", DType::I64, vec![m], idx.clone(), false), In("u", DType::F32, vec![m], upd.clone(), false)];
-            let (shape, got) = run(&gpu, "ScatterElements", vec![("axis", AttrValue::Int(0)), ("reduction", s(red))], &ins).unwrap();
+            let (shape, got) = run(&gpu, &crate::ops::SCATTER_ELEMENTS, vec![("axis", AttrValue::Int(0)), ("reduction", s(red))], &ins).unwrap();
             assert_eq!(shape, vec![n]);
             if red == "none" {
                 // duplicates: some update of the index lands; untouched elements keep the data
@@ -334,7 +336,7 @@ mod tests {
             want[k] += u;
         }
         let ins = [In("x", DType::I64, vec![n], idata, false), In("i", DType::I64, vec![m], idx.clone(), false), In("u", DType::I64, vec![m], iupd, false)];
-        let (_, got) = run(&gpu, "ScatterElements", vec![("reduction", s("add"))], &ins).unwrap();
+        let (_, got) = run(&gpu, &crate::ops::SCATTER_ELEMENTS, vec![("reduction", s("add"))], &ins).unwrap();
         close(&got, &want, "int add");
     }
 
@@ -352,12 +354,12 @@ mod tests {
             }
         }
         let ins = [In("x", DType::F32, vec![v, h], vec![0.0; v * h], false), In("i", DType::I64, vec![b, t, 1], idx, false), In("u", DType::F32, vec![b, t, h], upd, false)];
-        let (shape, got) = run(&gpu, "ScatterND", vec![("reduction", s("add"))], &ins).unwrap();
+        let (shape, got) = run(&gpu, &crate::ops::SCATTER_ND, vec![("reduction", s("add"))], &ins).unwrap();
         assert_eq!(shape, vec![v, h]);
         close(&got, &want, "ScatterND add");
         // an out-of-range index writes nothing (and does not fault)
         let ins = [In("x", DType::F32, vec![4], vec![1.0; 4], false), In("i", DType::I64, vec![3, 1], vec![1.0, 9.0, -6.0], false), In("u", DType::F32, vec![3], vec![5.0, 6.0, 7.0], false)];
-        let (_, got) = run(&gpu, "ScatterND", vec![], &ins).unwrap();
+        let (_, got) = run(&gpu, &crate::ops::SCATTER_ND, vec![], &ins).unwrap();
         close(&got, &[1.0, 5.0, 1.0, 1.0], "out of range");
     }
 
@@ -390,7 +392,7 @@ mod tests {
                 }
             }
             let ins = [In("x", DType::F32, vec![r, c], data.clone(), false), In("i", DType::I64, vec![2, 3], idx.clone(), false)];
-            let (got_shape, got) = run(&gpu, "Gather", vec![("axis", AttrValue::Int(axis as i64))], &ins).unwrap();
+            let (got_shape, got) = run(&gpu, &crate::ops::GATHER, vec![("axis", AttrValue::Int(axis as i64))], &ins).unwrap();
             assert_eq!(got_shape, shape);
             close(&got, &want, &format!("Gather axis {axis}"));
         }
@@ -431,7 +433,7 @@ mod tests {
                 In("p", DType::I64, vec![4], pads.iter().map(|&p| p as f64).collect(), true),
                 In("v", DType::I64, vec![], vec![0.0], true),
             ];
-            let (shape, got) = run(&gpu, "Pad", vec![("mode", s(mode))], &ins).unwrap();
+            let (shape, got) = run(&gpu, &crate::ops::PAD, vec![("mode", s(mode))], &ins).unwrap();
             assert_eq!(shape, vec![oh, ow], "{mode}");
             close(&got, &want, mode);
         }
@@ -459,9 +461,9 @@ mod tests {
             In("a", DType::I64, vec![2], f(&axes), true),
             In("t", DType::I64, vec![2], f(&steps), true),
         ];
-        let (shape, got) = run(&gpu, "Slice", vec![], &ins).unwrap();
+        let (shape, got) = run(&gpu, &crate::ops::SLICE, vec![], &ins).unwrap();
         assert_eq!(shape, vec![rows.len(), cols.len()]);
-        close(&got, &want, "Slice");
+        close(&got, &want, "slice");
     }
 
     #[test]
@@ -471,7 +473,7 @@ mod tests {
         let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
         let parts: Vec<Vec<f64>> = (0..names.len()).map(|k| noise(2 * (k % 3 + 1) * 3, k as u64 + 10)).collect();
         let ins: Vec<In> = names.iter().zip(&parts).enumerate().map(|(k, (n, v))| In(n, DType::F32, vec![2, k % 3 + 1, 3], v.clone(), false)).collect();
-        let (shape, got) = run(&gpu, "Concat", vec![("axis", AttrValue::Int(-2))], &ins).unwrap();
+        let (shape, got) = run(&gpu, &crate::ops::CONCAT, vec![("axis", AttrValue::Int(-2))], &ins).unwrap();
         let total: usize = (0..names.len()).map(|k| k % 3 + 1).sum();
         assert_eq!(shape, vec![2, total, 3]);
         let mut want = Vec::new();
@@ -481,6 +483,6 @@ mod tests {
                 want.extend_from_slice(&v[b * m * 3..(b + 1) * m * 3]);
             }
         }
-        close(&got, &want, "Concat");
+        close(&got, &want, "concat");
     }
 }
