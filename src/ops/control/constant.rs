@@ -37,6 +37,7 @@ pub static CONSTANT_OF_SHAPE: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::All,
     gradient: Gradient::Zero("no floating-point input reaches the output"),
+    kernel: Some(constant_of_shape_kernel),
     ..OpDef::BASE
 };
 
@@ -99,4 +100,21 @@ pub(crate) fn eye_like_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let mut out = same(g, n);
     out[0].3 = n.attrs.get("dtype").map(|_| DType::from_onnx(n.attr_int("dtype", 1) as i32)).or(out[0].3);
     out
+}
+
+fn constant_of_shape_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // a fill: the shape is static, the value an attribute
+    let out = ctx.output(0)?;
+    let value = match ctx.node.attrs.get("value") {
+        Some(AttrValue::Tensor(t)) => Some(t),
+        None => None,
+        Some(_) => return Err("the value attribute is not a tensor".into()),
+    };
+    let lit = crate::ops::movement::map::scalar_literal(value, out.elem)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(Lowered::default());
+    }
+    let args = [crate::ops::movement::map::Arg::output(ctx, 0, "out")?];
+    Ok(Lowered::one(crate::ops::movement::map::launch(ctx, "", &args, n, "", &format!("    out[i] = {lit};"))?))
 }

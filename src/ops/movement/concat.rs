@@ -15,6 +15,7 @@ pub static CONCAT: OpDef = OpDef {
     shape: Some(concat_shape),
     analysis: Analysis::Rule(concat_rule),
     gradient: Gradient::Rule(concat_grad),
+    kernel: Some(concat_kernel),
     ..OpDef::BASE
 };
 
@@ -87,4 +88,37 @@ pub(crate) fn concat_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         .map(|parts| parts.concat())
         .filter(|v| v.len() <= MAX_TRACKED_INTS);
     vec![(s, ints, None, first_dtype(g, n))]
+}
+
+fn concat_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{coords, flat, launch, Arg};
+    // One launch per input, each copying its elements into its band of the
+    // output: any number of inputs fits the adapter's binding limit.
+    let out = ctx.output(0)?;
+    let r = out.shape.len();
+    let axis = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let mut lowered = Lowered::default();
+    let mut at = 0usize;
+    for (k, info) in ctx.inputs.iter().enumerate() {
+        let Some(info) = info else { continue };
+        if info.shape.len() != r || (0..r).any(|d| d != axis && info.shape[d] != out.shape[d]) {
+            return Err(format!("input {k} of shape {:?} does not fit the output's {:?} along axis {axis}", info.shape, out.shape));
+        }
+        if info.elem != out.elem {
+            return Err(format!("input {k} is {:?}, the output {:?}", info.elem, out.elem));
+        }
+        let n = info.numel();
+        if n > 0 {
+            let mut body = coords("c", "i", &info.shape);
+            let c: Vec<String> = (0..r).map(|d| if d == axis { format!("c{d} + {at}u") } else { format!("c{d}") }).collect();
+            body.push_str(&format!("    out[{}] = x[i];", flat(&c, &out.shape)));
+            let args = [Arg::input(ctx, k, "x")?, Arg::output(ctx, 0, "out")?];
+            lowered.launches.push(launch(ctx, &format!("input {k}"), &args, n, "", &body)?);
+        }
+        at += info.shape[axis];
+    }
+    if at != out.shape[axis] {
+        return Err(format!("the inputs give {at} along axis {axis}, the output has {}", out.shape[axis]));
+    }
+    Ok(lowered)
 }

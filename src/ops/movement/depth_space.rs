@@ -16,6 +16,7 @@ pub static DEPTH_TO_SPACE: OpDef = OpDef {
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
     gradient: Gradient::Rule(movement),
+    kernel: Some(depth_to_space_kernel),
     ..OpDef::BASE
 };
 
@@ -32,6 +33,7 @@ pub static SPACE_TO_DEPTH: OpDef = OpDef {
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
     gradient: Gradient::Rule(movement),
+    kernel: Some(space_to_depth_kernel),
     ..OpDef::BASE
 };
 
@@ -54,4 +56,45 @@ pub(crate) fn depth_space_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         }
     });
     vec![(s, None, None, first_dtype(g, n))]
+}
+
+/// Input [N, C, H, W] and output shapes for a block size, checked.
+fn block_shapes(ctx: &KernelCtx, to_space: bool) -> Result<([usize; 4], [usize; 4], usize), String> {
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    let b = usize::try_from(ctx.node.attr_int("blocksize", 0)).ok().filter(|&b| b >= 1).ok_or("blocksize must be at least 1")?;
+    let (Ok(xs), Ok(os)) = (<[usize; 4]>::try_from(x.shape.as_slice()), <[usize; 4]>::try_from(out.shape.as_slice())) else {
+        return Err(format!("input {:?} and output {:?} must be 4-D", x.shape, out.shape));
+    };
+    let (small, big) = if to_space { (os, xs) } else { (xs, os) };
+    // `big` has the channels, `small` the space
+    if big[0] != small[0] || big[1] != small[1] * b * b || small[2] != big[2] * b || small[3] != big[3] * b {
+        return Err(format!("input {:?} and output {:?} do not differ by blocksize {b}", x.shape, out.shape));
+    }
+    Ok((xs, os, b))
+}
+
+fn depth_to_space_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (xs, os, b) = block_shapes(ctx, true)?;
+    let c = os[1];
+    let ch = match ctx.node.attr_str("mode").unwrap_or("DCR") {
+        "DCR" => format!("((c2 % {b}u) * {b}u + c3 % {b}u) * {c}u + c1"),
+        "CRD" => format!("c1 * {}u + (c2 % {b}u) * {b}u + c3 % {b}u", b * b),
+        m => return Err(format!("mode '{m}' is not DCR or CRD")),
+    };
+    let src = ["c0".to_string(), ch, format!("c2 / {b}u"), format!("c3 / {b}u")];
+    super::map::gather(ctx, 0, &format!("    let src = {};", super::map::flat(&src, &xs)), None, &[])
+}
+
+fn space_to_depth_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let (xs, _, b) = block_shapes(ctx, false)?;
+    let c = xs[1];
+    let src = match ctx.node.attr_str("mode").unwrap_or("DCR") {
+        // output channel (bh * b + bw) * C + c
+        "DCR" => ["c0".to_string(), format!("c1 % {c}u"), format!("c2 * {b}u + c1 / {}u", c * b), format!("c3 * {b}u + (c1 / {c}u) % {b}u")],
+        // output channel c * b * b + bh * b + bw
+        "CRD" => ["c0".to_string(), format!("c1 / {}u", b * b), format!("c2 * {b}u + (c1 / {b}u) % {b}u"), format!("c3 * {b}u + c1 % {b}u")],
+        m => return Err(format!("mode '{m}' is not DCR or CRD")),
+    };
+    super::map::gather(ctx, 0, &format!("    let src = {};", super::map::flat(&src, &xs)), None, &[])
 }

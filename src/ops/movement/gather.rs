@@ -16,6 +16,7 @@ pub static GATHER: OpDef = OpDef {
     analysis: Analysis::Rule(select),
     gradient: Gradient::Rule(gather_grad),
     reads: 2,
+    kernel: Some(gather_kernel),
     ..OpDef::BASE
 };
 
@@ -33,6 +34,7 @@ pub static GATHER_ELEMENTS: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: per-element indices move values across positions"),
     gradient: Gradient::Rule(gather_elements_grad),
     reads: 2,
+    kernel: Some(gather_elements_kernel),
     ..OpDef::BASE
 };
 
@@ -49,6 +51,7 @@ pub static GATHER_ND: OpDef = OpDef {
     shape: Some(gather_nd_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(gather_nd_kernel),
     ..OpDef::BASE
 };
 
@@ -142,4 +145,91 @@ pub(crate) fn gather_nd_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 
 pub(crate) fn gather_elements_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     vec![(shape_of(g, n, 1), None, None, first_dtype(g, n))]
+}
+
+/// The index input (slot 1) as a binding, which must hold integers.
+fn index_arg(ctx: &KernelCtx, k: usize) -> Result<super::map::Arg, String> {
+    let info = ctx.input(k)?;
+    if info.elem != Elem::I32 {
+        return Err(format!("input {k} holds {:?}; indices must be integers", info.elem));
+    }
+    super::map::Arg::input(ctx, k, "idx")
+}
+
+// Out-of-range indices (an error in ONNX) read nothing: the element is 0.
+fn gather_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{flat, norm_index};
+    let x = ctx.input(0)?;
+    let ind = ctx.input(1)?;
+    let out = ctx.output(0)?;
+    let r = x.shape.len();
+    let q = ind.shape.len();
+    let a = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    if out.shape.len() != r + q - 1 {
+        return Err(format!("output rank {} for data rank {r} and indices rank {q}", out.shape.len()));
+    }
+    let dim = x.shape[a];
+    let ic: Vec<String> = (a..a + q).map(|d| format!("c{d}")).collect();
+    let mut body = format!("    let k0 = idx[{}];\n", flat(&ic, &ind.shape));
+    body.push_str(&norm_index("k", "k0", dim));
+    let mut sc: Vec<String> = (0..a).map(|d| format!("c{d}")).collect();
+    sc.push(format!("u32(clamp(k, 0, {}))", dim as i64 - 1));
+    sc.extend((a + q..r + q - 1).map(|d| format!("c{d}")));
+    body.push_str(&format!("    let ok = k_ok;\n    let src = {};", flat(&sc, &x.shape)));
+    if dim == 0 && out.numel() > 0 {
+        return Err("gathering from an empty axis".into());
+    }
+    super::map::gather(ctx, 0, &body, Some(&out.elem.literal(0.0)), &[index_arg(ctx, 1)?])
+}
+
+fn gather_elements_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{flat, norm_index};
+    let x = ctx.input(0)?;
+    let ind = ctx.input(1)?;
+    let r = x.shape.len();
+    let a = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    if ind.shape.len() != r || (0..r).any(|d| d != a && ind.shape[d] > x.shape[d]) {
+        return Err(format!("indices of shape {:?} do not fit data of shape {:?}", ind.shape, x.shape));
+    }
+    let dim = x.shape[a];
+    if dim == 0 && ind.numel() > 0 {
+        return Err("gathering from an empty axis".into());
+    }
+    let mut body = norm_index("k", "idx[i]", dim);
+    let sc: Vec<String> = (0..r).map(|d| if d == a { format!("u32(clamp(k, 0, {}))", dim as i64 - 1) } else { format!("c{d}") }).collect();
+    body.push_str(&format!("    let ok = k_ok;\n    let src = {};", flat(&sc, &x.shape)));
+    super::map::gather(ctx, 0, &body, Some(&ctx.output(0)?.elem.literal(0.0)), &[index_arg(ctx, 1)?])
+}
+
+fn gather_nd_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{flat, norm_index};
+    let x = ctx.input(0)?;
+    let ind = ctx.input(1)?;
+    let out = ctx.output(0)?;
+    let (r, q) = (x.shape.len(), ind.shape.len());
+    let b = usize::try_from(ctx.node.attr_int("batch_dims", 0)).map_err(|_| "batch_dims is negative")?;
+    let m = *ind.shape.last().ok_or("indices of rank 0")?;
+    if q < 1 || b >= q || b + m > r || (0..b).any(|d| ind.shape[d] != x.shape[d]) {
+        return Err(format!("indices of shape {:?} with batch_dims {b} do not fit data of shape {:?}", ind.shape, x.shape));
+    }
+    if out.shape.len() != q - 1 + r - b - m {
+        return Err(format!("output rank {} does not follow from the data and indices", out.shape.len()));
+    }
+    // the index tuple of this output element starts at its leading q-1 coordinates
+    let lead: Vec<String> = (0..q - 1).map(|d| format!("c{d}")).collect();
+    let mut body = format!("    let base = ({}) * {m}u;\n", flat(&lead, &ind.shape[..q - 1]));
+    let mut sc: Vec<String> = (0..b).map(|d| format!("c{d}")).collect();
+    let mut ok = vec!["true".to_string()];
+    for k in 0..m {
+        let dim = x.shape[b + k];
+        if dim == 0 && out.numel() > 0 {
+            return Err(format!("gathering from the empty axis {}", b + k));
+        }
+        body.push_str(&norm_index(&format!("k{k}"), &format!("idx[base + {k}u]"), dim));
+        ok.push(format!("k{k}_ok"));
+        sc.push(format!("u32(clamp(k{k}, 0, {}))", dim as i64 - 1));
+    }
+    sc.extend((q - 1..out.shape.len()).map(|d| format!("c{d}")));
+    body.push_str(&format!("    let ok = {};\n    let src = {};", ok.join(" && "), flat(&sc, &x.shape)));
+    super::map::gather(ctx, 0, &body, Some(&out.elem.literal(0.0)), &[index_arg(ctx, 1)?])
 }

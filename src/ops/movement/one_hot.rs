@@ -16,6 +16,7 @@ pub static ONE_HOT: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(one_hot_kernel),
     ..OpDef::BASE
 };
 
@@ -27,4 +28,36 @@ pub(crate) fn one_hot_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         Some(s)
     });
     vec![(s, None, None, val(g, n, 2).and_then(|v| v.dtype))]
+}
+
+fn one_hot_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{coords, flat, launch, Arg};
+    // The output's static shape gives the depth.
+    let ind = ctx.input(0)?;
+    let vals = ctx.input(2)?;
+    let out = ctx.output(0)?;
+    let q = ind.shape.len();
+    let a = super::map::axis(ctx.node.attr_int("axis", -1), q + 1, "axis")?;
+    if out.shape.len() != q + 1 || vals.numel() != 2 || vals.elem != out.elem {
+        return Err(format!("indices {:?}, values {:?} and output {:?} do not fit", ind.shape, vals.shape, out.shape));
+    }
+    let n = out.numel();
+    if n == 0 {
+        return Ok(Lowered::default());
+    }
+    let depth = out.shape[a];
+    let ic: Vec<String> = (0..=q).filter(|&d| d != a).map(|d| format!("c{d}")).collect();
+    let mut body = coords("c", "i", &out.shape);
+    // indices in [-depth, depth) count from the end when negative; others give all off values
+    let (ty, t) = match ind.elem {
+        Elem::F32 => ("f32", "f32"),
+        Elem::I32 => ("i32", "i32"),
+        Elem::Bool => return Err("bool indices".into()),
+    };
+    body.push_str(&format!(
+        "    let v0 = idx[{}];\n    let v = select(v0, v0 + {ty}({depth}), v0 < {ty}(0));\n    out[i] = select(vals[0], vals[1], v == {t}(c{a}));",
+        flat(&ic, &ind.shape)
+    ));
+    let args = [Arg::input(ctx, 0, "idx")?, Arg::input(ctx, 2, "vals")?, Arg::output(ctx, 0, "out")?];
+    Ok(Lowered::one(launch(ctx, "", &args, n, "", &body)?))
 }

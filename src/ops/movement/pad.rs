@@ -19,6 +19,7 @@ pub static PAD: OpDef = OpDef {
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(pad_grad),
     reads: 2,
+    kernel: Some(pad_kernel),
     ..OpDef::BASE
 };
 
@@ -124,4 +125,82 @@ pub(crate) fn center_crop_pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => None,
     };
     vec![(s, None, None, first_dtype(g, n))]
+}
+
+fn pad_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::Arg;
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    let r = x.shape.len();
+    let mode = ctx.node.attr_str("mode").unwrap_or("constant");
+    // opset 1-10 give pads and value as attributes, later opsets as inputs
+    let pads = if ctx.has_input(1) { ctx.host_ints(1)? } else { ctx.node.attr_ints("pads").map(<[i64]>::to_vec).ok_or("pads are missing")? };
+    let axes: Vec<usize> = if ctx.has_input(3) {
+        ctx.host_ints(3)?.iter().map(|&a| super::map::axis(a, r, "axis")).collect::<Result<_, _>>()?
+    } else {
+        (0..r).collect()
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+    }
+    let mut begin = vec![0i64; r];
+    let mut end = vec![0i64; r];
+    for (k, &a) in axes.iter().enumerate() {
+        begin[a] = pads[k];
+        end[a] = pads[k + axes.len()];
+    }
+    if out.shape.len() != r || (0..r).any(|d| x.shape[d] as i64 + begin[d] + end[d] != out.shape[d] as i64) {
+        return Err(format!("pads {pads:?} on {:?} do not give the output's {:?}", x.shape, out.shape));
+    }
+    let mut extra = Vec::new();
+    let fill = if ctx.has_input(2) {
+        match ctx.host_scalar(2) {
+            Ok(v) => out.elem.literal(v),
+            Err(_) => {
+                extra.push(Arg::input(ctx, 2, "value")?);
+                "value[0]".to_string()
+            }
+        }
+    } else {
+        out.elem.literal(ctx.node.attr_float("value", 0.0) as f64)
+    };
+    let mut body = String::new();
+    let mut ok = Vec::new();
+    for d in 0..r {
+        let n = x.shape[d] as i64;
+        let j = format!("j{d}");
+        body.push_str(&format!("    var {j} = i32(c{d}) - {};\n", begin[d]));
+        let padded = begin[d] > 0 || end[d] > 0;
+        if padded && n == 0 && mode != "constant" {
+            return Err(format!("{mode} padding of an empty axis {d}"));
+        }
+        match mode {
+            _ if !padded => {}
+            "constant" => ok.push(format!("{j} >= 0 && {j} < {n}")),
+            "edge" => body.push_str(&format!("    {j} = clamp({j}, 0, {});\n", n - 1)),
+            "wrap" => body.push_str(&format!("    {j} = (({j} % {n}) + {n}) % {n};\n")),
+            "reflect" if n == 1 => body.push_str(&format!("    {j} = 0;\n")),
+            "reflect" => {
+                // a triangle wave of period 2(n-1): numpy's reflect, repeated past one reflection
+                let p = 2 * (n - 1);
+                body.push_str(&format!("    {j} = (({j} % {p}) + {p}) % {p};\n    {j} = select({j}, {p} - {j}, {j} >= {n});\n"));
+            }
+            m => return Err(format!("mode '{m}' is not one of constant, reflect, edge, wrap")),
+        }
+    }
+    let guard = if ok.is_empty() { "true".to_string() } else { ok.join(" && ") };
+    // out-of-range coordinates are clamped before the load so it stays in bounds
+    let cs: Vec<String> = (0..r).map(|d| format!("u32(clamp(j{d}, 0, {}))", (x.shape[d] as i64 - 1).max(0))).collect();
+    body.push_str(&format!("    let ok = {guard};\n    let src = {};", super::map::flat(&cs, &x.shape)));
+    if x.numel() == 0 {
+        // nothing to read: every element is the fill
+        let mut args = extra;
+        args.push(Arg::output(ctx, 0, "out")?);
+        let n = out.numel();
+        if n == 0 {
+            return Ok(Lowered::default());
+        }
+        return Ok(Lowered::one(super::map::launch(ctx, "", &args, n, "", &format!("    out[i] = {fill};"))?));
+    }
+    super::map::gather(ctx, 0, &body, Some(&fill), &extra)
 }

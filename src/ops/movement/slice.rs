@@ -19,6 +19,7 @@ pub static SLICE: OpDef = OpDef {
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(slice_grad),
     reads: 2,
+    kernel: Some(slice_kernel),
     ..OpDef::BASE
 };
 
@@ -135,4 +136,52 @@ pub(crate) fn slice_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         out
     });
     vec![(out, ints, None, first_dtype(g, n))]
+}
+
+fn slice_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    let r = x.shape.len();
+    // opset 1-9 give the bounds as attributes, later opsets as inputs
+    let arg = |k: usize, attr: &str| -> Result<Option<Vec<i64>>, String> {
+        if ctx.has_input(k) {
+            return ctx.host_ints(k).map(Some);
+        }
+        Ok(ctx.node.attr_ints(attr).map(<[i64]>::to_vec))
+    };
+    let starts = arg(1, "starts")?.ok_or("starts are missing")?;
+    let ends = arg(2, "ends")?.ok_or("ends are missing")?;
+    let axes = arg(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = if ctx.has_input(4) { ctx.host_ints(4)? } else { vec![1; starts.len()] };
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(format!("starts, ends, axes and steps have {}, {}, {} and {} entries", starts.len(), ends.len(), axes.len(), steps.len()));
+    }
+    if out.shape.len() != r {
+        return Err(format!("the output's rank {} differs from the input's {r}", out.shape.len()));
+    }
+    let mut first = vec![0i64; r];
+    let mut step = vec![1i64; r];
+    let mut seen = vec![false; r];
+    for k in 0..starts.len() {
+        let a = crate::ops::movement::map::axis(axes[k], r, "axis")?;
+        if std::mem::replace(&mut seen[a], true) {
+            return Err(format!("axis {} appears twice in axes {axes:?}", axes[k]));
+        }
+        if steps[k] == 0 {
+            return Err("a step of 0".into());
+        }
+        let d = x.shape[a] as i64;
+        let (s, _) = slice_bounds(d, starts[k], ends[k], steps[k]);
+        let len = slice_len(d, starts[k], ends[k], steps[k]);
+        if len as usize != out.shape[a] {
+            return Err(format!("axis {a}: the slice has {len} elements but the output {}", out.shape[a]));
+        }
+        first[a] = s;
+        step[a] = steps[k];
+    }
+    let st = kern::strides(&x.shape);
+    let base: i64 = (0..r).map(|d| if out.shape[d] == 0 { 0 } else { first[d] * st[d] as i64 }).sum();
+    let mult: Vec<i64> = (0..r).map(|d| step[d] * st[d] as i64).collect();
+    let offset = format!("    let src = {};", crate::ops::movement::map::affine("c", base, &mult));
+    crate::ops::movement::map::gather(ctx, 0, &offset, None, &[])
 }

@@ -18,6 +18,7 @@ pub static SPLIT: OpDef = OpDef {
     analysis: Analysis::Rule(select),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(split_grad),
+    kernel: Some(split_kernel),
     ..OpDef::BASE
 };
 
@@ -72,4 +73,41 @@ pub(crate) fn split_shapes(g: &Graph, n: &Node) -> Vec<Out> {
             (Some(s), None, None, first_dtype(g, n))
         })
         .collect()
+}
+
+fn split_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use super::map::{coords, flat, launch, Arg};
+    // The outputs' static shapes give the split sizes (from the split input,
+    // the attribute or num_outputs alike); one launch per output.
+    let x = ctx.input(0)?;
+    let r = x.shape.len();
+    let axis = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let mut lowered = Lowered::default();
+    let mut at = 0usize;
+    let mut gap = false;
+    for (k, info) in ctx.outputs.iter().enumerate() {
+        let Some(info) = info else {
+            gap = true;
+            continue;
+        };
+        if gap {
+            return Err(format!("output {k} follows an absent output, whose size along the axis is unknown"));
+        }
+        if info.shape.len() != r || (0..r).any(|d| d != axis && info.shape[d] != x.shape[d]) {
+            return Err(format!("output {k} of shape {:?} does not fit the input's {:?} along axis {axis}", info.shape, x.shape));
+        }
+        let n = info.numel();
+        if n > 0 {
+            let mut body = coords("c", "i", &info.shape);
+            let c: Vec<String> = (0..r).map(|d| if d == axis { format!("c{d} + {at}u") } else { format!("c{d}") }).collect();
+            body.push_str(&format!("    out[i] = x[{}];", flat(&c, &x.shape)));
+            let args = [Arg::input(ctx, 0, "x")?, Arg::output(ctx, k, "out")?];
+            lowered.launches.push(launch(ctx, &format!("output {k}"), &args, n, "", &body)?);
+        }
+        at += info.shape[axis];
+    }
+    if at > x.shape[axis] {
+        return Err(format!("the outputs take {at} along axis {axis}, the input has {}", x.shape[axis]));
+    }
+    Ok(lowered)
 }

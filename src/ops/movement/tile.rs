@@ -13,6 +13,7 @@ pub static TILE: OpDef = OpDef {
     analysis: Analysis::Rule(select),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(movement),
+    kernel: Some(tile_kernel),
     ..OpDef::BASE
 };
 
@@ -23,4 +24,16 @@ pub(crate) fn tile_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => None,
     };
     vec![(s, None, None, first_dtype(g, n))]
+}
+
+fn tile_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // The output's static shape gives the repeats.
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    let r = x.shape.len();
+    if out.shape.len() != r || (0..r).any(|d| if x.shape[d] == 0 { out.shape[d] != 0 } else { out.shape[d] % x.shape[d] != 0 }) {
+        return Err(format!("the output {:?} is not a tiling of the input {:?}", out.shape, x.shape));
+    }
+    let c: Vec<String> = (0..r).map(|d| if out.shape[d] == x.shape[d] { format!("c{d}") } else { format!("c{d} % {}u", x.shape[d]) }).collect();
+    super::map::gather(ctx, 0, &format!("    let src = {};", super::map::flat(&c, &x.shape)), None, &[])
 }

@@ -14,6 +14,7 @@ pub static EXPAND: OpDef = OpDef {
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(expand_grad),
     reads: 2,
+    kernel: Some(expand_kernel),
     ..OpDef::BASE
 };
 
@@ -44,4 +45,17 @@ pub(crate) fn expand_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => None,
     };
     vec![(s, None, None, first_dtype(g, n))]
+}
+
+fn expand_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    if x.shape.len() > out.shape.len() || x.shape.iter().rev().zip(out.shape.iter().rev()).any(|(&a, &b)| a != b && a != 1) {
+        return Err(format!("input of shape {:?} does not broadcast to the output's {:?}", x.shape, out.shape));
+    }
+    if x.numel() == out.numel() {
+        return Ok(Lowered::alias(0));
+    }
+    let offset = format!("    {}", kern::broadcast_offset("src", "i", &x.shape, &out.shape));
+    crate::ops::movement::map::gather(ctx, 0, &offset, None, &[])
 }

@@ -13,6 +13,7 @@ pub static RANGE: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::All,
     gradient: Gradient::Zero("no floating-point input reaches the output"),
+    kernel: Some(range_kernel),
     ..OpDef::BASE
 };
 
@@ -34,4 +35,38 @@ pub(crate) fn range_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => None,
     };
     vec![(Some(vec![len.map_or(Dim::Unknown, Dim::Known)]), ints, None, first_dtype(g, n))]
+}
+
+fn range_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    use crate::ops::movement::map::{launch, Arg};
+    // The output's length is static (specialisation computes it from the
+    // bounds); start and delta may still live on the device.
+    let out = ctx.output(0)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(Lowered::default());
+    }
+    let elem = out.elem;
+    if elem == Elem::Bool {
+        return Err("Range of bool is not defined".into());
+    }
+    let mut args = Vec::new();
+    let term = |k: usize, name: &str, args: &mut Vec<Arg>| -> Result<String, String> {
+        match ctx.host_scalar(k) {
+            Ok(x) => Ok(elem.literal(x)),
+            Err(_) => {
+                let info = ctx.input(k)?;
+                if info.numel() != 1 {
+                    return Err(format!("input {k} has {} elements; Range takes scalars", info.numel()));
+                }
+                args.push(Arg::input(ctx, k, name)?);
+                Ok(kern::convert(info.elem, elem, &format!("{name}[0]")))
+            }
+        }
+    };
+    let start = term(0, "start", &mut args)?;
+    let delta = term(2, "delta", &mut args)?;
+    args.push(Arg::output(ctx, 0, "out")?);
+    let body = format!("    out[i] = {start} + {}(i) * {delta};", elem.wgsl());
+    Ok(Lowered::one(launch(ctx, "", &args, n, "", &body)?))
 }

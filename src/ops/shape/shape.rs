@@ -17,6 +17,7 @@ pub static SHAPE: OpDef = OpDef {
     analysis: Analysis::Rule(shape_only_rule),
     shape_only: true,
     gradient: Gradient::Zero("no floating-point input reaches the output"),
+    kernel: Some(shape_kernel),
     ..OpDef::BASE
 };
 
@@ -31,6 +32,7 @@ pub static SIZE: OpDef = OpDef {
     analysis: Analysis::Rule(shape_only_rule),
     shape_only: true,
     gradient: Gradient::Zero("no floating-point input reaches the output"),
+    kernel: Some(size_kernel),
     ..OpDef::BASE
 };
 
@@ -56,4 +58,29 @@ pub(crate) fn size_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let size = shape_of(g, n, 0).map(|s| product(&s));
     let ints = size.filter(|d| *d != Dim::Unknown).map(|d| vec![d]);
     vec![(Some(vec![]), ints, size.and_then(Dim::known).map(|k| k as f64), Some(DType::I64))]
+}
+
+/// Output 0 filled with host-computed integers (the host usually knows these
+/// outputs and launches nothing; this covers a graph output it must upload).
+fn ints_fill(ctx: &KernelCtx, values: &[i64]) -> Result<Lowered, String> {
+    use crate::ops::movement::map::{launch, Arg};
+    if values.is_empty() {
+        return Ok(Lowered::default());
+    }
+    let list: Vec<String> = values.iter().map(|&v| i32::try_from(v).map(|v| format!("{v}")).map_err(|_| format!("{v} does not fit 32 bits"))).collect::<Result<_, _>>()?;
+    let helpers = format!("var<private> VALUES: array<i32, {n}> = array<i32, {n}>({});\n", list.join(", "), n = list.len());
+    let args = [Arg::output(ctx, 0, "out")?];
+    Ok(Lowered::one(launch(ctx, "", &args, values.len(), &helpers, "    out[i] = VALUES[i];")?))
+}
+
+fn shape_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let dims: Vec<i64> = ctx.input(0)?.shape.iter().map(|&d| d as i64).collect();
+    let r = dims.len() as i64;
+    let at = |x: i64| if x < 0 { (x + r).clamp(0, r) } else { x.min(r) } as usize;
+    let (s, e) = (at(ctx.node.attr_int("start", 0)), at(ctx.node.attr_int("end", r)));
+    ints_fill(ctx, dims.get(s..e.max(s)).unwrap_or(&[]))
+}
+
+fn size_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    ints_fill(ctx, &[ctx.input(0)?.numel() as i64])
 }

@@ -15,6 +15,7 @@ pub static TRANSPOSE: OpDef = OpDef {
     shape: Some(transpose_shape),
     analysis: Analysis::Rule(transpose_rule),
     gradient: Gradient::Rule(transpose_grad),
+    kernel: Some(transpose_kernel),
     ..OpDef::BASE
 };
 
@@ -84,4 +85,22 @@ pub(crate) fn transpose_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     });
     let ints = transpose_ints(g, n);
     vec![(s, ints, None, first_dtype(g, n))]
+}
+
+fn transpose_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let x = ctx.input(0)?;
+    let r = x.shape.len();
+    let perm: Vec<usize> = match ctx.node.attr_ints("perm") {
+        Some(p) => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r).ok_or_else(|| format!("perm {p:?} is not a permutation of 0..{r}"))).collect::<Result<_, _>>()?,
+        None => (0..r).rev().collect(),
+    };
+    let mut seen = vec![false; r];
+    if perm.len() != r || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
+        return Err(format!("perm {perm:?} is not a permutation of 0..{r}"));
+    }
+    let st = kern::strides(&x.shape);
+    // output dim d walks input dim perm[d]
+    let mult: Vec<i64> = perm.iter().map(|&p| st[p] as i64).collect();
+    let offset = format!("    let src = {};", crate::ops::movement::map::affine("c", 0, &mult));
+    crate::ops::movement::map::gather(ctx, 0, &offset, None, &[])
 }
