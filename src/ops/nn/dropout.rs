@@ -19,6 +19,7 @@ pub static DROPOUT: OpDef = OpDef {
     analysis: Analysis::Rule(identity),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(dropout_grad),
+    kernel: Some(dropout_kernel),
     ..OpDef::BASE
 };
 
@@ -37,4 +38,90 @@ pub(crate) fn dropout_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bo
 pub(crate) fn dropout_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = shape_of(g, n, 0);
     vec![(s.clone(), None, None, first_dtype(g, n)), (s, None, None, Some(DType::Bool))]
+}
+
+/// A scalar argument: known to the host (baked into the kernel) or read on
+/// the device.
+enum Arg {
+    Host(f64),
+    Device,
+}
+
+fn scalar_arg(ctx: &KernelCtx, k: usize, default: f64) -> Result<Arg, String> {
+    if !ctx.has_input(k) {
+        return Ok(Arg::Host(default));
+    }
+    if ctx.input(k)?.numel() != 1 {
+        return Err(format!("input {k} has shape {:?}; a scalar was expected", ctx.input(k)?.shape));
+    }
+    Ok(match ctx.host.get(k).and_then(Option::as_ref) {
+        Some(_) => Arg::Host(ctx.host_scalar(k)?),
+        None => Arg::Device,
+    })
+}
+
+/// Dropout. In training mode the mask keeps an element when its uniform draw
+/// is at least the ratio (P = 1 - ratio) and the output is `x * mask / (1 -
+/// ratio)`; in inference mode (no `training_mode`, or false, or ratio 0) the
+/// output is the input and the mask all true. The ratio and the mode may be
+/// computed on the device: the kernel then reads them. Opsets before 12
+/// have no `training_mode`: inference, as the rewrite reads them.
+fn dropout_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let x = ctx.input(0)?;
+    let y = ctx.output(0)?;
+    if x.elem != Elem::F32 || y.elem != Elem::F32 {
+        return Err(format!("the data is {:?}; the device computes float32", x.elem));
+    }
+    let with_mask = ctx.outputs.get(1).is_some_and(Option::is_some);
+    if with_mask && ctx.output(1)?.elem != Elem::Bool {
+        return Err("the mask output must be bool".into());
+    }
+    let n = x.numel();
+    let ratio = if ctx.has_input(1) { scalar_arg(ctx, 1, 0.5)? } else { Arg::Host(f64::from(ctx.node.attr_float("ratio", 0.5))) };
+    let training = scalar_arg(ctx, 2, 0.0)?;
+    if let Arg::Host(r) = ratio {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(format!("the ratio {r} is outside [0, 1]"));
+        }
+    }
+    let inference = matches!(training, Arg::Host(t) if t == 0.0) || matches!(ratio, Arg::Host(r) if r == 0.0);
+    if inference {
+        // The output is the input itself; only the mask (all true) is written.
+        let mut low = Lowered::alias(0);
+        if with_mask {
+            let wgsl = format!("{}{}", kern::bindings(&[("mask", Elem::Bool)]), kern::elementwise_main(n, "    mask[i] = 1u;"));
+            low.launches.push(kern::Launch { label: kern::label(ctx.node, "mask"), wgsl, binds: vec![kern::Bind::Output(1)], groups: kern::groups_for(n, &ctx.limits) });
+        }
+        return Ok(low);
+    }
+    let mut decls = vec![("x", Elem::F32, kern::Bind::Input(0))];
+    let mut pre = String::new();
+    match ratio {
+        Arg::Host(r) => {
+            pre.push_str(&format!("    let ratio = {};\n    let scale = {};", kern::f32_literal(r as f32), kern::f32_literal((1.0 / (1.0 - r)) as f32)));
+        }
+        Arg::Device => {
+            decls.push(("ratio_in", Elem::F32, kern::Bind::Input(1)));
+            pre.push_str("    let ratio = ratio_in[0];\n    let scale = 1.0 / (1.0 - ratio);");
+        }
+    }
+    // A device-side mode: inference keeps every element, unscaled.
+    let mut keep = "philox_uniform(b) >= ratio".to_string();
+    let mut scale = "scale";
+    if let Arg::Device = training {
+        decls.push(("training_in", Elem::Bool, kern::Bind::Input(2)));
+        pre.push_str("\n    let training = training_in[0] != 0u;\n    let factor = select(1.0, scale, training);");
+        keep = format!("!training || {keep}");
+        scale = "factor";
+    }
+    decls.push(("y", Elem::F32, kern::Bind::Output(0)));
+    if with_mask {
+        decls.push(("mask", Elem::Bool, kern::Bind::Output(1)));
+    }
+    let mut body = format!("        let keep = {keep};\n        y[i] = select(0.0, x[i] * {scale}, keep);");
+    if with_mask {
+        body.push_str("\n        mask[i] = select(0u, 1u, keep);");
+    }
+    let launch = crate::ops::random::philox::draw_launch(ctx, &decls, n, &pre, &body, false)?;
+    Ok(Lowered { launches: vec![launch], in_place: vec![0], ..Default::default() })
 }

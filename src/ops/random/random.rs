@@ -1,5 +1,6 @@
 //! The `RandomUniform`, `RandomNormal`, `RandomUniformLike`, `RandomNormalLike`, `Bernoulli`, `Multinomial`: definitions and rules.
 #![allow(clippy::too_many_arguments)]
+use super::philox;
 use crate::ops::util::prelude::*;
 
 /// The `RandomUniform` op.
@@ -20,6 +21,7 @@ pub static RANDOM_UNIFORM: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_uniform_kernel),
     ..OpDef::BASE
 };
 
@@ -41,6 +43,7 @@ pub static RANDOM_NORMAL: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_normal_kernel),
     ..OpDef::BASE
 };
 
@@ -62,6 +65,7 @@ pub static RANDOM_UNIFORM_LIKE: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_uniform_kernel),
     ..OpDef::BASE
 };
 
@@ -83,6 +87,7 @@ pub static RANDOM_NORMAL_LIKE: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_normal_kernel),
     ..OpDef::BASE
 };
 
@@ -102,6 +107,7 @@ pub static BERNOULLI: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(bernoulli_kernel),
     ..OpDef::BASE
 };
 
@@ -147,4 +153,47 @@ pub(crate) fn multinomial_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // [batch, classes] -> [batch, sample_size]
     let s = shape_of(g, n, 0).filter(|s| s.len() == 2).map(|s| vec![s[0], Dim::Known(n.attr_int("sample_size", 1))]);
     vec![(s, None, None, Some(DType::from_onnx(n.attr_int("dtype", 6) as i32)))]
+}
+
+/// RandomUniform(Like): `low + (high - low) * u`, u uniform in [0, 1).
+fn random_uniform_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let out = float_output(ctx)?;
+    let low = ctx.node.attr_float("low", 0.0);
+    let high = ctx.node.attr_float("high", 1.0);
+    let body = format!("        out[i] = {} + {} * philox_uniform(b);", kern::f32_literal(low), kern::f32_literal(high - low));
+    Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, false)?))
+}
+
+/// RandomNormal(Like): `mean + scale * g`, g standard normal (Box-Muller).
+fn random_normal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let out = float_output(ctx)?;
+    let mean = ctx.node.attr_float("mean", 0.0);
+    let scale = ctx.node.attr_float("scale", 1.0);
+    let body = format!("        out[i] = {} + {} * g;", kern::f32_literal(mean), kern::f32_literal(scale));
+    Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, true)?))
+}
+
+/// The output of a draw, which the device computes in float32 only.
+fn float_output<'a>(ctx: &'a KernelCtx) -> Result<&'a kern::TensorInfo, String> {
+    let out = ctx.output(0)?;
+    if out.elem != Elem::F32 {
+        return Err(format!("the output is {:?}; the device draws float32", out.elem));
+    }
+    Ok(out)
+}
+
+/// Bernoulli: 1 where `u < p`, so P(1) = p.
+fn bernoulli_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let p = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    if p.elem != Elem::F32 {
+        return Err(format!("the probabilities are {:?}; float32 was expected", p.elem));
+    }
+    if p.shape != out.shape {
+        return Err(format!("the output shape {:?} differs from the input's {:?}", out.shape, p.shape));
+    }
+    let one = kern::convert(Elem::Bool, out.elem, "select(0u, 1u, philox_uniform(b) < p[i])");
+    let body = format!("        out[i] = {one};");
+    let decls = [("p", Elem::F32, kern::Bind::Input(0)), ("out", out.elem, kern::Bind::Output(0))];
+    Ok(Lowered::one(philox::draw_launch(ctx, &decls, out.numel(), "", &body, false)?))
 }

@@ -411,4 +411,175 @@ mod tests {
         assert_eq!(offset_expr(&[(8, 560), (35, 1)], "r"), "(r % 35u) + (r / 35u) * 560u");
         assert_eq!(offset_expr(&[], "k"), "0u");
     }
+
+    /// Device reductions against a float64 reference, planned both for a CPU
+    /// adapter and for a GPU (so that the workgroup trees, the chunked splits
+    /// and the serial paths all run on the test adapter).
+    #[cfg(feature = "gpu")]
+    mod device {
+        use crate::ir::{AttrValue, DType};
+        use crate::ops::util::device_test::{executor, gpu, graph, node, tensor};
+        use crate::ops::{OpDef, ARG_MAX, ARG_MIN, CUM_SUM, REDUCE_LOG_SUM_EXP, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM, REDUCE_SUM_SQUARE};
+
+        fn data(n: usize, seed: u64) -> Vec<f32> {
+            let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (0..n)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        }
+
+        /// Reference: per output (row-major over the kept dims), the reduced elements in row-major order.
+        fn groups(shape: &[usize], axes: &[usize], x: &[f32]) -> Vec<Vec<f64>> {
+            let strides = crate::exec::kernel::strides(shape);
+            let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
+            let k_n: usize = kept.iter().map(|&d| shape[d]).product();
+            let r_n: usize = axes.iter().map(|&d| shape[d]).product();
+            let coords = |mut i: usize, dims: &[usize]| -> usize {
+                let mut off = 0;
+                for &d in dims.iter().rev() {
+                    off += (i % shape[d]) * strides[d];
+                    i /= shape[d];
+                }
+                off
+            };
+            (0..k_n).map(|k| (0..r_n).map(|r| f64::from(x[coords(k, &kept) + coords(r, axes)])).collect()).collect()
+        }
+
+        fn run(def: &'static OpDef, shape: &[usize], axes: &[usize], attrs: Vec<(&str, AttrValue)>, x: &[f32], cpu: bool) -> Vec<f32> {
+            run_paths(def, shape, axes, attrs, x, cpu).0
+        }
+
+        /// The outputs, and the launch shapes used: `serial`, `serial+partials`, `tree`, `tree+partials`.
+        fn run_paths(def: &'static OpDef, shape: &[usize], axes: &[usize], attrs: Vec<(&str, AttrValue)>, x: &[f32], cpu: bool) -> (Vec<f32>, String) {
+            let gpu = gpu();
+            let (inputs, constants) = if def == &ARG_MAX || def == &ARG_MIN || def == &CUM_SUM {
+                (vec!["x"], Vec::new())
+            } else {
+                let a: Vec<f64> = axes.iter().map(|&a| a as f64).collect();
+                (vec!["x", "axes"], vec![("axes", tensor(DType::I64, &[a.len()], &a))])
+            };
+            let mut constants = constants;
+            let mut inputs = inputs;
+            if def == &CUM_SUM {
+                constants.push(("axis", tensor(DType::I64, &[], &[axes[0] as f64])));
+                inputs.push("axis");
+            }
+            let g = graph(18, vec![node(def, &inputs, &["y"], attrs)], &[("x", DType::F32, shape)], constants, &["y"]);
+            let mut exec = executor(&gpu, g, Some(cpu), 1);
+            exec.write_f32("x", x).expect("write x");
+            exec.run().expect("run");
+            let steps = &exec.program().steps;
+            let tree = steps.iter().any(|s| s.launch.wgsl.contains("var<workgroup>"));
+            let partials = steps.iter().any(|s| s.launch.label.contains("partials"));
+            let path = format!("{}{}", if tree { "tree" } else { "serial" }, if partials { "+partials" } else { "" });
+            (exec.read_f32("y").expect("read y"), path)
+        }
+
+        fn close(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
+            assert_eq!(got.len(), want.len(), "{what}: element count");
+            for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+                let ok = f64::from(g) == w || (f64::from(g) - w).abs() <= 1e-5 * (1.0 + s) || (g.is_nan() && w.is_nan());
+                assert!(ok, "{what}: output {i} is {g}, want {w}");
+            }
+        }
+
+        /// Sums and means where the output is strided (batch-norm and bias
+        /// gradients over N, H, W), where it is innermost (a bias gradient over
+        /// B and S), and along one long contiguous axis.
+        #[test]
+        fn sums_match_the_reference_on_every_path() {
+            let cases: &[(&[usize], &[usize])] = &[(&[32, 4, 30, 40], &[0, 2, 3]), (&[64, 300, 8], &[0, 1]), (&[4, 2000], &[1]), (&[3, 70000], &[1]), (&[5, 7, 3], &[1]), (&[2, 3, 4, 5], &[0, 2]), (&[6, 1, 5], &[1])];
+            let mut paths = std::collections::BTreeSet::new();
+            for &(shape, axes) in cases {
+                let x = data(shape.iter().product(), shape.len() as u64);
+                let g = groups(shape, axes, &x);
+                let sum: Vec<f64> = g.iter().map(|v| v.iter().sum()).collect();
+                let abs: Vec<f64> = g.iter().map(|v| v.iter().map(|a| a.abs()).sum()).collect();
+                let mean: Vec<f64> = g.iter().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect();
+                let sq: Vec<f64> = g.iter().map(|v| v.iter().map(|a| a * a).sum()).collect();
+                let ones = vec![1.0; g.len()];
+                for cpu in [true, false] {
+                    let what = format!("{shape:?} over {axes:?}, cpu {cpu}");
+                    let (got, path) = run_paths(&REDUCE_SUM, shape, axes, vec![("keepdims", AttrValue::Int(0))], &x, cpu);
+                    paths.insert(path);
+                    close(&got, &sum, &abs, &format!("ReduceSum {what}"));
+                    close(&run(&REDUCE_MEAN, shape, axes, vec![], &x, cpu), &mean, &ones, &format!("ReduceMean {what}"));
+                    close(&run(&REDUCE_SUM_SQUARE, shape, axes, vec![], &x, cpu), &sq, &sq, &format!("ReduceSumSquare {what}"));
+                }
+            }
+            // Every launch shape ran (a retuning must keep the cases covering them).
+            assert_eq!(paths.into_iter().collect::<Vec<_>>(), ["serial", "serial+partials", "tree", "tree+partials"]);
+        }
+
+        #[test]
+        fn extrema_and_log_sum_exp_match_the_reference() {
+            let shape = [3, 70000];
+            let mut x = data(140000 + 70000, 7);
+            x.truncate(210000);
+            // A NaN in the middle row propagates; the last row holds an infinity.
+            x[70000 + 12345] = f32::NAN;
+            x[140000 + 5] = f32::INFINITY;
+            let g = groups(&shape, &[1], &x);
+            let max: Vec<f64> = g.iter().map(|v| if v.iter().any(|a| a.is_nan()) { f64::NAN } else { v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) }).collect();
+            let lse: Vec<f64> = g.iter().map(|v| v.iter().map(|a| a.exp()).sum::<f64>().ln()).collect();
+            let ones = vec![1.0; 3];
+            for cpu in [true, false] {
+                close(&run(&REDUCE_MAX, &shape, &[1], vec![], &x, cpu), &max, &ones, &format!("ReduceMax cpu {cpu}"));
+                close(&run(&REDUCE_LOG_SUM_EXP, &shape, &[1], vec![], &x, cpu), &lse, &ones, &format!("ReduceLogSumExp cpu {cpu}"));
+            }
+        }
+
+        /// Ties everywhere (values in a few levels): the first index wins, or
+        /// the last with select_last_index, across chunks and tree levels.
+        #[test]
+        fn arg_extrema_break_ties_by_index() {
+            for (shape, axis) in [([3usize, 50000usize], 1usize), ([40000, 3], 0), ([7, 9], 1)] {
+                let x: Vec<f32> = data(shape[0] * shape[1], 3).iter().map(|v| (v * 3.0).round()).collect();
+                let g = groups(&shape, &[axis], &x);
+                for (def, max) in [(&ARG_MAX, true), (&ARG_MIN, false)] {
+                    for last in [0i64, 1] {
+                        let want: Vec<f64> = g
+                            .iter()
+                            .map(|v| {
+                                let best = v.iter().cloned().fold(if max { f64::NEG_INFINITY } else { f64::INFINITY }, |a, b| if max { a.max(b) } else { a.min(b) });
+                                let hits = v.iter().enumerate().filter(|(_, &a)| a == best).map(|(i, _)| i as f64);
+                                if last == 1 { hits.last().unwrap_or(-1.0) } else { hits.clone().next().unwrap_or(-1.0) }
+                            })
+                            .collect();
+                        for cpu in [true, false] {
+                            let attrs = vec![("axis", AttrValue::Int(axis as i64)), ("keepdims", AttrValue::Int(0)), ("select_last_index", AttrValue::Int(last))];
+                            let got = run(def, &shape, &[axis], attrs, &x, cpu);
+                            close(&got, &want, &vec![0.0; want.len()], &format!("{} {shape:?} axis {axis} last {last} cpu {cpu}", def.name));
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn cumsum_runs_every_direction() {
+            let shape = [3usize, 5, 4];
+            let x = data(60, 11);
+            for axis in 0..3 {
+                for (exclusive, reverse) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let strides = crate::exec::kernel::strides(&shape);
+                    let want: Vec<f64> = (0..60)
+                        .map(|i| {
+                            let c = (i / strides[axis]) % shape[axis];
+                            let line = i - c * strides[axis];
+                            (0..shape[axis])
+                                .filter(|&t| if reverse == 1 { t > c || (exclusive == 0 && t == c) } else { t < c || (exclusive == 0 && t == c) })
+                                .map(|t| f64::from(x[line + t * strides[axis]]))
+                                .sum()
+                        })
+                        .collect();
+                    let got = run(&CUM_SUM, &shape, &[axis], vec![("exclusive", AttrValue::Int(exclusive)), ("reverse", AttrValue::Int(reverse))], &x, true);
+                    close(&got, &want, &vec![4.0; 60], &format!("CumSum axis {axis} exclusive {exclusive} reverse {reverse}"));
+                }
+            }
+        }
+    }
 }
