@@ -125,3 +125,106 @@ fn dropout_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let launch = crate::ops::random::philox::draw_launch(ctx, &decls, n, &pre, &body, false)?;
     Ok(Lowered { launches: vec![launch], in_place: vec![0], ..Default::default() })
 }
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ir::DType;
+    use crate::ops::random::philox;
+    use crate::ops::util::device_test::{executor, gpu, graph, node, tensor};
+    use crate::ops::DROPOUT;
+
+    const N: usize = 100_000;
+
+    fn input() -> Vec<f32> {
+        (0..N).map(|i| (i % 7) as f32 - 2.5).collect()
+    }
+
+    /// The mask the kernel must draw: element i keeps when the uniform of its
+    /// Philox word is at least the ratio.
+    fn expected_mask(seed: u64, step: u32, stream: u32, ratio: f32) -> Vec<bool> {
+        (0..N)
+            .map(|i| {
+                let words = philox::philox4x32_10(philox::counter((i / 4) as u32, step, stream), [seed as u32, (seed >> 32) as u32]);
+                philox::uniform(words[i % 4]) >= ratio
+            })
+            .collect()
+    }
+
+    /// The mask's mean is within five binomial standard deviations of 1 - ratio.
+    fn assert_rate(mask: &[f32], ratio: f64) {
+        let p = 1.0 - ratio;
+        let mean = mask.iter().map(|&m| f64::from(m)).sum::<f64>() / mask.len() as f64;
+        let tol = 5.0 * (p * (1.0 - p) / mask.len() as f64).sqrt();
+        assert!((mean - p).abs() <= tol, "kept {mean}, expected {p} within {tol}");
+    }
+
+    #[test]
+    fn training_mask_is_philox_and_scaling_is_exact() {
+        let gpu = gpu();
+        let ratio = 0.3f32;
+        let g = graph(
+            22,
+            vec![node(&DROPOUT, &["x", "r", "t"], &["y", "mask"], vec![])],
+            &[("x", DType::F32, &[N])],
+            vec![("r", tensor(DType::F32, &[], &[f64::from(ratio)])), ("t", tensor(DType::Bool, &[], &[1.0]))],
+            &["y", "mask"],
+        );
+        let seed = 0x1234_5678_9abc_def0;
+        let mut exec = executor(&gpu, g, None, seed);
+        let stream = exec.program().steps[0].node as u32;
+        let x = input();
+        exec.write_f32("x", &x).unwrap();
+        let scale = (1.0 / (1.0 - f64::from(ratio))) as f32;
+        let mut masks = Vec::new();
+        for step in [5u32, 6, 5] {
+            exec.set_step(step);
+            exec.run().unwrap();
+            let y = exec.read_f32("y").unwrap();
+            let mask = exec.read_f32("mask").unwrap();
+            let want = expected_mask(seed, step, stream, ratio);
+            for i in 0..N {
+                assert_eq!(mask[i] == 1.0, want[i], "step {step}: mask {i}");
+                let yw = if want[i] { x[i] * scale } else { 0.0 };
+                assert_eq!(y[i].to_bits(), yw.to_bits(), "step {step}: output {i}");
+            }
+            assert_rate(&mask, f64::from(ratio));
+            masks.push(mask);
+        }
+        assert_eq!(masks[0], masks[2], "the same seed and step draw the same mask");
+        assert_ne!(masks[0], masks[1], "another step draws another mask");
+    }
+
+    /// Ratio and mode computed on the device: the kernel reads them.
+    #[test]
+    fn device_ratio_and_mode() {
+        let gpu = gpu();
+        let g = graph(22, vec![node(&DROPOUT, &["x", "r", "t"], &["y", "mask"], vec![])], &[("x", DType::F32, &[N]), ("r", DType::F32, &[]), ("t", DType::Bool, &[])], vec![], &["y", "mask"]);
+        let mut exec = executor(&gpu, g, None, 7);
+        let x = input();
+        exec.write_f32("x", &x).unwrap();
+        exec.write_f32("r", &[0.75]).unwrap();
+        exec.write_i64("t", &[1]).unwrap();
+        exec.run().unwrap();
+        let (y, mask) = (exec.read_f32("y").unwrap(), exec.read_f32("mask").unwrap());
+        assert_rate(&mask, 0.75);
+        for i in 0..N {
+            assert_eq!(y[i], if mask[i] == 1.0 { x[i] * 4.0 } else { 0.0 }, "output {i}");
+        }
+        exec.write_i64("t", &[0]).unwrap();
+        exec.run().unwrap();
+        assert_eq!(exec.read_f32("y").unwrap(), x, "inference mode is the identity");
+        assert!(exec.read_f32("mask").unwrap().iter().all(|&m| m == 1.0), "inference mode keeps everything");
+    }
+
+    /// Without training_mode: the output is the input's storage, the mask all true.
+    #[test]
+    fn inference_aliases_the_input() {
+        let gpu = gpu();
+        let g = graph(22, vec![node(&DROPOUT, &["x", "r"], &["y", "mask"], vec![])], &[("x", DType::F32, &[N])], vec![("r", tensor(DType::F32, &[], &[0.5]))], &["mask"]);
+        let mut exec = executor(&gpu, g, None, 7);
+        assert_eq!(exec.program().steps.len(), 1, "only the mask is written");
+        exec.write_f32("x", &input()).unwrap();
+        exec.run().unwrap();
+        assert!(exec.read_f32("mask").unwrap().iter().all(|&m| m == 1.0));
+    }
+}

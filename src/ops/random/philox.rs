@@ -134,17 +134,21 @@ mod tests {
             let m = i.wrapping_mul(0x9E37_79B9);
             cases.push(([m, !m, m.rotate_left(7), i], [m ^ 0xdead_beef, m.rotate_right(3)]));
         }
-        let mut src = format!("@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n{WGSL}\nconst CASES = array<vec4<u32>, {}>(\n", 2 * cases.len());
-        for (c, k) in &cases {
-            let _ = writeln!(src, "    vec4<u32>({}u, {}u, {}u, {}u), vec4<u32>({}u, {}u, 0u, 0u),", c[0], c[1], c[2], c[3], k[0], k[1]);
-        }
-        let _ = write!(
-            src,
-            ");\n@compute @workgroup_size(64)\nfn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    let i = gid.x;\n    if (i >= {}u) {{ return; }}\n    let key = CASES[2u * i + 1u];\n    let r = philox4x32_10(CASES[2u * i], key.xy);\n    out[4u * i] = r.x; out[4u * i + 1u] = r.y; out[4u * i + 2u] = r.z; out[4u * i + 3u] = r.w;\n}}\n",
+        // Binding 0 holds each case as (counter, key, 0, 0) and receives the results over its counters.
+        let src = format!(
+            "@group(0) @binding(0) var<storage, read_write> io: array<vec4<u32>>;\n{WGSL}\n\
+             @compute @workgroup_size(64)\n\
+             fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
+             \x20   let i = gid.x;\n\
+             \x20   if (i >= {}u) {{ return; }}\n\
+             \x20   io[2u * i] = philox4x32_10(io[2u * i], io[2u * i + 1u].xy);\n\
+             }}\n",
             cases.len()
         );
-        let size = (16 * cases.len()) as u64;
-        let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("philox"), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let words: Vec<u32> = cases.iter().flat_map(|(c, k)| [c[0], c[1], c[2], c[3], k[0], k[1], 0, 0]).collect();
+        let size = (4 * words.len()) as u64;
+        let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("philox"), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        gpu.queue.write_buffer(&buf, 0, &words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
         let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("philox"), source: wgpu::ShaderSource::Wgsl(src.into()) });
         let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some("philox"), layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
         let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("philox"), layout: &pipeline.get_bind_group_layout(0), entries: &[wgpu::BindGroupEntry { binding: 0, resource: buf.as_entire_binding() }] });
@@ -160,7 +164,7 @@ mod tests {
         let got: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         for (i, (c, k)) in cases.iter().enumerate() {
             let want = if i < KAT.len() { KAT[i].2 } else { philox4x32_10(*c, *k) };
-            assert_eq!(&got[4 * i..4 * i + 4], &want, "case {i}: counter {c:08x?} key {k:08x?}");
+            assert_eq!(&got[8 * i..8 * i + 4], &want, "case {i}: counter {c:08x?} key {k:08x?}");
         }
     }
 }
