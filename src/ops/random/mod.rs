@@ -1,4 +1,5 @@
 //! The random ops.
+pub mod philox;
 mod random;
 
 pub use random::*;

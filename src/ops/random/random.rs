@@ -1,5 +1,6 @@
 //! The `RandomUniform`, `RandomNormal`, `RandomUniformLike`, `RandomNormalLike`, `Bernoulli`, `Multinomial`: definitions and rules.
 #![allow(clippy::too_many_arguments)]
+use super::philox;
 use crate::ops::util::prelude::*;
 
 /// The `RandomUniform` op.
@@ -20,6 +21,7 @@ pub static RANDOM_UNIFORM: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_uniform_kernel),
     ..OpDef::BASE
 };
 
@@ -41,6 +43,7 @@ pub static RANDOM_NORMAL: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_normal_kernel),
     ..OpDef::BASE
 };
 
@@ -62,6 +65,7 @@ pub static RANDOM_UNIFORM_LIKE: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_uniform_kernel),
     ..OpDef::BASE
 };
 
@@ -83,6 +87,7 @@ pub static RANDOM_NORMAL_LIKE: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(random_draw_rule),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(random_normal_kernel),
     ..OpDef::BASE
 };
 
@@ -102,6 +107,7 @@ pub static BERNOULLI: OpDef = OpDef {
     random: true,
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(bernoulli_kernel),
     ..OpDef::BASE
 };
 
@@ -147,4 +153,99 @@ pub(crate) fn multinomial_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // [batch, classes] -> [batch, sample_size]
     let s = shape_of(g, n, 0).filter(|s| s.len() == 2).map(|s| vec![s[0], Dim::Known(n.attr_int("sample_size", 1))]);
     vec![(s, None, None, Some(DType::from_onnx(n.attr_int("dtype", 6) as i32)))]
+}
+
+/// RandomUniform(Like): `low + (high - low) * u`, u uniform in [0, 1).
+fn random_uniform_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let out = float_output(ctx)?;
+    let low = ctx.node.attr_float("low", 0.0);
+    let high = ctx.node.attr_float("high", 1.0);
+    let body = format!("        out[i] = {} + {} * philox_uniform(b);", kern::f32_literal(low), kern::f32_literal(high - low));
+    Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, false)?))
+}
+
+/// RandomNormal(Like): `mean + scale * g`, g standard normal (Box-Muller).
+fn random_normal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let out = float_output(ctx)?;
+    let mean = ctx.node.attr_float("mean", 0.0);
+    let scale = ctx.node.attr_float("scale", 1.0);
+    let body = format!("        out[i] = {} + {} * g;", kern::f32_literal(mean), kern::f32_literal(scale));
+    Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, true)?))
+}
+
+/// The output of a draw, which the device computes in float32 only.
+fn float_output<'a>(ctx: &'a KernelCtx) -> Result<&'a kern::TensorInfo, String> {
+    let out = ctx.output(0)?;
+    if out.elem != Elem::F32 {
+        return Err(format!("the output is {:?}; the device draws float32", out.elem));
+    }
+    Ok(out)
+}
+
+/// Bernoulli: 1 where `u < p`, so P(1) = p.
+fn bernoulli_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    let p = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    if p.elem != Elem::F32 {
+        return Err(format!("the probabilities are {:?}; float32 was expected", p.elem));
+    }
+    if p.shape != out.shape {
+        return Err(format!("the output shape {:?} differs from the input's {:?}", out.shape, p.shape));
+    }
+    let one = kern::convert(Elem::Bool, out.elem, "select(0u, 1u, philox_uniform(b) < p[i])");
+    let body = format!("        out[i] = {one};");
+    let decls = [("p", Elem::F32, kern::Bind::Input(0)), ("out", out.elem, kern::Bind::Output(0))];
+    Ok(Lowered::one(philox::draw_launch(ctx, &decls, out.numel(), "", &body, false)?))
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use crate::ir::{AttrValue, DType};
+    use crate::ops::util::device_test::{executor, gpu, graph, node, tensor};
+    use crate::ops::{BERNOULLI, RANDOM_NORMAL, RANDOM_NORMAL_LIKE, RANDOM_UNIFORM_LIKE};
+
+    const N: usize = 40_000;
+
+    fn moments(v: &[f32]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        (mean, var)
+    }
+
+    /// Uniform and normal draws have their distribution's moments (within
+    /// five standard errors), two nodes draw different streams, and a node's
+    /// `seed` attribute fixes its draws whatever the run's seed.
+    #[test]
+    fn draws_have_their_moments_and_streams() {
+        let gpu = gpu();
+        let nodes = vec![
+            node(&RANDOM_UNIFORM_LIKE, &["x"], &["u"], vec![("low", AttrValue::Float(-1.0)), ("high", AttrValue::Float(3.0))]),
+            node(&RANDOM_NORMAL_LIKE, &["x"], &["g"], vec![("mean", AttrValue::Float(2.0)), ("scale", AttrValue::Float(0.5))]),
+            node(&RANDOM_NORMAL, &[], &["h"], vec![("shape", AttrValue::Ints(vec![N as i64])), ("seed", AttrValue::Float(3.0))]),
+            node(&BERNOULLI, &["p"], &["b"], vec![("dtype", AttrValue::Int(1))]),
+        ];
+        let p = tensor(DType::F32, &[N], &vec![0.25; N]);
+        let run = |seed: u64| {
+            let g = graph(22, nodes.clone(), &[("x", DType::F32, &[N])], vec![("p", p.clone())], &["u", "g", "h", "b"]);
+            let mut exec = executor(&gpu, g, None, seed);
+            exec.write_f32("x", &vec![0.0; N]).unwrap();
+            exec.run().unwrap();
+            ["u", "g", "h", "b"].map(|n| exec.read_f32(n).unwrap())
+        };
+        let [u, g, h, b] = run(1);
+        let se = |var: f64| 5.0 * (var / N as f64).sqrt();
+        let (m, v) = moments(&u);
+        assert!((m - 1.0).abs() < se(16.0 / 12.0) && (v - 16.0 / 12.0).abs() < 0.05, "uniform mean {m} var {v}");
+        assert!(u.iter().all(|&x| (-1.0..3.0).contains(&x)));
+        let (m, v) = moments(&g);
+        assert!((m - 2.0).abs() < se(0.25) && (v - 0.25).abs() < 0.01, "normal mean {m} var {v}");
+        let (m, v) = moments(&h);
+        assert!(m.abs() < se(1.0) && (v - 1.0).abs() < 0.04, "standard normal mean {m} var {v}");
+        let (m, _) = moments(&b);
+        assert!((m - 0.25).abs() < se(0.25 * 0.75), "bernoulli mean {m}");
+        let [u2, _, h2, _] = run(2);
+        assert_ne!(u, u2, "the run's seed changes the draws");
+        assert_eq!(h, h2, "a seed attribute fixes the draws");
+    }
 }

@@ -1,6 +1,7 @@
 //! The reduce ops.
 mod arg;
 mod cumulative;
+mod kernel;
 mod reduce;
 
 pub use arg::*;

@@ -1,5 +1,6 @@
 //! The `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`, `ReduceL2`, `ReduceL1`, `ReduceProd`, `ReduceSumSquare`, `ReduceLogSumExp`, `ReduceLogSum`: definitions and rules.
 #![allow(clippy::too_many_arguments)]
+use super::kernel as kern_reduce;
 use crate::ops::util::prelude::*;
 
 /// The `ReduceMean` op.
@@ -18,6 +19,7 @@ pub static REDUCE_MEAN: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_mean_kernel),
     ..OpDef::BASE
 };
 
@@ -37,6 +39,7 @@ pub static REDUCE_SUM: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_sum_kernel),
     ..OpDef::BASE
 };
 
@@ -56,6 +59,7 @@ pub static REDUCE_MAX: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(extremum_grad),
+    kernel: Some(reduce_max_kernel),
     ..OpDef::BASE
 };
 
@@ -75,6 +79,7 @@ pub static REDUCE_MIN: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(extremum_grad),
+    kernel: Some(reduce_min_kernel),
     ..OpDef::BASE
 };
 
@@ -94,6 +99,7 @@ pub static REDUCE_L2: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_l2_kernel),
     ..OpDef::BASE
 };
 
@@ -113,6 +119,7 @@ pub static REDUCE_L1: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_l1_kernel),
     ..OpDef::BASE
 };
 
@@ -132,6 +139,7 @@ pub static REDUCE_PROD: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(reduce_prod_kernel),
     ..OpDef::BASE
 };
 
@@ -151,6 +159,7 @@ pub static REDUCE_SUM_SQUARE: OpDef = OpDef {
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_sum_square_kernel),
     ..OpDef::BASE
 };
 
@@ -170,6 +179,7 @@ pub static REDUCE_LOG_SUM_EXP: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: log-sum-exp is neither homogeneous nor shift-equivariant per axis"),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::Rule(reduce_grad),
+    kernel: Some(reduce_log_sum_exp_kernel),
     ..OpDef::BASE
 };
 
@@ -189,6 +199,7 @@ pub static REDUCE_LOG_SUM: OpDef = OpDef {
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(reduce_log_sum_kernel),
     ..OpDef::BASE
 };
 
@@ -353,4 +364,161 @@ pub(crate) fn reduce_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     });
     let dtype = if op.starts_with("Arg") { Some(DType::I64) } else { first_dtype(g, n) };
     vec![(s, None, None, dtype)]
+}
+
+/// The reductions' device arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    L1,
+    L2,
+    SumSquare,
+    LogSum,
+    LogSumExp,
+}
+
+/// The axes a kernel reduces, normalized, sorted and deduplicated: the
+/// attribute (old opsets), the host-known input 1 (new), or every axis
+/// (none listed, unless `noop_with_empty_axes`).
+pub(crate) fn kernel_axes(ctx: &KernelCtx, rank: usize) -> Result<Vec<usize>, String> {
+    let n = ctx.node;
+    let listed: Vec<i64> = match n.attr_ints("axes") {
+        Some(a) => a.to_vec(),
+        None if ctx.has_input(1) => ctx.host_ints(1).map_err(|e| format!("the axes ({e})"))?,
+        None => Vec::new(),
+    };
+    if listed.is_empty() {
+        return Ok(if n.attr_int("noop_with_empty_axes", 0) != 0 { Vec::new() } else { (0..rank).collect() });
+    }
+    let mut axes = listed
+        .iter()
+        .map(|&a| crate::ir::norm_axis(a, rank).ok_or_else(|| format!("axis {a} is out of range for an input of rank {rank}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    axes.sort_unstable();
+    axes.dedup();
+    Ok(axes)
+}
+
+/// The accumulator of a reduction over `count` elements of type `elem`.
+fn combine(op: Reduce, elem: Elem, count: usize) -> Result<kern_reduce::Combine, String> {
+    use kern_reduce::Combine as C;
+    let neg_inf = "bitcast<f32>(0xff800000u)".to_string();
+    let pos_inf = "bitcast<f32>(0x7f800000u)".to_string();
+    let nan = "bitcast<f32>(0x7fc00000u)";
+    Ok(match (elem, op) {
+        (Elem::F32, Reduce::Sum) => C::scalar(elem, "0.0".into(), "x", "a + b", "a"),
+        (Elem::F32, Reduce::Mean) => {
+            let fin = if count == 0 { nan.to_string() } else { format!("a / {}", kern::f32_literal(count as f32)) };
+            C::scalar(elem, "0.0".into(), "x", "a + b", &fin)
+        }
+        (Elem::F32, Reduce::Max) => C::scalar(elem, neg_inf, "x", "max_nan(a, b)", "a"),
+        (Elem::F32, Reduce::Min) => C::scalar(elem, pos_inf, "x", "min_nan(a, b)", "a"),
+        (Elem::F32, Reduce::Prod) => C::scalar(elem, "1.0".into(), "x", "a * b", "a"),
+        (Elem::F32, Reduce::L1) => C::scalar(elem, "0.0".into(), "abs(x)", "a + b", "a"),
+        (Elem::F32, Reduce::L2) => C::scalar(elem, "0.0".into(), "x * x", "a + b", "sqrt(a)"),
+        (Elem::F32, Reduce::SumSquare) => C::scalar(elem, "0.0".into(), "x * x", "a + b", "a"),
+        (Elem::F32, Reduce::LogSum) => C::scalar(elem, "0.0".into(), "x", "a + b", "log_f(a)"),
+        // The sum of exp(x - m) over the reduced elements, m their largest
+        // finite value (input `m`, from the max pass).
+        (Elem::F32, Reduce::LogSumExp) => C::scalar(elem, "0.0".into(), "exp(x - m[k])", "a + b", "log_f(a) + m[k]"),
+        (Elem::I32, Reduce::Sum | Reduce::Mean | Reduce::Prod | Reduce::L1 | Reduce::L2 | Reduce::SumSquare | Reduce::Max | Reduce::Min) => {
+            let fin = match op {
+                // numpy's mean cast back to the integer type truncates toward zero, as i32 division does
+                Reduce::Mean if count > 0 => format!("a / {}i", count.min(i32::MAX as usize)),
+                Reduce::Mean => "0i".into(),
+                Reduce::L2 => "i32(sqrt(f32(a)))".into(),
+                _ => "a".into(),
+            };
+            let (init, map, comb) = match op {
+                Reduce::Prod => ("1i", "x", "a * b"),
+                Reduce::Max => ("bitcast<i32>(0x80000000u)", "x", "max(a, b)"),
+                Reduce::Min => ("i32(2147483647)", "x", "min(a, b)"),
+                Reduce::L1 => ("0i", "abs(x)", "a + b"),
+                Reduce::L2 | Reduce::SumSquare => ("0i", "x * x", "a + b"),
+                _ => ("0i", "x", "a + b"),
+            };
+            C::scalar(elem, init.into(), map, comb, &fin)
+        }
+        (Elem::Bool, Reduce::Max) => C::scalar(elem, "0u".into(), "x", "max(a, b)", "a"),
+        (Elem::Bool, Reduce::Min) => C::scalar(elem, "1u".into(), "x", "min(a, b)", "a"),
+        (e, op) => return Err(format!("{op:?} of {e:?} elements is not computed on the device (float32{})", if matches!(op, Reduce::LogSum | Reduce::LogSumExp) { "" } else { " and integers" })),
+    })
+}
+
+
+fn reduce_kernel(ctx: &KernelCtx, op: Reduce) -> Result<Lowered, String> {
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    if out.elem != x.elem {
+        return Err(format!("the output is {:?} but the input {:?}", out.elem, x.elem));
+    }
+    let axes = kernel_axes(ctx, x.shape.len())?;
+    let geo = kern_reduce::Geometry::new(&x.shape, &axes);
+    if geo.outputs != out.numel() {
+        return Err(format!("reducing {:?} over axes {axes:?} gives {} elements, but the output has shape {:?}", x.shape, geo.outputs, out.shape));
+    }
+    let comb = combine(op, x.elem, geo.reduced)?;
+    // One element per output: the identity for these (not for L1, L2, ...: |x|, x*x).
+    if geo.reduced == 1 && matches!(op, Reduce::Sum | Reduce::Mean | Reduce::Max | Reduce::Min | Reduce::Prod) {
+        return Ok(Lowered::alias(0));
+    }
+    let mut low = Lowered::default();
+    let dst = kern_reduce::Dst { bind: kern::Bind::Output(0), elem: out.elem };
+    if op == Reduce::LogSumExp {
+        // exp(x - max) cannot overflow; the max skips infinities so that an
+        // infinite element still gives an infinite result, and is 0 when
+        // nothing is finite (log of a sum of zeros: -inf).
+        low.scratch.push((Elem::F32, geo.outputs.max(1)));
+        let m = kern::Bind::Scratch(low.scratch.len() - 1);
+        let max = kern_reduce::Combine::scalar(Elem::F32, "bitcast<f32>(0xff800000u)".into(), "select(x, bitcast<f32>(0xff800000u), is_inf_f(x))", "max_nan(a, b)", "select(a, 0.0, is_inf_f(a))");
+        kern_reduce::lower(ctx, &geo, x.elem, &max, kern_reduce::Dst { bind: m, elem: Elem::F32 }, &[], &mut low, "max")?;
+        kern_reduce::lower(ctx, &geo, x.elem, &comb, dst, &[("m", Elem::F32, m)], &mut low, "")?;
+    } else {
+        kern_reduce::lower(ctx, &geo, x.elem, &comb, dst, &[], &mut low, "")?;
+    }
+    Ok(low)
+}
+
+fn reduce_sum_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::Sum)
+}
+
+fn reduce_mean_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::Mean)
+}
+
+fn reduce_max_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::Max)
+}
+
+fn reduce_min_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::Min)
+}
+
+fn reduce_prod_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::Prod)
+}
+
+fn reduce_l1_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::L1)
+}
+
+fn reduce_l2_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::L2)
+}
+
+fn reduce_sum_square_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::SumSquare)
+}
+
+fn reduce_log_sum_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::LogSum)
+}
+
+fn reduce_log_sum_exp_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    reduce_kernel(ctx, Reduce::LogSumExp)
 }

@@ -5,6 +5,8 @@ pub(crate) mod axes;
 pub(crate) mod broadcast;
 pub(crate) mod dims;
 pub(crate) mod window;
+#[cfg(all(test, feature = "gpu"))]
+pub(crate) mod device_test;
 
 /// What every op file imports: the IR, the rule toolkits of the analysis and
 /// the rewrite, the shared arithmetic, and every op definition.
