@@ -414,10 +414,12 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
             .filter_map(|n| per_run.get(n).map(|p| TensorSeries { name: n.clone(), points: p.clone() }))
             .collect()
     };
+    let labels = unique_labels(runs);
     let runs = runs
         .iter()
+        .zip(labels)
         .zip(ratios.iter().zip(&steps))
-        .map(|(run, (ratio, step))| {
+        .map(|((run, label), (ratio, step))| {
             let norm_ratio_mean = mean_over_tensors(ratio);
             let effective_step_mean = mean_over_tensors(step);
             let loss = finite(run.steps.iter().map(|s| (s.step, s.loss)));
@@ -433,7 +435,7 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
                 projected_fraction_mean: last_projected_fraction(run),
             };
             RunSeries {
-                label: run.label(),
+                label,
                 source: run.source.clone(),
                 header: run.header.clone(),
                 accuracy: finite(run.steps.iter().map(|s| (s.step, s.accuracy))),
@@ -450,6 +452,24 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
         })
         .collect();
     ReportData { top_tensors, runs }
+}
+
+/// The runs' legend names; a name used by several runs gets its log's file name
+/// appended, so that two AdamP runs with different settings stay apart.
+fn unique_labels(runs: &[Run]) -> Vec<String> {
+    let labels: Vec<String> = runs.iter().map(Run::label).collect();
+    labels
+        .iter()
+        .zip(runs)
+        .map(|(label, run)| {
+            if labels.iter().filter(|l| *l == label).count() > 1 {
+                let file = Path::new(&run.source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                format!("{label} ({file})")
+            } else {
+                label.clone()
+            }
+        })
+        .collect()
 }
 
 fn finite(points: impl Iterator<Item = (u64, Option<f64>)>) -> Vec<Point> {

@@ -75,9 +75,14 @@ pub fn render_svg(data: &ReportData) -> Result<String, ReportError> {
         root.fill(&WHITE).map_err(draw_err)?;
         let (title, body) = root.split_vertically(TITLE_HEIGHT);
         let labels: Vec<String> = data.runs.iter().map(|r| r.label.clone()).collect();
+        let mut heading = format!("Training report: {}", labels.join(" vs "));
+        if heading.chars().count() > 90 {
+            // The legends name the runs; a title wider than the picture would be cut off.
+            heading = format!("Training report: {} runs", labels.len());
+        }
         title
             .draw_text(
-                &format!("Training report: {}", labels.join(" vs ")),
+                &heading,
                 &(FONT, 24).into_font().style(FontStyle::Bold).color(&BLACK),
                 (16, 12),
             )
@@ -225,7 +230,8 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         .configure_mesh()
         .x_desc("step")
         .y_desc(y_desc)
-        .x_labels(6)
+        // Integer steps: no more ticks than steps, so no tick falls between two.
+        .x_labels(((x_hi - x_lo) as usize + 1).clamp(2, 6))
         .y_labels(6)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| tick(scale, *y))

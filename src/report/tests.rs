@@ -101,6 +101,16 @@ fn a_resumed_log_replaces_the_steps_after_its_checkpoint() {
 }
 
 #[test]
+fn runs_with_the_same_label_are_told_apart_by_their_file() {
+    let text = "{\"run\": {\"optimizer\": \"adamp\"}}\n{\"step\": 1, \"loss\": 1.0}\n";
+    let a = parse_run(Path::new("runs/lr-0.01.jsonl"), text).unwrap();
+    let b = parse_run(Path::new("runs/lr-0.1.jsonl"), text).unwrap();
+    let c = parse_run(Path::new("runs/sgd.jsonl"), "{\"step\": 1, \"loss\": 1.0}\n").unwrap();
+    let labels: Vec<String> = series(&[a, b, c], 1).runs.into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, vec!["adamp (lr-0.01.jsonl)", "adamp (lr-0.1.jsonl)", "sgd"]);
+}
+
+#[test]
 fn null_values_are_gaps_not_points() {
     let run = parse("{\"step\": 1, \"loss\": null}\n{\"step\": 2, \"loss\": 1.0, \"accuracy\": null}\n").unwrap();
     let data = series(&[run], 3);
