@@ -178,6 +178,11 @@ fn tick(scale: Scale, t: f64) -> String {
         Scale::Linear | Scale::Unit => t,
     };
     let a = v.abs();
+    if scale == Scale::Log && (t - t.round()).abs() > 1e-9 {
+        // Between decades: two significant digits (3.2, not 3.1623).
+        let digits = (1 - a.log10().floor() as i32).max(0) as usize;
+        return if a >= 1e-3 { format!("{v:.digits$}") } else { format!("{v:.1e}") };
+    }
     if a == 0.0 {
         "0".into()
     } else if !(1e-3..1e5).contains(&a) {
@@ -189,6 +194,15 @@ fn tick(scale: Scale, t: f64) -> String {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         s.to_string()
+    }
+}
+
+/// How many y ticks to ask for: on a log axis one per decade where the span
+/// allows, so that the ticks fall on powers of ten.
+fn y_ticks(scale: Scale, span: f64) -> usize {
+    match scale {
+        Scale::Log => (span.floor() as usize + 1).clamp(3, 8),
+        Scale::Linear | Scale::Unit => 6,
     }
 }
 
@@ -232,7 +246,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         .y_desc(y_desc)
         // Integer steps: no more ticks than steps, so no tick falls between two.
         .x_labels(((x_hi - x_lo) as usize + 1).clamp(2, 6))
-        .y_labels(6)
+        .y_labels(y_ticks(scale, y_hi - y_lo))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| tick(scale, *y))
         .label_style((FONT, 13))

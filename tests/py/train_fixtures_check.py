@@ -28,7 +28,8 @@ def main():
     sess = ort.InferenceSession(step_path, so, providers=["CPUExecutionProvider"])
     model = onnx.load(step_path)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    inputs = [i.name for i in sess.get_inputs()]
+    # The graph's inputs, not the session's: onnxruntime leaves out those backed by an initializer.
+    inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in sess.get_outputs()]
     state = {n: inits[n] for n in inputs if n in inits and n != "lr"}
     data = dict(np.load(data_path))
