@@ -194,7 +194,11 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
             continue;
         }
         seen_record = true;
+        // The kinds are told by their keys and are not exclusive: a writer may
+        // put a step's metrics on the step's own line.
+        let mut known = false;
         if let Some(metrics) = obj.get("metrics") {
+            known = true;
             let step = field.step()?;
             let Value::Object(tensors) = metrics else {
                 return Err(bad(format!("\"metrics\" must be an object of tensors, found {}", kind(metrics))));
@@ -217,7 +221,9 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
             }
             rewind(&mut run.metrics, step, |r| r.step);
             run.metrics.push(MetricsRecord { step, tensors: parsed });
-        } else if obj.contains_key("val_loss") || obj.contains_key("val_accuracy") {
+        }
+        if obj.contains_key("val_loss") || obj.contains_key("val_accuracy") {
+            known = true;
             let step = field.step()?;
             rewind(&mut run.evals, step, |r| r.step);
             run.evals.push(EvalRecord {
@@ -226,7 +232,9 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
                 val_loss: field.number("val_loss")?,
                 val_accuracy: field.number("val_accuracy")?,
             });
-        } else if obj.contains_key("loss") && obj.contains_key("step") {
+        }
+        if obj.contains_key("loss") {
+            known = true;
             let step = field.step()?;
             // A resumed run continues from its checkpoint and logs those steps
             // again: the later records replace the ones after the checkpoint.
@@ -239,7 +247,8 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
                 samples_per_s: field.number("samples_per_s")?,
                 accuracy: field.number("accuracy")?,
             });
-        } else {
+        }
+        if !known {
             run.skipped_lines += 1;
         }
     }

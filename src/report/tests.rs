@@ -111,6 +111,17 @@ fn runs_with_the_same_label_are_told_apart_by_their_file() {
 }
 
 #[test]
+fn a_line_may_hold_a_step_and_its_metrics() {
+    let run = parse("{\"step\": 3, \"epoch\": 1, \"loss\": 0.5, \"metrics\": {\"w\": {\"norm\": 2.0}}}\n").unwrap();
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.steps[0].loss, Some(0.5));
+    assert_eq!(run.metrics.len(), 1);
+    assert_eq!(run.metrics[0].tensors["w"].norm, Some(2.0));
+    assert!(run.evals.is_empty());
+    assert_eq!(line_error("{\"loss\": 0.5}\n").1, "the record has no \"step\"");
+}
+
+#[test]
 fn null_values_are_gaps_not_points() {
     let run = parse("{\"step\": 1, \"loss\": null}\n{\"step\": 2, \"loss\": 1.0, \"accuracy\": null}\n").unwrap();
     let data = series(&[run], 3);
