@@ -243,3 +243,15 @@ fn write_report_writes_svg_or_html_atomically_and_refuses_bad_outputs() {
     let err = write_report(&[missing], &svg, 3).unwrap_err();
     assert!(err.to_string().contains("missing.jsonl"), "{err}");
 }
+
+#[test]
+fn effective_steps_spanning_decades_use_a_log_axis_with_zeros_on_its_floor() {
+    let mut text = String::from("{\"step\": 1, \"loss\": 1.0}\n");
+    for (step, e) in [(1, 0.5), (2, 0.01), (3, 0.0), (4, 1e-4)] {
+        text.push_str(&format!("{{\"step\": {step}, \"metrics\": {{\"w\": {{\"norm\": 1.0, \"effective_step\": {e}}}}}}}\n"));
+    }
+    let svg = render_svg(&series(&[parse(&text).unwrap()], 1)).unwrap();
+    assert!(svg.contains("effective step (log scale; 0 at the bottom)"), "no log axis for the effective step");
+    // The norm ratio stays 1: a linear axis.
+    assert!(svg.contains("\nnorm ratio\n"), "norm axis label");
+}
