@@ -194,7 +194,11 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
             continue;
         }
         seen_record = true;
+        // The kinds are told by their keys and are not exclusive: a writer may
+        // put a step's metrics on the step's own line.
+        let mut known = false;
         if let Some(metrics) = obj.get("metrics") {
+            known = true;
             let step = field.step()?;
             let Value::Object(tensors) = metrics else {
                 return Err(bad(format!("\"metrics\" must be an object of tensors, found {}", kind(metrics))));
@@ -217,7 +221,9 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
             }
             rewind(&mut run.metrics, step, |r| r.step);
             run.metrics.push(MetricsRecord { step, tensors: parsed });
-        } else if obj.contains_key("val_loss") || obj.contains_key("val_accuracy") {
+        }
+        if obj.contains_key("val_loss") || obj.contains_key("val_accuracy") {
+            known = true;
             let step = field.step()?;
             rewind(&mut run.evals, step, |r| r.step);
             run.evals.push(EvalRecord {
@@ -226,7 +232,9 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
                 val_loss: field.number("val_loss")?,
                 val_accuracy: field.number("val_accuracy")?,
             });
-        } else if obj.contains_key("loss") && obj.contains_key("step") {
+        }
+        if obj.contains_key("loss") {
+            known = true;
             let step = field.step()?;
             // A resumed run continues from its checkpoint and logs those steps
             // again: the later records replace the ones after the checkpoint.
@@ -239,7 +247,8 @@ pub fn parse_run(path: &Path, text: &str) -> Result<Run, ReportError> {
                 samples_per_s: field.number("samples_per_s")?,
                 accuracy: field.number("accuracy")?,
             });
-        } else {
+        }
+        if !known {
             run.skipped_lines += 1;
         }
     }
@@ -414,10 +423,12 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
             .filter_map(|n| per_run.get(n).map(|p| TensorSeries { name: n.clone(), points: p.clone() }))
             .collect()
     };
+    let labels = unique_labels(runs);
     let runs = runs
         .iter()
+        .zip(labels)
         .zip(ratios.iter().zip(&steps))
-        .map(|(run, (ratio, step))| {
+        .map(|((run, label), (ratio, step))| {
             let norm_ratio_mean = mean_over_tensors(ratio);
             let effective_step_mean = mean_over_tensors(step);
             let loss = finite(run.steps.iter().map(|s| (s.step, s.loss)));
@@ -433,7 +444,7 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
                 projected_fraction_mean: last_projected_fraction(run),
             };
             RunSeries {
-                label: run.label(),
+                label,
                 source: run.source.clone(),
                 header: run.header.clone(),
                 accuracy: finite(run.steps.iter().map(|s| (s.step, s.accuracy))),
@@ -450,6 +461,24 @@ pub fn series(runs: &[Run], top_k: usize) -> ReportData {
         })
         .collect();
     ReportData { top_tensors, runs }
+}
+
+/// The runs' legend names; a name used by several runs gets its log's file name
+/// appended, so that two AdamP runs with different settings stay apart.
+fn unique_labels(runs: &[Run]) -> Vec<String> {
+    let labels: Vec<String> = runs.iter().map(Run::label).collect();
+    labels
+        .iter()
+        .zip(runs)
+        .map(|(label, run)| {
+            if labels.iter().filter(|l| *l == label).count() > 1 {
+                let file = Path::new(&run.source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                format!("{label} ({file})")
+            } else {
+                label.clone()
+            }
+        })
+        .collect()
 }
 
 fn finite(points: impl Iterator<Item = (u64, Option<f64>)>) -> Vec<Point> {

@@ -75,9 +75,14 @@ pub fn render_svg(data: &ReportData) -> Result<String, ReportError> {
         root.fill(&WHITE).map_err(draw_err)?;
         let (title, body) = root.split_vertically(TITLE_HEIGHT);
         let labels: Vec<String> = data.runs.iter().map(|r| r.label.clone()).collect();
+        let mut heading = format!("Training report: {}", labels.join(" vs "));
+        if heading.chars().count() > 90 {
+            // The legends name the runs; a title wider than the picture would be cut off.
+            heading = format!("Training report: {} runs", labels.len());
+        }
         title
             .draw_text(
-                &format!("Training report: {}", labels.join(" vs ")),
+                &heading,
                 &(FONT, 24).into_font().style(FontStyle::Bold).color(&BLACK),
                 (16, 12),
             )
@@ -148,11 +153,12 @@ fn panels(data: &ReportData) -> Vec<Panel<'_>> {
     ]
 }
 
-/// Log scale when every value is positive and they span more than a factor 30.
+/// Log scale when the positive values span more than a factor 30 (zeros, e.g.
+/// an effective step that float32 rounds away, are drawn at the axis' floor).
 fn auto_scale(curves: &[Curve]) -> Scale {
     let values = || curves.iter().flat_map(|c| c.points.iter().map(|p| p.1));
-    let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if lo > 0.0 && hi / lo > 30.0 {
+    let (lo, hi) = values().filter(|&v| v > 0.0).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if values().all(|v| v >= 0.0) && lo > 0.0 && hi / lo > 30.0 {
         Scale::Log
     } else {
         Scale::Linear
@@ -173,6 +179,11 @@ fn tick(scale: Scale, t: f64) -> String {
         Scale::Linear | Scale::Unit => t,
     };
     let a = v.abs();
+    if scale == Scale::Log && (t - t.round()).abs() > 1e-9 {
+        // Between decades: two significant digits (3.2, not 3.1623).
+        let digits = (1 - a.log10().floor() as i32).max(0) as usize;
+        return if a >= 1e-3 { format!("{v:.digits$}") } else { format!("{v:.1e}") };
+    }
     if a == 0.0 {
         "0".into()
     } else if !(1e-3..1e5).contains(&a) {
@@ -184,6 +195,15 @@ fn tick(scale: Scale, t: f64) -> String {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         s.to_string()
+    }
+}
+
+/// How many y ticks to ask for: on a log axis one per decade where the span
+/// allows, so that the ticks fall on powers of ten.
+fn y_ticks(scale: Scale, span: f64) -> usize {
+    match scale {
+        Scale::Log => (span.floor() as usize + 1).clamp(3, 8),
+        Scale::Linear | Scale::Unit => 6,
     }
 }
 
@@ -200,7 +220,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         return Ok(());
     }
     let (x_lo, x_hi) = if x_lo == x_hi { (x_lo.saturating_sub(1) as f64, x_hi as f64 + 1.0) } else { (x_lo as f64, x_hi as f64) };
-    let (y_lo, y_hi) = match panel.scale {
+    let (y_lo, mut y_hi) = match panel.scale {
         Scale::Unit => (0.0, 1.0),
         scale => {
             let (lo, hi) = points()
@@ -212,6 +232,15 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         }
     };
     let scale = panel.scale;
+    let (mut corner, hidden) = legend_corner(panel, scale, (x_lo, x_hi), (y_lo, y_hi));
+    if hidden > 0 {
+        // Every corner would hide part of a curve: raise the top of the axis
+        // by the legend's height, so the legend sits above the curves.
+        let height = legend_height(panel);
+        y_hi += (y_hi - y_lo) * height / (1.0 - height).max(0.2);
+        corner = legend_corner(panel, scale, (x_lo, x_hi), (y_lo, y_hi)).0;
+    }
+    let floor = y_lo;
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, caption)
         .margin(12)
@@ -220,13 +249,19 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         .y_label_area_size(70)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
         .map_err(draw_err)?;
-    let y_desc = if scale == Scale::Log { format!("{} (log scale)", panel.y_desc) } else { panel.y_desc.to_string() };
+    let zeros = scale == Scale::Log && points().any(|p| p.1 <= 0.0);
+    let y_desc = match (scale, zeros) {
+        (Scale::Log, true) => format!("{} (log scale; 0 at the bottom)", panel.y_desc),
+        (Scale::Log, false) => format!("{} (log scale)", panel.y_desc),
+        _ => panel.y_desc.to_string(),
+    };
     chart
         .configure_mesh()
         .x_desc("step")
         .y_desc(y_desc)
-        .x_labels(6)
-        .y_labels(6)
+        // Integer steps: no more ticks than steps, so no tick falls between two.
+        .x_labels(((x_hi - x_lo) as usize + 1).clamp(2, 6))
+        .y_labels(y_ticks(scale, y_hi - y_lo))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| tick(scale, *y))
         .label_style((FONT, 13))
@@ -237,7 +272,9 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
         .map_err(draw_err)?;
     let mut labelled = false;
     for curve in &panel.curves {
-        let pts: Vec<(f64, f64)> = curve.points.iter().map(|p| (p.0 as f64, transform(scale, p.1))).filter(|p| p.1.is_finite()).collect();
+        // On a log axis a zero has no place: it is drawn on the floor.
+        let place = |v: f64| if scale == Scale::Log && v <= 0.0 { floor } else { transform(scale, v) };
+        let pts: Vec<(f64, f64)> = curve.points.iter().map(|p| (p.0 as f64, place(p.1))).filter(|p| p.1.is_finite()).collect();
         if pts.is_empty() {
             continue;
         }
@@ -265,7 +302,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
     if labelled {
         chart
             .configure_series_labels()
-            .position(legend_corner(panel, scale, (x_lo, x_hi), (y_lo, y_hi)))
+            .position(corner)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font((FONT, 13))
@@ -279,16 +316,16 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resul
 ///
 /// Curves are sampled along their segments, so a line crossing a corner between
 /// two sparse points counts too. Ties keep the first corner in reading order.
-fn legend_corner(panel: &Panel, scale: Scale, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
-    let entries = panel.curves.iter().filter(|c| c.legend.is_some() && !c.points.is_empty()).count();
+fn legend_corner(panel: &Panel, scale: Scale, x: (f64, f64), y: (f64, f64)) -> (SeriesLabelPosition, usize) {
     let longest = panel.curves.iter().filter_map(|c| c.legend.as_ref()).map(|l| l.chars().count()).max().unwrap_or(0);
-    // The legend's size as a fraction of the plot (about 7 px a character, 17 px a row, in a ~540 × 360 plot).
+    // The legend's size as a fraction of the plot (about 7 px a character in a ~540 px wide plot).
     let width = ((longest as f64 * 7.0 + 50.0) / 540.0).min(1.0);
-    let height = ((entries as f64 * 17.0 + 14.0) / 360.0).min(1.0);
+    let height = legend_height(panel);
     let norm = |p: (f64, f64)| ((p.0 - x.0) / (x.1 - x.0), (p.1 - y.0) / (y.1 - y.0));
     let mut samples = Vec::new();
     for curve in &panel.curves {
-        let pts: Vec<(f64, f64)> = curve.points.iter().map(|p| norm((p.0 as f64, transform(scale, p.1)))).filter(|p| p.1.is_finite()).collect();
+        let place = |v: f64| if scale == Scale::Log && v <= 0.0 { y.0 } else { transform(scale, v) };
+        let pts: Vec<(f64, f64)> = curve.points.iter().map(|p| norm((p.0 as f64, place(p.1)))).filter(|p| p.1.is_finite()).collect();
         samples.extend(pts.first().copied());
         for pair in pts.windows(2) {
             let (a, b) = (pair[0], pair[1]);
@@ -313,7 +350,14 @@ fn legend_corner(panel: &Panel, scale: Scale, x: (f64, f64), y: (f64, f64)) -> S
             best = i;
         }
     }
-    corners[best].0.clone()
+    let hidden_there = hidden(&corners[best]);
+    (corners[best].0.clone(), hidden_there)
+}
+
+/// The legend's height as a fraction of the plot (17 px a row in a ~360 px high plot).
+fn legend_height(panel: &Panel) -> f64 {
+    let entries = panel.curves.iter().filter(|c| c.legend.is_some() && !c.points.is_empty()).count();
+    ((entries as f64 * 17.0 + 14.0) / 360.0).min(0.8)
 }
 
 /// The report as an HTML page: the SVG picture and a table of each run's final figures.

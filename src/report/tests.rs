@@ -101,6 +101,27 @@ fn a_resumed_log_replaces_the_steps_after_its_checkpoint() {
 }
 
 #[test]
+fn runs_with_the_same_label_are_told_apart_by_their_file() {
+    let text = "{\"run\": {\"optimizer\": \"adamp\"}}\n{\"step\": 1, \"loss\": 1.0}\n";
+    let a = parse_run(Path::new("runs/lr-0.01.jsonl"), text).unwrap();
+    let b = parse_run(Path::new("runs/lr-0.1.jsonl"), text).unwrap();
+    let c = parse_run(Path::new("runs/sgd.jsonl"), "{\"step\": 1, \"loss\": 1.0}\n").unwrap();
+    let labels: Vec<String> = series(&[a, b, c], 1).runs.into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, vec!["adamp (lr-0.01.jsonl)", "adamp (lr-0.1.jsonl)", "sgd"]);
+}
+
+#[test]
+fn a_line_may_hold_a_step_and_its_metrics() {
+    let run = parse("{\"step\": 3, \"epoch\": 1, \"loss\": 0.5, \"metrics\": {\"w\": {\"norm\": 2.0}}}\n").unwrap();
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.steps[0].loss, Some(0.5));
+    assert_eq!(run.metrics.len(), 1);
+    assert_eq!(run.metrics[0].tensors["w"].norm, Some(2.0));
+    assert!(run.evals.is_empty());
+    assert_eq!(line_error("{\"loss\": 0.5}\n").1, "the record has no \"step\"");
+}
+
+#[test]
 fn null_values_are_gaps_not_points() {
     let run = parse("{\"step\": 1, \"loss\": null}\n{\"step\": 2, \"loss\": 1.0, \"accuracy\": null}\n").unwrap();
     let data = series(&[run], 3);
@@ -221,4 +242,16 @@ fn write_report_writes_svg_or_html_atomically_and_refuses_bad_outputs() {
     let missing = dir.path().join("missing.jsonl");
     let err = write_report(&[missing], &svg, 3).unwrap_err();
     assert!(err.to_string().contains("missing.jsonl"), "{err}");
+}
+
+#[test]
+fn effective_steps_spanning_decades_use_a_log_axis_with_zeros_on_its_floor() {
+    let mut text = String::from("{\"step\": 1, \"loss\": 1.0}\n");
+    for (step, e) in [(1, 0.5), (2, 0.01), (3, 0.0), (4, 1e-4)] {
+        text.push_str(&format!("{{\"step\": {step}, \"metrics\": {{\"w\": {{\"norm\": 1.0, \"effective_step\": {e}}}}}}}\n"));
+    }
+    let svg = render_svg(&series(&[parse(&text).unwrap()], 1)).unwrap();
+    assert!(svg.contains("effective step (log scale; 0 at the bottom)"), "no log axis for the effective step");
+    // The norm ratio stays 1: a linear axis.
+    assert!(svg.contains("\nnorm ratio\n"), "norm axis label");
 }

@@ -22,4 +22,5 @@ mod shape_arith;
 mod snapshots;
 mod soundness_random;
 mod soundness_random_cnn;
+mod train_fixtures;
 mod zoo;
