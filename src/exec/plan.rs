@@ -178,6 +178,18 @@ fn info_of(g: &Graph, v: ValueId) -> Result<TensorInfo, String> {
     Ok(TensorInfo { elem, shape })
 }
 
+/// The info under which a float value of a type the device lacks is kept on
+/// the host: float32 of the same shape, when the host knows its elements.
+fn host_only(g: &Graph, v: ValueId) -> Option<TensorInfo> {
+    let val = &g.values[v];
+    if !val.dtype.is_some_and(DType::is_float) {
+        return None;
+    }
+    let shape: Option<Vec<usize>> = val.shape.as_ref()?.iter().map(|d| d.known().filter(|&k| k >= 0).map(|k| k as usize)).collect();
+    let info = TensorInfo { elem: Elem::F32, shape: shape? };
+    host_of(g, v, &info).map(|_| info)
+}
+
 /// What the host knows of a computed value (shape arithmetic, constants).
 fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
     let val = &g.values[v];
@@ -247,7 +259,11 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
         if slots[v].region.is_some() {
             continue;
         }
-        if let (Ok(info), Some(values)) = (info_of(g, v), tensor_values(&init.tensor)) {
+        let info = info_of(g, v).ok().or_else(|| {
+            let t = &init.tensor;
+            t.dtype.is_float().then(|| TensorInfo { elem: Elem::F32, shape: t.dims.iter().map(|&d| d as usize).collect() })
+        });
+        if let (Some(info), Some(values)) = (info, tensor_values(&init.tensor)) {
             slots[v] = Slot { host: Some(HostTensor { info: info.clone(), values }), info: Some(info), region: None };
         }
     }
@@ -261,7 +277,15 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             match o {
                 None => out_infos.push(None),
                 Some(o) => {
-                    let info = info_of(g, o).map_err(err)?;
+                    let info = match info_of(g, o) {
+                        Ok(i) => i,
+                        // A float64/float16 constant the host folds (an exporter's
+                        // scale, cast to float32 before use): known, never launched.
+                        Err(e) => match host_only(g, o) {
+                            Some(i) => i,
+                            None => return Err(err(e)),
+                        },
+                    };
                     let host = host_of(g, o, &info);
                     all_host &= host.is_some();
                     slots[o] = Slot { info: Some(info.clone()), host, region: None };

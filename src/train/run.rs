@@ -191,7 +191,8 @@ pub fn fit(
             let idx = &order[b * opts.batch_size..((b + 1) * opts.batch_size).min(n)];
             let batch = gather(data, idx);
             let lr = lr_at(step + 1);
-            let measure = opts.metrics_every.is_some_and(|k| k > 0 && (step + 1) % k == 0);
+            // the first step too: its norm is ||w_0||, where growth is measured from
+            let measure = opts.metrics_every.is_some_and(|k| k > 0 && (step == 0 || (step + 1) % k == 0));
             let t0 = std::time::Instant::now();
             let (out, metrics) = trainer.step_with(&batch, lr, measure)?;
             let dt = t0.elapsed().as_secs_f64().max(1e-9);

@@ -289,7 +289,7 @@ impl<'g> Trainer<'g> {
         let metric_binds = self.metrics.binds(self.gpu, &exec, &self.graph.specs, &mut self.cache)?;
         let readback = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step readback"),
-            size: 16 + status_bytes + output_bytes + 12 * self.metrics.tensors.len() as u64,
+            size: 16 + status_bytes + output_bytes + 16 * self.metrics.tensors.len() as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -410,7 +410,7 @@ impl<'g> Trainer<'g> {
         }
         let metrics_at = 16 + status_bytes + shaped.output_bytes;
         if measure {
-            enc.copy_buffer_to_buffer(&metrics.sums, 0, &shaped.readback, metrics_at, 12 * metrics.tensors.len() as u64);
+            enc.copy_buffer_to_buffer(&metrics.sums, 0, &shaped.readback, metrics_at, 16 * metrics.tensors.len() as u64);
         }
         gpu.queue.submit([enc.finish()]);
         let bytes = read_mapped(gpu, &shaped.readback)?;
@@ -422,14 +422,21 @@ impl<'g> Trainer<'g> {
             let words: Vec<u32> = (0..(status_bytes / 4) as usize).map(|i| word(4 + i)).collect();
             let projected = self.optimizer.projected_in(&words);
             for (k, &t) in self.metrics.tensors.iter().enumerate() {
-                let at = metrics_at as usize / 4 + 3 * k;
-                let (aa, bb, ab) = if measure { (f32::from_bits(word(at)) as f64, f32::from_bits(word(at + 1)) as f64, f32::from_bits(word(at + 2)) as f64) } else { (0.0, 0.0, 0.0) };
-                // ||a/|a| - b/|b|||^2 = 2 - 2 a.b / (|a| |b|)
-                let cos = if aa > 0.0 && bb > 0.0 { (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) } else { 1.0 };
+                let at = metrics_at as usize / 4 + 4 * k;
+                let sum = |j: usize| if measure { f32::from_bits(word(at + j)) as f64 } else { 0.0 };
+                let (aa, bb, dd, ds) = (sum(0), sum(1), sum(2), sum(3));
+                let (na, nb) = (aa.sqrt(), bb.sqrt());
+                // ||a/|a| - b/|b|||^2 = (|a-b|^2 - (|a|-|b|)^2) / (|a||b|), |a|-|b| = sum((a-b)(a+b)) / (|a|+|b|)
+                let effective = if na > 0.0 && nb > 0.0 {
+                    let dn = ds / (na + nb);
+                    ((dd - dn * dn) / (na * nb)).max(0.0).sqrt()
+                } else {
+                    0.0
+                };
                 measured.push(TensorMetric {
                     name: self.graph.specs[t].name.clone(),
-                    norm: aa.sqrt(),
-                    effective_step: (2.0 - 2.0 * cos).max(0.0).sqrt(),
+                    norm: na,
+                    effective_step: effective,
                     projected: self.metrics.runtime[k].then(|| projected.get(t).copied().unwrap_or(false)),
                 });
             }
@@ -547,7 +554,7 @@ impl Metrics {
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("metrics values"), size: size.max(16), usage, mapped_at_creation: false });
-        let sums = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("metrics sums"), size: (12 * tensors.len() as u64).max(16), usage, mapped_at_creation: false });
+        let sums = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("metrics sums"), size: (16 * tensors.len() as u64).max(16), usage, mapped_at_creation: false });
         let lanes = if gpu.info.device_type == wgpu::DeviceType::Cpu { 64 } else { 256 };
         let mut pipelines = Vec::new();
         for (k, &t) in tensors.iter().enumerate() {
@@ -567,7 +574,7 @@ impl Metrics {
             fn entry(binding: u32, buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
                 wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: wgpu::BufferSize::new(size) }) }
             }
-            let entries = [entry(0, exec.arena(), before, bytes), entry(1, &self.scratch, self.offsets[k], bytes), entry(2, &self.sums, 0, 12 * self.tensors.len() as u64)];
+            let entries = [entry(0, exec.arena(), before, bytes), entry(1, &self.scratch, self.offsets[k], bytes), entry(2, &self.sums, 0, 16 * self.tensors.len() as u64)];
             out.push(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("metrics"), layout: &layout, entries: &entries }));
         }
         Ok(out)

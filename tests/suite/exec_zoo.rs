@@ -99,6 +99,9 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
     let specs = trainer.specs().to_vec();
     let grads: Vec<(String, Vec<f32>)> = specs.iter().map(|s| Ok((s.name.clone(), trainer.output(&format!("{}.grad", s.name)).map_err(|e| e.to_string())?))).collect::<Result<_, String>>()?;
     let global = grads.iter().map(|(n, _)| max_abs(&reference[&format!("{n}.grad")])).fold(0.0, f64::max);
+    if !(global > 0.0) {
+        return Err(format!("{name}: every reference gradient is zero: nothing is compared"));
+    }
     let params = trainer.params().map_err(|e| e.to_string())?;
     let mut worst = 0.0f64;
     for (n, got) in &grads {
@@ -134,7 +137,7 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
         }
     }
     if problems.is_empty() {
-        Ok(format!("{name}: loss {:.6}, {} tensors, worst gradient error {worst:.1e}", out.loss, specs.len()))
+        Ok(format!("{name}: loss {:.6}, {} tensors, largest gradient {global:.2e}, worst gradient error {worst:.1e} of its tensor's scale", out.loss, specs.len()))
     } else {
         Err(format!("{name}: {}", problems.join("; ")))
     }
@@ -162,6 +165,7 @@ fn zoo_steps_match_onnxruntime() {
         match check(&gpu, &model, work.path()) {
             Ok(s) => eprintln!("ok   {s}"),
             Err(e) => {
+                let e = if e.contains(": ") && e.starts_with(model.file_name().and_then(|n| n.to_str()).unwrap_or("?").split('.').next().unwrap_or("?")) { e } else { format!("{}: {e}", model.display()) };
                 eprintln!("FAIL {e}");
                 failures.push(e);
             }
