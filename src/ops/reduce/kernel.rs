@@ -203,6 +203,7 @@ fn tune(cpu: bool) -> Tune {
 
 /// Appends to `low` the launches reducing input 0 (type `x`) with `geo` and
 /// `comb` into `dst`. `what` labels the launches.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lower(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst, extra: Extra, low: &mut Lowered, what: &str) -> Result<(), String> {
     if geo.outputs == 0 {
         return Ok(());
@@ -305,7 +306,7 @@ fn serial(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst, ex
         let _ = writeln!(body, "    out[k] = acc_fin(a, k);");
         let (head, binds) = module(x, comb, dst, extra, part, false, true);
         let wgsl = format!("{head}{}", kern::elementwise_main(k_n, &body));
-        low.launches.push(Launch { label: kern::label(ctx.node, &format!("{what} partials")), wgsl, binds, groups: kern::groups_for(k_n, &ctx.limits) });
+        low.launches.push(Launch { label: kern::label(ctx.node, &partials_label(what)), wgsl, binds, groups: kern::groups_for(k_n, &ctx.limits) });
     }
     Ok(())
 }
@@ -372,9 +373,18 @@ fn workgroup(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst,
         let _ = writeln!(body, "    if (t == 0u) {{ out[k] = acc_fin(sh[0], k); }}");
         let (head, binds) = module(x, comb, dst, extra, part, false, true);
         let wgsl = format!("{head}{}", entry(&body));
-        low.launches.push(Launch { label: kern::label(ctx.node, &format!("{what} partials")), wgsl, binds, groups: fold(k_n, &ctx.limits) });
+        low.launches.push(Launch { label: kern::label(ctx.node, &partials_label(what)), wgsl, binds, groups: fold(k_n, &ctx.limits) });
     }
     Ok(())
+}
+
+/// The label of a second pass.
+fn partials_label(what: &str) -> String {
+    if what.is_empty() {
+        "partials".into()
+    } else {
+        format!("{what} partials")
+    }
 }
 
 /// `n` workgroups, folded into y past the adapter's limit.
@@ -547,8 +557,8 @@ mod tests {
                             .iter()
                             .map(|v| {
                                 let best = v.iter().cloned().fold(if max { f64::NEG_INFINITY } else { f64::INFINITY }, |a, b| if max { a.max(b) } else { a.min(b) });
-                                let hits = v.iter().enumerate().filter(|(_, &a)| a == best).map(|(i, _)| i as f64);
-                                if last == 1 { hits.last().unwrap_or(-1.0) } else { hits.clone().next().unwrap_or(-1.0) }
+                                let mut hits = v.iter().enumerate().filter(|(_, &a)| a == best).map(|(i, _)| i as f64);
+                                if last == 1 { hits.next_back().unwrap_or(-1.0) } else { hits.next().unwrap_or(-1.0) }
                             })
                             .collect();
                         for cpu in [true, false] {
