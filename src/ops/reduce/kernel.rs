@@ -193,8 +193,8 @@ struct Tune {
 
 fn tune(cpu: bool) -> Tune {
     if cpu {
-        // lavapipe runs invocations as SIMD lanes of a CPU thread: long
-        // serial loops are cheap, barriers are not.
+        // lavapipe runs a workgroup's invocations as SIMD lanes of one CPU
+        // thread: long serial loops are cheap, and 64 lanes fill a core.
         Tune { wg: 64, per_thread: 256, serial_chunk: 4096, serial_max: 1024 }
     } else {
         Tune { wg: 256, per_thread: 16, serial_chunk: 256, serial_max: 32 }
@@ -203,6 +203,7 @@ fn tune(cpu: bool) -> Tune {
 
 /// Appends to `low` the launches reducing input 0 (type `x`) with `geo` and
 /// `comb` into `dst`. `what` labels the launches.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lower(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst, extra: Extra, low: &mut Lowered, what: &str) -> Result<(), String> {
     if geo.outputs == 0 {
         return Ok(());
@@ -217,6 +218,7 @@ pub(crate) fn lower(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, ds
         workgroup(ctx, geo, x, comb, dst, extra, low, what, &t)
     }
 }
+
 /// The module text: bindings (`x` when read, extras, `part` when used, `out`
 /// when written), helpers, the combine.
 fn module(x: Elem, comb: &Combine, dst: Dst, extra: Extra, part: Option<usize>, read_x: bool, write_out: bool) -> (String, Vec<Bind>) {
@@ -305,7 +307,7 @@ fn serial(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst, ex
         let _ = writeln!(body, "    out[k] = acc_fin(a, k);");
         let (head, binds) = module(x, comb, dst, extra, part, false, true);
         let wgsl = format!("{head}{}", kern::elementwise_main(k_n, &body));
-        low.launches.push(Launch { label: kern::label(ctx.node, &format!("{what} partials")), wgsl, binds, groups: kern::groups_for(k_n, &ctx.limits) });
+        low.launches.push(Launch { label: kern::label(ctx.node, &partials_label(what)), wgsl, binds, groups: kern::groups_for(k_n, &ctx.limits) });
     }
     Ok(())
 }
@@ -372,9 +374,18 @@ fn workgroup(ctx: &KernelCtx, geo: &Geometry, x: Elem, comb: &Combine, dst: Dst,
         let _ = writeln!(body, "    if (t == 0u) {{ out[k] = acc_fin(sh[0], k); }}");
         let (head, binds) = module(x, comb, dst, extra, part, false, true);
         let wgsl = format!("{head}{}", entry(&body));
-        low.launches.push(Launch { label: kern::label(ctx.node, &format!("{what} partials")), wgsl, binds, groups: fold(k_n, &ctx.limits) });
+        low.launches.push(Launch { label: kern::label(ctx.node, &partials_label(what)), wgsl, binds, groups: fold(k_n, &ctx.limits) });
     }
     Ok(())
+}
+
+/// The label of a second pass.
+fn partials_label(what: &str) -> String {
+    if what.is_empty() {
+        "partials".into()
+    } else {
+        format!("{what} partials")
+    }
 }
 
 /// `n` workgroups, folded into y past the adapter's limit.
@@ -547,8 +558,8 @@ mod tests {
                             .iter()
                             .map(|v| {
                                 let best = v.iter().cloned().fold(if max { f64::NEG_INFINITY } else { f64::INFINITY }, |a, b| if max { a.max(b) } else { a.min(b) });
-                                let hits = v.iter().enumerate().filter(|(_, &a)| a == best).map(|(i, _)| i as f64);
-                                if last == 1 { hits.last().unwrap_or(-1.0) } else { hits.clone().next().unwrap_or(-1.0) }
+                                let mut hits = v.iter().enumerate().filter(|(_, &a)| a == best).map(|(i, _)| i as f64);
+                                if last == 1 { hits.next_back().unwrap_or(-1.0) } else { hits.next().unwrap_or(-1.0) }
                             })
                             .collect();
                         for cpu in [true, false] {
@@ -580,6 +591,57 @@ mod tests {
                         .collect();
                     let got = run(&CUM_SUM, &shape, &[axis], vec![("exclusive", AttrValue::Int(exclusive)), ("reverse", AttrValue::Int(reverse))], &x, true);
                     close(&got, &want, &vec![4.0; 60], &format!("CumSum axis {axis} exclusive {exclusive} reverse {reverse}"));
+                }
+            }
+        }
+
+        /// Empty dims, scalars and out-of-range axes give a result or a named
+        /// error, never a panic.
+        #[test]
+        fn edge_shapes_run_or_refuse() {
+            use crate::exec::device::{limits, Executor, PipelineCache};
+            let gpu = gpu();
+            let cases: Vec<(&'static OpDef, Vec<usize>, Vec<i64>, bool)> = vec![
+                (&REDUCE_SUM, vec![2, 0, 3], vec![1], true),
+                (&REDUCE_SUM, vec![2, 0, 3], vec![2], true),
+                (&REDUCE_MAX, vec![], vec![], true),
+                (&REDUCE_LOG_SUM_EXP, vec![0, 4], vec![0], true),
+                (&REDUCE_SUM, vec![3, 4], vec![2], false),
+                (&ARG_MAX, vec![0, 3], vec![0], false),
+                (&ARG_MAX, vec![], vec![0], false),
+                (&CUM_SUM, vec![0, 3], vec![1], true),
+                (&CUM_SUM, vec![3], vec![1], false),
+            ];
+            for (def, shape, axes, ok) in cases {
+                let a: Vec<f64> = axes.iter().map(|&a| a as f64).collect();
+                let (inputs, constants, attrs) = if def == &ARG_MAX {
+                    (vec!["x"], vec![], vec![("axis", AttrValue::Int(axes[0]))])
+                } else if def == &CUM_SUM {
+                    (vec!["x", "axis"], vec![("axis", tensor(DType::I64, &[], &a))], vec![])
+                } else {
+                    (vec!["x", "axes"], vec![("axes", tensor(DType::I64, &[a.len()], &a))], vec![])
+                };
+                let what = format!("{} {shape:?} axes {axes:?}", def.name);
+                let parts = crate::ir::Parts {
+                    name: "edge".into(),
+                    symbols: Vec::new(),
+                    initializers: constants.into_iter().map(|(n, t): (&str, crate::ir::Tensor)| (n.to_string(), t)).collect(),
+                    inputs: vec![("x".into(), Some(crate::ir::TypeDecl { dtype: Some(DType::F32), shape: Some(shape.iter().map(|&d| crate::ir::Dim::Known(d as i64)).collect()) }))],
+                    outputs: vec![("y".into(), None)],
+                    value_info: Vec::new(),
+                    nodes: vec![node(def, &inputs, &["y"], attrs)],
+                };
+                let how = crate::ir::Resolve { path: "edge.onnx".into(), opset: 18, producer: String::new(), body: false, keep_order: false, infer: true };
+                let result = crate::ir::resolve(parts, &how).map_err(|e| e.to_string()).and_then(|g| crate::exec::plan(g, limits(&gpu)).map_err(|e| e.to_string())).and_then(|p| {
+                    let mut exec = Executor::new(&gpu, p, &mut PipelineCache::default(), 1).map_err(|e| e.to_string())?;
+                    exec.write_f32("x", &vec![1.0; shape.iter().product()]).map_err(|e| e.to_string())?;
+                    exec.run().map_err(|e| e.to_string())?;
+                    exec.read_f32("y").map_err(|e| e.to_string())
+                });
+                match (result, ok) {
+                    (Ok(_), true) => {}
+                    (Err(e), false) => assert!(!e.is_empty(), "{what}: an empty error"),
+                    (r, _) => panic!("{what}: expected {}, got {r:?}", if ok { "a result" } else { "an error" }),
                 }
             }
         }
