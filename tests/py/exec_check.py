@@ -1,7 +1,8 @@
 """onnxruntime's side of the executor tests (tests/suite/exec_zoo.rs).
 
   prepare MODEL OUT_DIR BATCH SEED  the model with Dropout made the identity
-                                    (its randomness is the runtime's own), as
+                                    (its randomness is the runtime's own) and
+                                    seeded weights (the zoo's are zeros), as
                                     OUT_DIR/model.onnx, and seeded inputs and
                                     MSE labels for it: OUT_DIR/inputs.json
                                     (name, dtype, dims, file) and raw .bin files
@@ -43,10 +44,31 @@ def prepare(model_path, out_dir, batch, seed):
             del n.input[1:]
             del n.output[1:]
             del n.attribute[:]
+    rng = np.random.default_rng(seed)
+    # The zoo's weights are zeros (the analysis reads only structure): give
+    # every float tensor of two or more elements seeded values of a trained
+    # scale, so the step computes something (variances stay positive).
+    for t in g.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue
+        x = onnx.numpy_helper.to_array(t)
+        if x.size < 2:
+            continue
+        name = t.name.lower()
+        if "running_var" in name:
+            v = 1.0 + 0.1 * np.abs(rng.standard_normal(x.shape))
+        elif "running_mean" in name:
+            v = 0.1 * rng.standard_normal(x.shape)
+        elif x.ndim == 1:
+            base = 1.0 if any(k in name for k in ("weight", "gamma", "scale")) else 0.0
+            v = base + 0.1 * rng.standard_normal(x.shape)
+        else:
+            fan_in = int(np.prod(x.shape[1:]))
+            v = rng.standard_normal(x.shape) / np.sqrt(max(fan_in, 1))
+        t.CopyFrom(onnx.numpy_helper.from_array(v.astype(np.float32), t.name))
     os.makedirs(out_dir, exist_ok=True)
     plain = os.path.join(out_dir, "model.onnx")
     onnx.save(m, plain)
-    rng = np.random.default_rng(seed)
     inits = {t.name for t in g.initializer}
     feeds = {}
     entries = []

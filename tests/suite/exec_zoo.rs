@@ -12,7 +12,7 @@
 //!   a K-term sum is ~K·6e-8, and K reaches 10^4 in these graphs;
 //! - each updated parameter within 1e-5·max|p| + 1e-6 where the reference
 //!   gradient stands clear of the noise above (|g| > 1e-2 of its tensor's
-//!   largest); elsewhere within 2.01·lr, the most one Adam step moves an
+//!   largest, floored at 1e-3 of the model's); elsewhere within 2.01·lr, the most one Adam step moves an
 //!   element: at step 1 the update is lr·g/(|g|+eps), so a gradient that is
 //!   noise may flip its sign;
 //! - BatchNorm statistics within 1e-4 relative of their tensor's largest.
@@ -74,7 +74,8 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let plain = dir.join("source.onnx");
     loaded.save(&plain).map_err(|e| e.to_string())?;
-    run_py(&["prepare", plain.to_str().unwrap_or_default(), dir.to_str().unwrap_or_default(), "2", "7"])?;
+    // batch 4: at batch 2 a BatchNorm1d maps every feature to ±1, whatever its input, and the gradients before it vanish
+    run_py(&["prepare", plain.to_str().unwrap_or_default(), dir.to_str().unwrap_or_default(), "4", "7"])?;
     let prepared = adamp_graph::onnx::load_model(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
     let config = Config::defaults(Algorithm::Adamp);
     let lr = config.lr();
@@ -106,6 +107,10 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
     let mut worst = 0.0f64;
     for (n, got) in &grads {
         let want = &reference[&format!("{n}.grad")];
+        if std::env::var("ADAMP_GRAPH_ZOO_DEBUG").is_ok() {
+            let diff = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max(((a - b) as f64).abs()));
+            eprintln!("{n}: max |ours| {:.3e}, max |ort| {:.3e}, max diff {diff:.3e}", max_abs(got), max_abs(want));
+        }
         let scale = max_abs(want).max(1e-4 * global).max(1e-30);
         let err = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max(((a - b) as f64).abs())) / scale;
         worst = worst.max(err);
@@ -114,7 +119,10 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
         }
         let (p_got, p_want) = (&params[n], &reference[&format!("{n}.new")]);
         let p_scale = max_abs(p_want);
-        let g_big = max_abs(want);
+        // noise: below 1e-2 of the tensor's gradient scale, that scale floored
+        // at 1e-3 of the model's (a bias before a normalization has a zero
+        // gradient in exact math and rounding noise in float32)
+        let g_big = max_abs(want).max(1e-3 * global);
         let bad = p_got.iter().zip(p_want).zip(want).filter(|((&a, &b), &g)| {
             let d = ((a - b) as f64).abs();
             if (g as f64).abs() > 1e-2 * g_big {
