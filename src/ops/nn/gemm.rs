@@ -204,7 +204,7 @@ mod tests {
             inputs.push(Some((s, &c[..])));
         }
         for cpu in [true, false] {
-            let got = run_node_as("Gemm", attrs.clone(), &inputs, 1, cpu).unwrap();
+            let got = run_node_as(super::GEMM.name, attrs.clone(), &inputs, 1, cpu).unwrap();
             assert_eq!(got[0].1, [m, n]);
             assert_close(&got[0].0, &want, &format!("Gemm transA {ta} transB {tb} C {c_shape:?} (CPU kernel {cpu})"));
         }

@@ -317,7 +317,7 @@ mod tests {
         let a = values(ash.iter().product(), 1);
         let b = values(bsh.iter().product(), 2);
         for cpu in [true, false] {
-            let got = run_node_as("MatMul", vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
+            let got = run_node_as(super::MAT_MUL.name, vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
             assert_eq!(got[0].1, want_shape);
             assert_close(&got[0].0, &reference(&a, ash, &b, bsh), &format!("MatMul {ash:?} x {bsh:?} (CPU kernel {cpu})"));
         }

@@ -47,7 +47,7 @@ impl TiledGemm {
             return Ok(Lowered::default());
         }
         let blocked = limits.cpu;
-        let (rm, rn) = block_shape();
+        let (rm, rn) = BLOCK;
         let tiles_n = self.n.div_ceil(TILE).max(1);
         let tiles_m = self.m.div_ceil(TILE).max(1);
         let max = limits.max_workgroups.max(1) as usize;
@@ -132,10 +132,6 @@ impl TiledGemm {
 /// machine): 4×4 0.3 / 0.45 GFLOP/s, 8×16 0.5–1.1 / 0.9–1.9, 8×32 0.9–1.4 /
 /// 1.4–1.9, 16×32 1.5 / 1.2–1.35; the shared-memory tiles 0.4 / 0.8.
 const BLOCK: (usize, usize) = (8, 32);
-
-fn block_shape() -> (usize, usize) {
-    BLOCK
-}
 
 /// The register-blocked kernel: invocation i computes an `rm`×`rn` block of
 /// C over one K part; blocks run along N fastest, then M, batch and part.
