@@ -411,7 +411,7 @@ pub(crate) fn conv_lowering(ctx: &KernelCtx, transpose: bool) -> Result<Lowered,
         return Err(format!("X {:?}, W {:?} and Y {:?} must have one rank of 3 or more", x.shape, w.shape, y.shape));
     }
     let group = ctx.node.attr_int("group", 1);
-    if group < 1 || group > 1 << 24 {
+    if !(1..=1 << 24).contains(&group) {
         return Err(format!("group {group} must be positive"));
     }
     let g = group as usize;

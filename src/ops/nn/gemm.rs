@@ -135,7 +135,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
         return Err(format!("output of shape {:?} for a {m}×{n} product", out.shape));
     }
     let mut binds = vec![("a".into(), Elem::F32, kern::Bind::Input(0)), ("bm".into(), Elem::F32, kern::Bind::Input(1))];
-    let alpha_l = kern::f32_literal(alpha as f32);
+    let alpha_l = kern::f32_literal(alpha);
     let mut epilogue = format!("    var y = {alpha_l} * v;\n");
     match ctx.inputs.get(2).and_then(Option::as_ref) {
         Some(c) if beta != 0.0 => {
@@ -147,7 +147,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
             }
             binds.push(("c".into(), Elem::F32, kern::Bind::Input(2)));
             let off = kern::broadcast_offset("o", &format!("(m * {n}u + n)"), &c.shape, &[m, n]);
-            let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    {off}\n    y += {} * c[o];\n", kern::f32_literal(beta as f32)));
+            let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    {off}\n    y += {} * c[o];\n", kern::f32_literal(beta)));
         }
         _ => {}
     }

@@ -4,6 +4,7 @@
 //! functions. Large K with few output tiles is split over workgroups
 //! (split-K) and summed by a second launch, so the device stays busy and no
 //! invocation runs an unbounded loop alone.
+#![allow(clippy::too_many_arguments)]
 use crate::exec::kernel::{self as kern, Bind, Elem, Launch, Limits, Lowered};
 use std::fmt::Write;
 
@@ -185,19 +186,22 @@ pub(crate) mod testing {
     /// A float32 input of the node: its shape and values.
     pub(crate) type Input<'a> = (&'a [usize], &'a [f32]);
 
+    /// Each output's values and shape.
+    pub(crate) type Outputs = Vec<(Vec<f32>, Vec<usize>)>;
+
     /// The node `op` with `attrs` over float32 `inputs` (`None`: absent), on
     /// the executor; returns each output's values and shape.
-    pub(crate) fn run_node(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>, String> {
+    pub(crate) fn run_node(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize) -> Result<Outputs, String> {
         run_node_timed(op, attrs, inputs, outputs, 0, None).map(|r| r.0)
     }
 
     /// [`run_node`] with the kernels chosen as for a CPU adapter (`cpu`) or a GPU, whatever the adapter is.
-    pub(crate) fn run_node_as(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, cpu: bool) -> Result<Vec<(Vec<f32>, Vec<usize>)>, String> {
+    pub(crate) fn run_node_as(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, cpu: bool) -> Result<Outputs, String> {
         run_node_timed(op, attrs, inputs, outputs, 0, Some(cpu)).map(|r| r.0)
     }
 
     /// [`run_node`], then `reps` more runs; also returns the seconds per run of those.
-    pub(crate) fn run_node_timed(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, reps: usize, cpu: Option<bool>) -> Result<(Vec<(Vec<f32>, Vec<usize>)>, f64), String> {
+    pub(crate) fn run_node_timed(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, reps: usize, cpu: Option<bool>) -> Result<(Outputs, f64), String> {
         let gpu = crate::runtime::Gpu::open(None).map_err(|e| e.to_string())?;
         let names: Vec<String> = (0..inputs.len()).map(|k| if inputs[k].is_some() { format!("in{k}") } else { String::new() }).collect();
         let outs: Vec<String> = (0..outputs).map(|k| format!("out{k}")).collect();
