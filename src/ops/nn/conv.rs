@@ -411,7 +411,7 @@ pub(crate) fn conv_lowering(ctx: &KernelCtx, transpose: bool) -> Result<Lowered,
         return Err(format!("X {:?}, W {:?} and Y {:?} must have one rank of 3 or more", x.shape, w.shape, y.shape));
     }
     let group = ctx.node.attr_int("group", 1);
-    if group < 1 || group > 1 << 24 {
+    if !(1..=1 << 24).contains(&group) {
         return Err(format!("group {group} must be positive"));
     }
     let g = group as usize;
@@ -565,7 +565,7 @@ mod tests {
         }
         let want = reference(&x, xs, &w, ws, bias.then_some(&b[..]), s, d, pads, group, &ys);
         for cpu in [true, false] {
-            let got = run_node_as("Conv", attrs.clone(), &inputs, 1, cpu).unwrap();
+            let got = run_node_as(super::CONV.name, attrs.clone(), &inputs, 1, cpu).unwrap();
             assert_eq!(got[0].1, ys);
             assert_close(&got[0].0, &want, &format!("Conv x {xs:?} w {ws:?} group {group} (CPU kernel {cpu})"));
         }

@@ -173,7 +173,7 @@ mod tests {
         }
         let want = reference(&x, xs, &w, ws, bias.then_some(&b[..]), s, d, &pads[..sp], group, &ys);
         for cpu in [true, false] {
-            let got = run_node_as("ConvTranspose", attrs.clone(), &inputs, 1, cpu).unwrap();
+            let got = run_node_as(super::CONV_TRANSPOSE.name, attrs.clone(), &inputs, 1, cpu).unwrap();
             assert_eq!(got[0].1, ys);
             assert_close(&got[0].0, &want, &format!("ConvTranspose x {xs:?} w {ws:?} group {group} (CPU kernel {cpu})"));
         }

@@ -135,7 +135,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
         return Err(format!("output of shape {:?} for a {m}×{n} product", out.shape));
     }
     let mut binds = vec![("a".into(), Elem::F32, kern::Bind::Input(0)), ("bm".into(), Elem::F32, kern::Bind::Input(1))];
-    let alpha_l = kern::f32_literal(alpha as f32);
+    let alpha_l = kern::f32_literal(alpha);
     let mut epilogue = format!("    var y = {alpha_l} * v;\n");
     match ctx.inputs.get(2).and_then(Option::as_ref) {
         Some(c) if beta != 0.0 => {
@@ -147,7 +147,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
             }
             binds.push(("c".into(), Elem::F32, kern::Bind::Input(2)));
             let off = kern::broadcast_offset("o", &format!("(m * {n}u + n)"), &c.shape, &[m, n]);
-            let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    {off}\n    y += {} * c[o];\n", kern::f32_literal(beta as f32)));
+            let _ = std::fmt::Write::write_fmt(&mut epilogue, format_args!("    {off}\n    y += {} * c[o];\n", kern::f32_literal(beta)));
         }
         _ => {}
     }
@@ -204,7 +204,7 @@ mod tests {
             inputs.push(Some((s, &c[..])));
         }
         for cpu in [true, false] {
-            let got = run_node_as("Gemm", attrs.clone(), &inputs, 1, cpu).unwrap();
+            let got = run_node_as(super::GEMM.name, attrs.clone(), &inputs, 1, cpu).unwrap();
             assert_eq!(got[0].1, [m, n]);
             assert_close(&got[0].0, &want, &format!("Gemm transA {ta} transB {tb} C {c_shape:?} (CPU kernel {cpu})"));
         }

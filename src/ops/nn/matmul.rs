@@ -222,9 +222,25 @@ pub(crate) fn matmul_channel_axis(_: &Node, slot: usize, rank: usize) -> Option<
     }
 }
 
-/// The product's operands as batched matrices: `(batch dims, M, K, N)`, with
-/// a 1-D A as one row and a 1-D B as one column (numpy's matmul).
-pub(crate) fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>, usize, usize, usize), String> {
+/// A MatMul's operands as batched matrices.
+pub(crate) struct Product {
+    /// The output's batch dims (A's and B's broadcast).
+    pub batch: Vec<usize>,
+    /// A's batch dims.
+    pub a_batch: Vec<usize>,
+    /// B's batch dims.
+    pub b_batch: Vec<usize>,
+    /// Rows of A.
+    pub m: usize,
+    /// The contracted length.
+    pub k: usize,
+    /// Columns of B.
+    pub n: usize,
+}
+
+/// The product's operands as batched matrices, with a 1-D A as one row and a
+/// 1-D B as one column (numpy's matmul).
+pub(crate) fn matmul_dims(a: &[usize], b: &[usize]) -> Result<Product, String> {
     if a.is_empty() || b.is_empty() {
         return Err("MatMul needs operands of rank 1 or more".into());
     }
@@ -248,7 +264,7 @@ pub(crate) fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<u
             _ => return Err(format!("the batch dims of A {a:?} and B {b:?} do not broadcast")),
         };
     }
-    Ok((batch, ab.to_vec(), bb.to_vec(), m, ka, n))
+    Ok(Product { batch, a_batch: ab.to_vec(), b_batch: bb.to_vec(), m, k: ka, n })
 }
 
 fn matmul_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
@@ -256,7 +272,7 @@ fn matmul_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     if a.elem != Elem::F32 || b.elem != Elem::F32 {
         return Err(format!("the kernel computes float32; the inputs are {:?} and {:?}", a.elem, b.elem));
     }
-    let (batch, ab, bb, m, k, n) = matmul_dims(&a.shape, &b.shape)?;
+    let Product { batch, a_batch: ab, b_batch: bb, m, k, n } = matmul_dims(&a.shape, &b.shape)?;
     let nb: usize = batch.iter().product();
     if out.numel() != nb * m * n {
         return Err(format!("output of shape {:?} for a product of {nb} {m}×{n} matrices", out.shape));
@@ -284,7 +300,7 @@ mod tests {
 
     /// numpy matmul on the host, through the same batch broadcasting rules.
     fn reference(a: &[f32], ash: &[usize], b: &[f32], bsh: &[usize]) -> Vec<f64> {
-        let (batch, ab, bb, m, k, n) = super::matmul_dims(ash, bsh).unwrap();
+        let super::Product { batch, a_batch: ab, b_batch: bb, m, k, n } = super::matmul_dims(ash, bsh).unwrap();
         let nb: usize = batch.iter().product();
         let mut out = vec![0.0f64; nb * m * n];
         let offset = |i: usize, from: &[usize]| -> usize {
@@ -317,7 +333,7 @@ mod tests {
         let a = values(ash.iter().product(), 1);
         let b = values(bsh.iter().product(), 2);
         for cpu in [true, false] {
-            let got = run_node_as("MatMul", vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
+            let got = run_node_as(super::MAT_MUL.name, vec![], &[Some((ash, &a)), Some((bsh, &b))], 1, cpu).unwrap();
             assert_eq!(got[0].1, want_shape);
             assert_close(&got[0].0, &reference(&a, ash, &b, bsh), &format!("MatMul {ash:?} x {bsh:?} (CPU kernel {cpu})"));
         }

@@ -544,7 +544,7 @@ mod tests {
         let x = values(n * c * h * w, 21);
         let attrs = vec![("kernel_shape", AttrValue::Ints(vec![3, 3])), ("strides", AttrValue::Ints(vec![2, 2])), ("pads", AttrValue::Ints(vec![1, 1, 1, 1]))];
         let xs = [n, c, h, w];
-        let got = run_node("MaxPool", attrs, &[Some((&xs[..], &x[..]))], 2).unwrap();
+        let got = run_node(super::MAX_POOL.name, attrs, &[Some((&xs[..], &x[..]))], 2).unwrap();
         let (oh, ow) = (4, 3);
         assert_eq!(got[0].1, [n, c, oh, ow]);
         for nc in 0..n * c {
@@ -576,7 +576,7 @@ mod tests {
         let x = values(2 * 5 * 5, 22);
         let attrs = vec![("kernel_shape", AttrValue::Ints(vec![2, 2])), ("strides", AttrValue::Ints(vec![2, 2])), ("ceil_mode", AttrValue::Int(1))];
         let xs = [1, 2, 5, 5];
-        let got = run_node("AveragePool", attrs, &[Some((&xs[..], &x[..]))], 1).unwrap();
+        let got = run_node(super::AVERAGE_POOL.name, attrs, &[Some((&xs[..], &x[..]))], 1).unwrap();
         assert_eq!(got[0].1, [1, 2, 3, 3]);
         for c in 0..2 {
             for i in 0..3 {

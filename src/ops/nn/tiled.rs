@@ -4,6 +4,7 @@
 //! functions. Large K with few output tiles is split over workgroups
 //! (split-K) and summed by a second launch, so the device stays busy and no
 //! invocation runs an unbounded loop alone.
+#![allow(clippy::too_many_arguments)]
 use crate::exec::kernel::{self as kern, Bind, Elem, Launch, Limits, Lowered};
 use std::fmt::Write;
 
@@ -47,7 +48,7 @@ impl TiledGemm {
             return Ok(Lowered::default());
         }
         let blocked = limits.cpu;
-        let (rm, rn) = block_shape();
+        let (rm, rn) = BLOCK;
         let tiles_n = self.n.div_ceil(TILE).max(1);
         let tiles_m = self.m.div_ceil(TILE).max(1);
         let max = limits.max_workgroups.max(1) as usize;
@@ -133,10 +134,6 @@ impl TiledGemm {
 /// 1.4–1.9, 16×32 1.5 / 1.2–1.35; the shared-memory tiles 0.4 / 0.8.
 const BLOCK: (usize, usize) = (8, 32);
 
-fn block_shape() -> (usize, usize) {
-    BLOCK
-}
-
 /// The register-blocked kernel: invocation i computes an `rm`×`rn` block of
 /// C over one K part; blocks run along N fastest, then M, batch and part.
 fn blocked_main(m: usize, n: usize, k: usize, batch: usize, split: usize, kchunk: usize, rm: usize, rn: usize) -> String {
@@ -189,19 +186,22 @@ pub(crate) mod testing {
     /// A float32 input of the node: its shape and values.
     pub(crate) type Input<'a> = (&'a [usize], &'a [f32]);
 
+    /// Each output's values and shape.
+    pub(crate) type Outputs = Vec<(Vec<f32>, Vec<usize>)>;
+
     /// The node `op` with `attrs` over float32 `inputs` (`None`: absent), on
     /// the executor; returns each output's values and shape.
-    pub(crate) fn run_node(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>, String> {
+    pub(crate) fn run_node(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize) -> Result<Outputs, String> {
         run_node_timed(op, attrs, inputs, outputs, 0, None).map(|r| r.0)
     }
 
     /// [`run_node`] with the kernels chosen as for a CPU adapter (`cpu`) or a GPU, whatever the adapter is.
-    pub(crate) fn run_node_as(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, cpu: bool) -> Result<Vec<(Vec<f32>, Vec<usize>)>, String> {
+    pub(crate) fn run_node_as(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, cpu: bool) -> Result<Outputs, String> {
         run_node_timed(op, attrs, inputs, outputs, 0, Some(cpu)).map(|r| r.0)
     }
 
     /// [`run_node`], then `reps` more runs; also returns the seconds per run of those.
-    pub(crate) fn run_node_timed(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, reps: usize, cpu: Option<bool>) -> Result<(Vec<(Vec<f32>, Vec<usize>)>, f64), String> {
+    pub(crate) fn run_node_timed(op: &str, attrs: Vec<(&str, AttrValue)>, inputs: &[Option<Input>], outputs: usize, reps: usize, cpu: Option<bool>) -> Result<(Outputs, f64), String> {
         let gpu = crate::runtime::Gpu::open(None).map_err(|e| e.to_string())?;
         let names: Vec<String> = (0..inputs.len()).map(|k| if inputs[k].is_some() { format!("in{k}") } else { String::new() }).collect();
         let outs: Vec<String> = (0..outputs).map(|k| format!("out{k}")).collect();
@@ -264,6 +264,81 @@ pub(crate) mod testing {
         assert_eq!(got.len(), want.len(), "{what}: lengths");
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             assert!((g as f64 - w).abs() <= 1e-4 + 1e-4 * w.abs(), "{what}: element {i}: got {g}, want {w}");
+        }
+    }
+}
+
+/// The zoo's step graphs (forward and backward): every node of the nn ops
+/// with kernels lowers, and its WGSL validates on the device.
+#[cfg(all(test, feature = "gpu"))]
+mod zoo {
+    use crate::exec::kernel::{Elem, KernelCtx, TensorInfo};
+    use crate::ir::Dim;
+    use crate::ops::{self, OpDef};
+    use std::collections::HashMap;
+
+    #[test]
+    fn step_graph_kernels_lower_to_valid_wgsl() {
+        let ours: [&OpDef; 10] = [&ops::MAT_MUL, &ops::GEMM, &ops::CONV, &ops::CONV_TRANSPOSE, &ops::MAX_POOL, &ops::AVERAGE_POOL, &ops::GLOBAL_AVERAGE_POOL, &ops::GLOBAL_MAX_POOL, &ops::SOFTMAX, &ops::LOG_SOFTMAX];
+        // Conv stems, strided and depthwise convolutions, pools with Indices and
+        // ceil_mode, ConvTranspose forward, Gemm with transposes, attention's Softmax.
+        let models = ["resnet18.onnx.gz", "mobilenet_v2.onnx.gz", "timm_nfnet.onnx", "instancenorm_convt.onnx", "convnext_block.onnx", "bn1d_mlp.onnx", "hf_bert.onnx"];
+        let gpu = crate::runtime::Gpu::open(None).unwrap();
+        let limits = crate::exec::device::limits(&gpu);
+        let mut texts: HashMap<String, String> = HashMap::new();
+        let mut lowered = HashMap::<&str, usize>::new();
+        for name in models {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/zoo").join(name);
+            let model = crate::onnx::load_model(&path).unwrap();
+            let opts = crate::rewrite::Options {
+                loss: crate::rewrite::Loss::Mse,
+                config: crate::optim::Config::defaults(crate::optim::Algorithm::Adamp),
+                detect: crate::optim::Detect::Auto,
+                plan: None,
+                gradients: true,
+            };
+            let g = crate::rewrite::gradient_graph(&model, &opts).unwrap().graph;
+            // Symbolic dims (the batch) are 2.
+            let shapes: HashMap<String, Vec<usize>> = g
+                .inputs
+                .iter()
+                .filter(|&&v| g.values[v].initializer.is_none())
+                .filter_map(|&v| Some((g.values[v].name.clone(), g.values[v].shape.as_ref()?.iter().map(|d| if let Dim::Known(k) = d { *k as usize } else { 2 }).collect())))
+                .collect();
+            let sg = crate::exec::specialize(&g, &shapes).unwrap();
+            for n in &sg.nodes {
+                let Some(def) = n.def.filter(|d| ours.contains(d)) else { continue };
+                let info = |v: Option<usize>| -> Option<TensorInfo> {
+                    let val = &sg.values[v?];
+                    let shape: Option<Vec<usize>> = val.shape.as_ref()?.iter().map(|d| d.known().map(|k| k as usize)).collect();
+                    Some(TensorInfo { elem: Elem::of(val.dtype?)?, shape: shape? })
+                };
+                let ctx = KernelCtx {
+                    node: n,
+                    inputs: n.inputs.iter().map(|v| info(*v)).collect(),
+                    outputs: n.outputs.iter().map(|v| info(*v)).collect(),
+                    host: vec![None; n.inputs.len()],
+                    limits,
+                    stream: 0,
+                };
+                let kernel = def.kernel.unwrap();
+                let l = kernel(&ctx).unwrap_or_else(|e| panic!("{name}: node {} ({}): {e}", n.name, n.op_type));
+                *lowered.entry(def.name).or_default() += 1;
+                for launch in l.launches {
+                    texts.entry(launch.wgsl).or_insert_with(|| format!("{name}: {}", launch.label));
+                }
+            }
+        }
+        // The zoo has no GlobalMaxPool, and MSE no LogSoftmax.
+        for def in ours.iter().filter(|d| !std::ptr::eq(**d, &ops::GLOBAL_MAX_POOL) && !std::ptr::eq(**d, &ops::LOG_SOFTMAX)) {
+            assert!(lowered.get(def.name).is_some_and(|&c| c > 0), "no {} in the step graphs", def.name);
+        }
+        for (text, what) in &texts {
+            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let _module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(text.as_str().into()) });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                panic!("{what}: the WGSL does not validate: {e}");
+            }
         }
     }
 }
