@@ -485,4 +485,21 @@ mod tests {
         }
         close(&got, &want, "concat");
     }
+
+    #[test]
+    fn trilu_reads_a_device_k() {
+        // k computed on the device (not a constant): read from its buffer
+        let gpu = gpu();
+        let (r, c) = (4usize, 5usize);
+        let x: Vec<f64> = (0..r * c).map(|k| k as f64 + 1.0).collect();
+        for (upper, k) in [(1i64, -1i64), (0, 2), (1, 7), (0, -9)] {
+            let want: Vec<f64> = (0..r * c).map(|e| {
+                let d = (e % c) as i64 - (e / c) as i64;
+                if (upper == 1 && d >= k) || (upper == 0 && d <= k) { x[e] } else { 0.0 }
+            }).collect();
+            let ins = [In("x", DType::F32, vec![r, c], x.clone(), false), In("k", DType::I64, vec![], vec![k as f64], false)];
+            let (_, got) = run(&gpu, &crate::ops::TRILU, vec![("upper", AttrValue::Int(upper))], &ins).unwrap();
+            close(&got, &want, &format!("upper {upper} k {k}"));
+        }
+    }
 }

@@ -33,6 +33,7 @@ pub static CENTER_CROP_PAD: OpDef = OpDef {
     shape: Some(center_crop_pad_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
+    kernel: Some(center_crop_pad_kernel),
     ..OpDef::BASE
 };
 
@@ -203,4 +204,32 @@ fn pad_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
         return Ok(Lowered::one(super::map::launch(ctx, "", &args, n, "", &format!("    out[i] = {fill};"))?));
     }
     super::map::gather(ctx, 0, &body, Some(&fill), &extra)
+}
+
+fn center_crop_pad_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
+    // The output's static shape gives the target; each axis is cropped or
+    // zero-padded about its centre (the start rounds down on both).
+    let x = ctx.input(0)?;
+    let out = ctx.output(0)?;
+    let r = x.shape.len();
+    if out.shape.len() != r {
+        return Err(format!("the output's rank {} differs from the input's {r}", out.shape.len()));
+    }
+    let mut body = String::new();
+    let mut ok = vec!["true".to_string()];
+    let mut cs = Vec::new();
+    for d in 0..r {
+        let (i, o) = (x.shape[d] as i64, out.shape[d] as i64);
+        let shift = if i > o { (i - o) / 2 } else { -((o - i) / 2) };
+        body.push_str(&format!("    let j{d} = i32(c{d}) + {shift};\n"));
+        if o > i {
+            ok.push(format!("j{d} >= 0 && j{d} < {i}"));
+        }
+        cs.push(format!("u32(clamp(j{d}, 0, {}))", (i - 1).max(0)));
+    }
+    if x.numel() == 0 && out.numel() > 0 {
+        return Err("padding an empty input".into());
+    }
+    body.push_str(&format!("    let ok = {};\n    let src = {};", ok.join(" && "), super::map::flat(&cs, &x.shape)));
+    super::map::gather(ctx, 0, &body, Some(&out.elem.literal(0.0)), &[])
 }
