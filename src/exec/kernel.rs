@@ -135,6 +135,8 @@ pub struct KernelCtx<'a> {
     pub limits: Limits,
     /// A number unique to the node in the program, for random streams.
     pub stream: u32,
+    /// The graph's default-domain opset (ops whose semantics changed read it).
+    pub opset: i64,
 }
 
 impl KernelCtx<'_> {

@@ -210,7 +210,9 @@ fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
             }
         }
     }
-    if n == 1 && val.is_const {
+    // The IR folds a one-element value only from known inputs (constants, or
+    // shape arithmetic on static dims), so its scalar is the value.
+    if n == 1 && !val.producer.is_some_and(|p| g.nodes[p].def.is_some_and(|d| d.random)) {
         if let Some(x) = val.scalar {
             return Some(HostTensor { info: info.clone(), values: vec![x] });
         }
@@ -316,7 +318,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
                 }
             }
         }
-        let ctx = KernelCtx { node, inputs, outputs: out_infos.clone(), host, limits, stream: id as u32 };
+        let ctx = KernelCtx { node, inputs, outputs: out_infos.clone(), host, limits, stream: id as u32, opset: g.opset };
         let lowered: Lowered = kernel(&ctx).map_err(err)?;
 
         // Storage of the inputs the launches read.

@@ -81,11 +81,11 @@ pub(crate) fn log_softmax_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: 
 }
 
 fn softmax_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    softmax_lowering(ctx, false, false)
+    softmax_lowering(ctx, false, ctx.opset < 13)
 }
 
 fn log_softmax_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    softmax_lowering(ctx, true, false)
+    softmax_lowering(ctx, true, ctx.opset < 13)
 }
 
 /// (Log)Softmax over one axis (opset 13 and later), or with `coerce_2d` over

@@ -320,6 +320,7 @@ mod zoo {
                     host: vec![None; n.inputs.len()],
                     limits,
                     stream: 0,
+                    opset: sg.opset,
                 };
                 let kernel = def.kernel.unwrap();
                 let l = kernel(&ctx).unwrap_or_else(|e| panic!("{name}: node {} ({}): {e}", n.name, n.op_type));
