@@ -410,17 +410,17 @@ fn combine(op: Reduce, elem: Elem, count: usize) -> Result<kern_reduce::Combine,
     let pos_inf = "bitcast<f32>(0x7f800000u)".to_string();
     let nan = "bitcast<f32>(0x7fc00000u)";
     Ok(match (elem, op) {
-        (Elem::F32, Reduce::Sum) => C::scalar(elem, "0.0".into(), "x", "a + b", "a"),
+        (Elem::F32, Reduce::Sum) => C::compensated("x", "{s}"),
         (Elem::F32, Reduce::Mean) => {
-            let fin = if count == 0 { nan.to_string() } else { format!("a / {}", kern::f32_literal(count as f32)) };
-            C::scalar(elem, "0.0".into(), "x", "a + b", &fin)
+            let fin = if count == 0 { nan.to_string() } else { format!("{{s}} / {}", kern::f32_literal(count as f32)) };
+            C::compensated("x", &fin)
         }
         (Elem::F32, Reduce::Max) => C::scalar(elem, neg_inf, "x", "max_nan(a, b)", "a"),
         (Elem::F32, Reduce::Min) => C::scalar(elem, pos_inf, "x", "min_nan(a, b)", "a"),
         (Elem::F32, Reduce::Prod) => C::scalar(elem, "1.0".into(), "x", "a * b", "a"),
-        (Elem::F32, Reduce::L1) => C::scalar(elem, "0.0".into(), "abs(x)", "a + b", "a"),
-        (Elem::F32, Reduce::L2) => C::scalar(elem, "0.0".into(), "x * x", "a + b", "sqrt(a)"),
-        (Elem::F32, Reduce::SumSquare) => C::scalar(elem, "0.0".into(), "x * x", "a + b", "a"),
+        (Elem::F32, Reduce::L1) => C::compensated("abs(x)", "{s}"),
+        (Elem::F32, Reduce::L2) => C::compensated("x * x", "sqrt({s})"),
+        (Elem::F32, Reduce::SumSquare) => C::compensated("x * x", "{s}"),
         (Elem::F32, Reduce::LogSum) => C::scalar(elem, "0.0".into(), "x", "a + b", "log_f(a)"),
         // The sum of exp(x - m) over the reduced elements, m their largest
         // finite value (input `m`, from the max pass).
