@@ -190,6 +190,56 @@ fn host_only(g: &Graph, v: ValueId) -> Option<TensorInfo> {
     host_of(g, v, &info).map(|_| info)
 }
 
+/// Folds a small elementwise node whose inputs the host knows (an exporter's
+/// float64 `Sqrt(Cast(Shape))` attention scale): the ops and types of shape
+/// arithmetic, at most [`crate::ir::MAX_TRACKED_INTS`] elements, each input
+/// of the output's size or a single element; `float64` keeps the value unrounded.
+fn fold_on_host(node: &crate::ir::Node, slots: &[Slot], info: &TensorInfo, float64: bool) -> Option<HostTensor> {
+    let n = info.numel();
+    if n > crate::ir::MAX_TRACKED_INTS || node.outputs.len() != 1 {
+        return None;
+    }
+    let args: Vec<&HostTensor> = node.inputs.iter().map(|i| i.and_then(|v| slots[v].host.as_ref())).collect::<Option<_>>()?;
+    if args.iter().any(|a| a.values.len() != n && a.values.len() != 1) {
+        return None;
+    }
+    let at = |a: &HostTensor, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
+    let unary: Option<fn(f64) -> f64> = match node.op_type.as_str() {
+        "Sqrt" => Some(f64::sqrt),
+        "Reciprocal" => Some(|x| 1.0 / x),
+        "Neg" => Some(|x| -x),
+        "Abs" => Some(f64::abs),
+        "Floor" => Some(f64::floor),
+        "Ceil" => Some(f64::ceil),
+        "Identity" | "Cast" => Some(|x| x),
+        _ => None,
+    };
+    let binary: Option<fn(f64, f64) -> f64> = match node.op_type.as_str() {
+        "Add" => Some(|a, b| a + b),
+        "Sub" => Some(|a, b| a - b),
+        "Mul" => Some(|a, b| a * b),
+        "Div" if info.elem == Elem::F32 => Some(|a, b| a / b),
+        "Pow" => Some(f64::powf),
+        _ => None,
+    };
+    if !node.is_default_domain() {
+        return None;
+    }
+    let values: Vec<f64> = match (unary, binary, args.as_slice()) {
+        (Some(f), _, [a]) => (0..n).map(|i| f(at(a, i))).collect(),
+        (_, Some(f), [a, b]) => (0..n).map(|i| f(at(a, i), at(b, i))).collect(),
+        _ => return None,
+    };
+    // rounded as the output's type holds it (a float64 value kept whole)
+    let values = match info.elem {
+        Elem::F32 if float64 => values,
+        Elem::F32 => values.into_iter().map(|x| x as f32 as f64).collect(),
+        Elem::I32 => values.into_iter().map(f64::trunc).collect(),
+        Elem::Bool => values.into_iter().map(|x| f64::from(x != 0.0)).collect(),
+    };
+    Some(HostTensor { info: info.clone(), values })
+}
+
 /// What the host knows of a computed value (shape arithmetic, constants).
 fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
     let val = &g.values[v];
@@ -288,7 +338,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
                             None => return Err(err(e)),
                         },
                     };
-                    let host = host_of(g, o, &info);
+                    let host = host_of(g, o, &info).or_else(|| fold_on_host(node, &slots, &info, g.values[o].dtype == Some(DType::F64)));
                     all_host &= host.is_some();
                     slots[o] = Slot { info: Some(info.clone()), host, region: None };
                     out_infos.push(Some(info));
