@@ -47,17 +47,20 @@ def prepare(model_path, out_dir, batch, seed):
     # Stochastic depth draws RandomUniformLike u and keeps a sample where
     # floor(keep + u) = 1: u = 1 - 2^-24 keeps every sample, in both runtimes.
     replaced = []
-    for k, n in enumerate(list(g.node)):
+    nodes = []
+    for n in g.node:
         if n.op_type in ("RandomUniformLike", "RandomNormalLike"):
             value = 1.0 - 2.0 ** -24 if n.op_type == "RandomUniformLike" else 0.0
             zero, c, z = f"{n.output[0]}__zero", f"{n.output[0]}__value", f"{n.output[0]}__zeros"
             g.initializer.extend([onnx.helper.make_tensor(zero, onnx.TensorProto.FLOAT, [], [0.0]), onnx.helper.make_tensor(c, onnx.TensorProto.FLOAT, [], [value])])
-            replaced.append((n, [onnx.helper.make_node("Mul", [n.input[0], zero], [z]), onnx.helper.make_node("Add", [z, c], [n.output[0]])]))
-    for n, new in replaced:
-        i = list(g.node).index(n)
-        g.node.remove(n)
-        for j, m in enumerate(new):
-            g.node.insert(i + j, m)
+            nodes += [onnx.helper.make_node("Mul", [n.input[0], zero], [z]), onnx.helper.make_node("Add", [z, c], [n.output[0]])]
+            replaced.append(n.name)
+        else:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(n)
+            nodes.append(copy)
+    del g.node[:]
+    g.node.extend(nodes)
     rng = np.random.default_rng(seed)
     # The zoo's weights are zeros (the analysis reads only structure): give
     # every float tensor of two or more elements seeded values of a trained
