@@ -180,14 +180,14 @@ fn info_of(g: &Graph, v: ValueId) -> Result<TensorInfo, String> {
 
 /// The info under which a float value of a type the device lacks is kept on
 /// the host: float32 of the same shape, when the host knows its elements.
-fn host_only(g: &Graph, v: ValueId) -> Option<TensorInfo> {
+fn host_only(g: &Graph, v: ValueId, node: &crate::ir::Node, slots: &[Slot]) -> Option<TensorInfo> {
     let val = &g.values[v];
     if !val.dtype.is_some_and(DType::is_float) {
         return None;
     }
     let shape: Option<Vec<usize>> = val.shape.as_ref()?.iter().map(|d| d.known().filter(|&k| k >= 0).map(|k| k as usize)).collect();
     let info = TensorInfo { elem: Elem::F32, shape: shape? };
-    host_of(g, v, &info).map(|_| info)
+    (host_of(g, v, &info).is_some() || fold_on_host(node, slots, &info, true).is_some()).then_some(info)
 }
 
 /// Folds a small elementwise node whose inputs the host knows (an exporter's
@@ -333,7 +333,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
                         Ok(i) => i,
                         // A float64/float16 constant the host folds (an exporter's
                         // scale, cast to float32 before use): known, never launched.
-                        Err(e) => match host_only(g, o) {
+                        Err(e) => match host_only(g, o, node, &slots) {
                             Some(i) => i,
                             None => return Err(err(e)),
                         },
