@@ -204,24 +204,22 @@ fn fold_on_host(node: &crate::ir::Node, slots: &[Slot], info: &TensorInfo, float
         return None;
     }
     let at = |a: &HostTensor, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
-    let unary: Option<fn(f64) -> f64> = match node.op_type.as_str() {
-        "Sqrt" => Some(f64::sqrt),
-        "Reciprocal" => Some(|x| 1.0 / x),
-        "Neg" => Some(|x| -x),
-        "Abs" => Some(f64::abs),
-        "Floor" => Some(f64::floor),
-        "Ceil" => Some(f64::ceil),
-        "Identity" | "Cast" => Some(|x| x),
-        _ => None,
-    };
-    let binary: Option<fn(f64, f64) -> f64> = match node.op_type.as_str() {
-        "Add" => Some(|a, b| a + b),
-        "Sub" => Some(|a, b| a - b),
-        "Mul" => Some(|a, b| a * b),
-        "Div" if info.elem == Elem::F32 => Some(|a, b| a / b),
-        "Pow" => Some(f64::powf),
-        _ => None,
-    };
+    use crate::ops;
+    let unary_ops: [(&crate::ops::OpDef, fn(f64) -> f64); 8] = [
+        (&ops::SQRT, f64::sqrt),
+        (&ops::RECIPROCAL, |x| 1.0 / x),
+        (&ops::NEG, |x| -x),
+        (&ops::ABS, f64::abs),
+        (&ops::FLOOR, f64::floor),
+        (&ops::CEIL, f64::ceil),
+        (&ops::IDENTITY, |x| x),
+        (&ops::CAST, |x| x),
+    ];
+    let binary_ops: [(&crate::ops::OpDef, fn(f64, f64) -> f64); 5] =
+        [(&ops::ADD, |a, b| a + b), (&ops::SUB, |a, b| a - b), (&ops::MUL, |a, b| a * b), (&ops::DIV, |a, b| a / b), (&ops::POW, f64::powf)];
+    let unary = unary_ops.iter().find(|(d, _)| node.is(d)).map(|(_, f)| *f);
+    // integer Div truncates: only a float Div folds here
+    let binary = binary_ops.iter().find(|(d, _)| node.is(d) && (info.elem == Elem::F32 || !node.is(&ops::DIV))).map(|(_, f)| *f);
     if !node.is_default_domain() {
         return None;
     }
