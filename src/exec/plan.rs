@@ -205,7 +205,9 @@ fn fold_on_host(node: &crate::ir::Node, slots: &[Slot], info: &TensorInfo, float
     }
     let at = |a: &HostTensor, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
     use crate::ops;
-    let unary_ops: [(&crate::ops::OpDef, fn(f64) -> f64); 8] = [
+    type Unary = (&'static crate::ops::OpDef, fn(f64) -> f64);
+    type Binary = (&'static crate::ops::OpDef, fn(f64, f64) -> f64);
+    let unary_ops: [Unary; 8] = [
         (&ops::SQRT, f64::sqrt),
         (&ops::RECIPROCAL, |x| 1.0 / x),
         (&ops::NEG, |x| -x),
@@ -215,7 +217,7 @@ fn fold_on_host(node: &crate::ir::Node, slots: &[Slot], info: &TensorInfo, float
         (&ops::IDENTITY, |x| x),
         (&ops::CAST, |x| x),
     ];
-    let binary_ops: [(&crate::ops::OpDef, fn(f64, f64) -> f64); 5] =
+    let binary_ops: [Binary; 5] =
         [(&ops::ADD, |a, b| a + b), (&ops::SUB, |a, b| a - b), (&ops::MUL, |a, b| a * b), (&ops::DIV, |a, b| a / b), (&ops::POW, f64::powf)];
     let unary = unary_ops.iter().find(|(d, _)| node.is(d)).map(|(_, f)| *f);
     // integer Div truncates: only a float Div folds here

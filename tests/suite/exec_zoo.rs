@@ -103,7 +103,7 @@ fn check(gpu: &Gpu, model: &Path, work: &Path) -> Result<String, String> {
     let specs = trainer.specs().to_vec();
     let grads: Vec<(String, Vec<f32>)> = specs.iter().map(|s| Ok((s.name.clone(), trainer.output(&format!("{}.grad", s.name)).map_err(|e| e.to_string())?))).collect::<Result<_, String>>()?;
     let global = grads.iter().map(|(n, _)| max_abs(&reference[&format!("{n}.grad")])).fold(0.0, f64::max);
-    if !(global > 0.0) {
+    if global.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err(format!("{name}: every reference gradient is zero: nothing is compared"));
     }
     let params = trainer.params().map_err(|e| e.to_string())?;
