@@ -28,18 +28,7 @@ fn manifest_path() -> PathBuf {
 }
 
 fn values(t: &Tensor) -> Option<Vec<f64>> {
-    let size = t.dtype.size()?;
-    if t.data.len() != t.elements() as usize * size {
-        return None;
-    }
-    let c = t.data.chunks_exact(size);
-    Some(match t.dtype {
-        DType::F32 => c.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-        DType::I64 => c.map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64).collect(),
-        DType::I32 => c.map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-        DType::Bool => c.map(|b| f64::from(b[0] != 0)).collect(),
-        _ => return None,
-    })
+    super::plan::tensor_values(t).filter(|_| t.dtype != DType::F64)
 }
 
 /// The verdict for one node test folder.
@@ -185,38 +174,9 @@ fn kernels_match_the_onnx_node_tests() {
     let gpu = Gpu::open(None).expect("a wgpu adapter (scripts/test.sh installs lavapipe)");
     let dir = crate::onnx::node_tests::node_tests_dir();
     let got = manifest(&gpu, &dir);
-    let path = manifest_path();
     if std::env::var("ADAMP_GRAPH_NODE_TESTS").is_ok() {
         eprintln!("{got}");
         return;
     }
-    if std::env::var("ADAMP_GRAPH_BLESS").is_ok_and(|v| v == "1") {
-        let tmp = path.with_extension("manifest.tmp");
-        std::fs::write(&tmp, &got).expect("write manifest");
-        std::fs::rename(&tmp, &path).expect("replace manifest");
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    if got != want {
-        let old: HashMap<&str, &str> = want.lines().filter_map(|l| l.split_once(' ')).collect();
-        let mut regressed = Vec::new();
-        let mut changed = Vec::new();
-        for l in got.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, v)) = l.split_once(' ') else { continue };
-            match old.get(name) {
-                Some(&"pass") if v != "pass" => regressed.push(format!("{name}: {v}")),
-                Some(o) if *o == v => {}
-                o => changed.push(format!("{name}: {} -> {v}", o.unwrap_or(&"(new)"))),
-            }
-        }
-        panic!(
-            "the executor's node-test verdicts differ from {}.\nregressed ({}):\n  {}\nchanged ({}, first 30):\n  {}\n\
-             Fix the regressions; when every change is an improvement, rerun with ADAMP_GRAPH_BLESS=1.",
-            path.display(),
-            regressed.len(),
-            regressed.join("\n  "),
-            changed.len(),
-            changed.iter().take(30).cloned().collect::<Vec<_>>().join("\n  ")
-        );
-    }
+    crate::onnx::node_tests::check_manifest(&manifest_path(), &got, "the executor's node-test verdicts");
 }

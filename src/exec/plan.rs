@@ -145,7 +145,7 @@ pub fn specialize_with(g: &Graph, shapes: &HashMap<String, Vec<usize>>, constant
 }
 
 /// Elements of a tensor as f64 (any size; `None` for types the device lacks).
-fn tensor_values(t: &Tensor) -> Option<Vec<f64>> {
+pub(crate) fn tensor_values(t: &Tensor) -> Option<Vec<f64>> {
     let size = t.dtype.size()?;
     let n = t.elements() as usize;
     if t.data.len() != n.checked_mul(size)? {

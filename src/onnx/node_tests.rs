@@ -159,14 +159,20 @@ fn manifest(dir: &Path) -> String {
 fn shapes_match_the_onnx_node_tests() {
     let dir = node_tests_dir();
     let got = manifest(&dir);
-    let path = manifest_path();
+    check_manifest(&manifest_path(), &got, "the ONNX node-test verdicts");
+}
+
+/// Compares a manifest of `name verdict` lines with the committed one at
+/// `path` (or rewrites it under `ADAMP_GRAPH_BLESS=1`): a test that passed and
+/// no longer passes is a regression; any other change asks for a bless.
+pub(crate) fn check_manifest(path: &Path, got: &str, what: &str) {
     if std::env::var("ADAMP_GRAPH_BLESS").is_ok_and(|v| v == "1") {
         let tmp = path.with_extension("manifest.tmp");
-        std::fs::write(&tmp, &got).expect("write manifest");
-        std::fs::rename(&tmp, &path).expect("replace manifest");
+        std::fs::write(&tmp, got).expect("write manifest");
+        std::fs::rename(&tmp, path).expect("replace manifest");
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    let want = std::fs::read_to_string(path).unwrap_or_default();
     if got != want {
         let old: std::collections::HashMap<&str, &str> = want.lines().filter_map(|l| l.split_once(' ')).collect();
         let mut regressed = Vec::new();
@@ -180,13 +186,13 @@ fn shapes_match_the_onnx_node_tests() {
             }
         }
         panic!(
-            "the ONNX node-test verdicts differ from {}.\nregressed ({}):\n  {}\nchanged ({}, first 20):\n  {}\n\
+            "{what} differ from {}.\nregressed ({}):\n  {}\nchanged ({}, first 30):\n  {}\n\
              Fix the regressions; when every change is an improvement, rerun with ADAMP_GRAPH_BLESS=1.",
             path.display(),
             regressed.len(),
             regressed.join("\n  "),
             changed.len(),
-            changed.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+            changed.iter().take(30).cloned().collect::<Vec<_>>().join("\n  ")
         );
     }
 }
