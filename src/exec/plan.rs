@@ -144,24 +144,6 @@ pub fn specialize_with(g: &Graph, shapes: &HashMap<String, Vec<usize>>, constant
     Ok(ir::resolve(parts, &how)?)
 }
 
-/// Elements of a tensor as f64 (any size; `None` for types the device lacks).
-pub(crate) fn tensor_values(t: &Tensor) -> Option<Vec<f64>> {
-    let size = t.dtype.size()?;
-    let n = t.elements() as usize;
-    if t.data.len() != n.checked_mul(size)? {
-        return None;
-    }
-    let c = t.data.chunks_exact(size);
-    Some(match t.dtype {
-        DType::F32 => c.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-        DType::I64 => c.map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64).collect(),
-        DType::I32 => c.map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-        DType::Bool => c.map(|b| f64::from(b[0] != 0)).collect(),
-        DType::F64 => c.map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect(),
-        _ => return None,
-    })
-}
-
 /// The element type and static shape of a value.
 fn info_of(g: &Graph, v: ValueId) -> Result<TensorInfo, String> {
     let val = &g.values[v];
@@ -178,16 +160,17 @@ fn info_of(g: &Graph, v: ValueId) -> Result<TensorInfo, String> {
     Ok(TensorInfo { elem, shape })
 }
 
-/// The info under which a float value of a type the device lacks is kept on
-/// the host: float32 of the same shape, when the host knows its elements.
-fn host_only(g: &Graph, v: ValueId, node: &crate::ir::Node, slots: &[Slot]) -> Option<TensorInfo> {
+/// A float value of a type the device lacks (float64, float16), kept on the
+/// host as float32 of the same shape when the host knows its elements.
+fn host_only(g: &Graph, v: ValueId, node: &crate::ir::Node, slots: &[Slot]) -> Option<(TensorInfo, HostTensor)> {
     let val = &g.values[v];
     if !val.dtype.is_some_and(DType::is_float) {
         return None;
     }
     let shape: Option<Vec<usize>> = val.shape.as_ref()?.iter().map(|d| d.known().filter(|&k| k >= 0).map(|k| k as usize)).collect();
     let info = TensorInfo { elem: Elem::F32, shape: shape? };
-    (host_of(g, v, &info).is_some() || fold_on_host(node, slots, &info, true).is_some()).then_some(info)
+    let host = host_of(g, v, &info).or_else(|| fold_on_host(node, slots, &info, true))?;
+    Some((info, host))
 }
 
 /// Folds a small elementwise node whose inputs the host knows (an exporter's
@@ -248,7 +231,7 @@ fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
         let node = &g.nodes[p];
         if node.is(&crate::ops::CONSTANT) {
             if let Some(AttrValue::Tensor(t)) = node.attrs.get("value") {
-                return tensor_values(t).filter(|x| x.len() == n).map(|values| HostTensor { info: info.clone(), values });
+                return t.values().filter(|x| x.len() == n).map(|values| HostTensor { info: info.clone(), values });
             }
         }
     }
@@ -315,7 +298,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             let t = &init.tensor;
             t.dtype.is_float().then(|| TensorInfo { elem: Elem::F32, shape: t.dims.iter().map(|&d| d as usize).collect() })
         });
-        if let (Some(info), Some(values)) = (info, tensor_values(&init.tensor)) {
+        if let (Some(info), Some(values)) = (info, init.tensor.values()) {
             slots[v] = Slot { host: Some(HostTensor { info: info.clone(), values }), info: Some(info), region: None };
         }
     }
@@ -329,16 +312,18 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             match o {
                 None => out_infos.push(None),
                 Some(o) => {
-                    let info = match info_of(g, o) {
-                        Ok(i) => i,
+                    let (info, host) = match info_of(g, o) {
+                        Ok(info) => {
+                            let host = host_of(g, o, &info).or_else(|| fold_on_host(node, &slots, &info, false));
+                            (info, host)
+                        }
                         // A float64/float16 constant the host folds (an exporter's
                         // scale, cast to float32 before use): known, never launched.
                         Err(e) => match host_only(g, o, node, &slots) {
-                            Some(i) => i,
+                            Some((info, host)) => (info, Some(host)),
                             None => return Err(err(e)),
                         },
                     };
-                    let host = host_of(g, o, &info).or_else(|| fold_on_host(node, &slots, &info, g.values[o].dtype == Some(DType::F64)));
                     all_host &= host.is_some();
                     slots[o] = Slot { info: Some(info.clone()), host, region: None };
                     out_infos.push(Some(info));

@@ -160,12 +160,18 @@ impl Tensor {
 
     /// The values as f64 when this is a small float or integer tensor.
     pub fn as_floats(&self) -> Option<Vec<f64>> {
-        let n = self.elements() as usize;
-        if n > shape::MAX_TRACKED_INTS {
+        if self.elements() as usize > shape::MAX_TRACKED_INTS || self.dtype == DType::Bool {
             return None;
         }
+        self.values()
+    }
+
+    /// Every element as f64 (bools as 0 and 1), whatever the size; `None` for
+    /// other types or data that does not match the dims.
+    pub fn values(&self) -> Option<Vec<f64>> {
+        let n = self.elements() as usize;
         let size = self.dtype.size()?;
-        if self.data.len() != n * size {
+        if self.data.len() != n.checked_mul(size)? {
             return None;
         }
         self.data
@@ -177,6 +183,7 @@ impl Tensor {
                 DType::BF16 => Some(f32::from_bits((u16::from_le_bytes(c.try_into().ok()?) as u32) << 16) as f64),
                 DType::I64 => Some(i64::from_le_bytes(c.try_into().ok()?) as f64),
                 DType::I32 => Some(i32::from_le_bytes(c.try_into().ok()?) as f64),
+                DType::Bool => Some(f64::from(c[0] != 0)),
                 _ => None,
             })
             .collect()
