@@ -157,7 +157,12 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
+        self.map_read(&staging, what)
+    }
+
+    /// Waits for the queue, then maps a `MAP_READ` buffer and copies its bytes out.
+    pub fn map_read(&self, buffer: &wgpu::Buffer, what: &str) -> Result<Vec<u8>, GpuError> {
+        let slice = buffer.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -166,7 +171,7 @@ impl Gpu {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(e.to_string()))?;
         rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
         let data = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
-        staging.unmap();
+        buffer.unmap();
         Ok(data)
     }
 }

@@ -131,6 +131,19 @@ struct Shaped<'g> {
     output_bytes: u64,
     /// The metrics launches over this program's copy of the parameters.
     metric_binds: Vec<wgpu::BindGroup>,
+    /// Arena offsets, looked up once: per parameter its copy and its
+    /// gradient, per statistic its input and its `.new`, the loss, the output.
+    at: Offsets,
+}
+
+/// Where a program keeps what a step copies in and out.
+struct Offsets {
+    params: Vec<u64>,
+    grads: Vec<u64>,
+    stats: Vec<u64>,
+    stats_new: Vec<u64>,
+    loss: u64,
+    output: u64,
 }
 
 /// The paper's per-tensor measurements of one step (eq. 5).
@@ -293,7 +306,16 @@ impl<'g> Trainer<'g> {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.programs.insert(key.clone(), Shaped { exec, readback, output_bytes, metric_binds });
+        let off = |name: &str| exec.region(name).map(|r| r.0);
+        let at = Offsets {
+            params: self.graph.specs.iter().map(|s| off(&s.name)).collect::<Result<_, _>>()?,
+            grads: self.graph.specs.iter().map(|s| off(&format!("{}.grad", s.name))).collect::<Result<_, _>>()?,
+            stats: self.buffer_slots.iter().map(|b| off(&b.0)).collect::<Result<_, _>>()?,
+            stats_new: self.buffer_slots.iter().map(|b| off(&format!("{}.new", b.0))).collect::<Result<_, _>>()?,
+            loss: off("loss")?,
+            output: if output_bytes > 0 { off(&self.graph.output)? } else { 0 },
+        };
+        self.programs.insert(key.clone(), Shaped { exec, readback, output_bytes, metric_binds, at });
         Ok(key)
     }
 
@@ -345,7 +367,7 @@ impl<'g> Trainer<'g> {
         self.last = Some(key.clone());
         let samples = batch.iter().find(|a| a.name == "labels").and_then(|a| a.dims.first().copied()).unwrap_or(0);
         let steps = self.steps;
-        let Trainer { gpu, optimizer, programs, graph, buffers, buffer_slots, metrics, .. } = self;
+        let Trainer { gpu, optimizer, programs, buffers, buffer_slots, metrics, .. } = self;
         let measure = measure && lr.is_some() && !metrics.tensors.is_empty();
         let shaped = programs.get_mut(&key).ok_or_else(|| TrainError::Model("internal: program missing".into()))?;
         for a in batch {
@@ -360,16 +382,14 @@ impl<'g> Trainer<'g> {
         }
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
         // Parameters and statistics into the program.
-        for (t, spec) in graph.specs.iter().enumerate() {
-            let (off, _) = shaped.exec.region(&spec.name)?;
+        for (t, &off) in shaped.at.params.iter().enumerate() {
             for (buf, at, lo, len) in optimizer.pieces(t, false) {
                 if len > 0 {
                     enc.copy_buffer_to_buffer(buf, at, shaped.exec.arena(), off + 4 * lo as u64, 4 * len as u64);
                 }
             }
         }
-        for (name, at, n) in buffer_slots.iter() {
-            let (off, _) = shaped.exec.region(name)?;
+        for ((_, at, n), &off) in buffer_slots.iter().zip(&shaped.at.stats) {
             if *n > 0 {
                 enc.copy_buffer_to_buffer(buffers, *at, shaped.exec.arena(), off, 4 * *n as u64);
             }
@@ -378,16 +398,14 @@ impl<'g> Trainer<'g> {
         shaped.exec.set_step(steps as u32);
         shaped.exec.encode(&mut enc);
         if let Some(lr) = lr {
-            for (t, spec) in graph.specs.iter().enumerate() {
-                let (off, _) = shaped.exec.region(&format!("{}.grad", spec.name))?;
+            for (t, &off) in shaped.at.grads.iter().enumerate() {
                 for (buf, at, lo, len) in optimizer.pieces(t, true) {
                     if len > 0 {
                         enc.copy_buffer_to_buffer(shaped.exec.arena(), off + 4 * lo as u64, buf, at, 4 * len as u64);
                     }
                 }
             }
-            for (name, at, n) in buffer_slots.iter() {
-                let (off, _) = shaped.exec.region(&format!("{name}.new"))?;
+            for ((_, at, n), &off) in buffer_slots.iter().zip(&shaped.at.stats_new) {
                 if *n > 0 {
                     enc.copy_buffer_to_buffer(shaped.exec.arena(), off, buffers, *at, 4 * *n as u64);
                 }
@@ -399,21 +417,19 @@ impl<'g> Trainer<'g> {
             }
         }
         let (status, status_bytes) = optimizer.status_buffer();
-        let (loss_off, _) = shaped.exec.region("loss")?;
-        enc.copy_buffer_to_buffer(shaped.exec.arena(), loss_off, &shaped.readback, 0, 4);
+        enc.copy_buffer_to_buffer(shaped.exec.arena(), shaped.at.loss, &shaped.readback, 0, 4);
         if lr.is_some() {
             enc.copy_buffer_to_buffer(status, 0, &shaped.readback, 16, status_bytes);
         }
         if shaped.output_bytes > 0 {
-            let (out_off, _) = shaped.exec.region(&graph.output)?;
-            enc.copy_buffer_to_buffer(shaped.exec.arena(), out_off, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
+            enc.copy_buffer_to_buffer(shaped.exec.arena(), shaped.at.output, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
         }
         let metrics_at = 16 + status_bytes + shaped.output_bytes;
         if measure {
             enc.copy_buffer_to_buffer(&metrics.sums, 0, &shaped.readback, metrics_at, 16 * metrics.tensors.len() as u64);
         }
         gpu.queue.submit([enc.finish()]);
-        let bytes = read_mapped(gpu, &shaped.readback)?;
+        let bytes = gpu.map_read(&shaped.readback, "step readback")?;
         let word = |i: usize| u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
         let loss = f32::from_bits(word(0));
         let step_no = self.steps + 1;
@@ -596,19 +612,4 @@ impl Metrics {
             pass.dispatch_workgroups(1, 1, 1);
         }
     }
-}
-
-/// Maps a readback buffer and copies its bytes out.
-fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
-    let slice = buffer.slice(..);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    let err = |detail: String| GpuError::Readback { what: "step readback".into(), detail };
-    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(e.to_string()))?;
-    rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
-    let data = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
-    buffer.unmap();
-    Ok(data)
 }
