@@ -351,9 +351,6 @@ fn mod_i(a: i32, b: i32) -> i32 {
     let r = a % b;
     return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));
 }
-fn round_even_f(x: f32) -> f32 {
-    return round(x);
-}
 ";
 
 /// WGSL converting `e` of type `from` to `to` (ONNX Cast semantics: float to
@@ -413,11 +410,6 @@ pub fn typed(ctx: &KernelCtx, float: &str, int: Option<&str>) -> Result<Lowered,
         (Elem::I32, Some(e)) => elementwise(ctx, e),
         (e, _) => Err(format!("the kernel computes float32{}; input 0 is {e:?}", if int.is_some() { " and integers" } else { "" })),
     }
-}
-
-/// The element type of input 0 (for expressions that depend on it).
-pub fn elem0(ctx: &KernelCtx) -> Result<Elem, String> {
-    Ok(ctx.input(0)?.elem)
 }
 
 #[cfg(test)]

@@ -324,7 +324,7 @@ impl<'g> Trainer<'g> {
         let key = self.shaped(batch)?;
         let p = self.programs[&key].exec.program();
         let params: u64 = self.graph.specs.iter().map(|s| 4 * s.numel() as u64).sum();
-        let state = params * self.optimizer_state_count() as u64;
+        let state = params * self.state_count as u64;
         Ok(Memory {
             arena: p.arena_bytes(),
             resident: p.resident_bytes,
@@ -333,10 +333,6 @@ impl<'g> Trainer<'g> {
             optimizer: 2 * params + state,
             buffers: self.buffer_slots.iter().map(|b| 4 * b.2 as u64).sum(),
         })
-    }
-
-    fn optimizer_state_count(&self) -> usize {
-        self.state_count
     }
 
     /// One training step on a batch at learning rate `lr`.
