@@ -254,6 +254,33 @@ impl<'g> Trainer<'g> {
         &self.graph
     }
 
+    /// Keeps intermediate values of the gradient graph readable after each
+    /// step through [`Trainer::output`], as extra outputs (which the memory
+    /// planner then never reuses): for inspection and for tests that compare
+    /// the device's decisions (comparisons, MaxPool indices) with another
+    /// runtime's. Call it before the first step.
+    pub fn watch(&mut self, names: &[String]) -> Result<(), TrainError> {
+        if !self.programs.is_empty() {
+            return Err(TrainError::Model("values can be watched only before the first step".into()));
+        }
+        let g = &mut self.graph.graph;
+        for name in names {
+            let v = g.value_by_name(name).ok_or_else(|| TrainError::Model(format!("the gradient graph has no value '{name}' to watch")))?;
+            if !g.outputs.contains(&v) {
+                g.outputs.push(v);
+                g.output_decls.push(None);
+                g.values[v].is_output = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The shape of an output (or watched value) of the latest step's program.
+    pub fn output_dims(&self, name: &str) -> Option<Vec<usize>> {
+        let shaped = self.last.as_ref().and_then(|k| self.programs.get(k))?;
+        shaped.exec.program().slot(name).and_then(|s| s.info.as_ref()).map(|i| i.shape.clone())
+    }
+
     /// Steps taken.
     pub fn steps(&self) -> u64 {
         self.steps
@@ -491,7 +518,9 @@ impl<'g> Trainer<'g> {
         Ok((StepOut { loss, correct, samples }, if measure { measured } else { measured.into_iter().map(|m| TensorMetric { norm: f64::NAN, effective_step: f64::NAN, ..m }).collect() }))
     }
 
-    /// An output of the latest step's program (`<p>.grad`, `<b>.new`, `loss`, the model's output).
+    /// An output of the latest step's program (`<p>.grad`, `<b>.new`, `loss`,
+    /// the model's output, a [`Trainer::watch`]ed value), as float32 (integers
+    /// and bools converted).
     pub fn output(&self, name: &str) -> Result<Vec<f32>, TrainError> {
         let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
         Ok(shaped.exec.read_f32(name)?)

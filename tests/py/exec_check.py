@@ -6,9 +6,22 @@
                                     OUT_DIR/model.onnx, and seeded inputs and
                                     MSE labels for it: OUT_DIR/inputs.json
                                     (name, dtype, dims, file) and raw .bin files
-  run STEP IN_DIR OUT_DIR           runs the step graph on those inputs (step 1,
+  run STEP IN_DIR OUT_DIR [DECISIONS]
+                                    runs the step graph on those inputs (step 1,
                                     the lr initializer) and writes every output
-                                    as raw float32 (OUT_DIR/outputs.json)
+                                    as raw float32 (OUT_DIR/outputs.json).
+                                    DECISIONS (a folder with decisions.json:
+                                    name, dtype, dims, file) holds the other
+                                    runtime's kink decisions: the results of
+                                    float comparisons (ReLU, Clip and ReLU6
+                                    gradients) and MaxPool's Indices. They are
+                                    fed in place of onnxruntime's own, so both
+                                    runtimes differentiate the same branch of
+                                    each kink; every decision that differs from
+                                    onnxruntime's own must be a near tie in
+                                    onnxruntime's forward values (within
+                                    TIE_TOL of the compared tensor's largest
+                                    magnitude), or it is reported.
 
 Prints a JSON object on stdout.
 """
@@ -113,7 +126,87 @@ def prepare(model_path, out_dir, batch, seed):
     return {"dropouts": dropouts, "random": len(replaced), "inputs": len(entries)}
 
 
-def run(step_path, in_dir, out_dir):
+# Two float32 runtimes that sum in different orders agree on a forward value to
+# a few ulps of the tensor's scale per layer; a decision may differ only where
+# the compared values are that close.
+TIE_TOL = 1e-4
+
+COMPARISONS = ("Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal")
+
+
+def substitute(m, decisions_dir):
+    """Feeds the decisions in decisions.json as graph inputs in place of the
+    nodes' own; returns (decisions, the values the tie check needs)."""
+    with open(os.path.join(decisions_dir, "decisions.json")) as fh:
+        decisions = json.load(fh)
+    g = m.graph
+    # element types of the compared values (a comparison may read integers)
+    inferred = onnx.shape_inference.infer_shapes(m).graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.value_info) + list(inferred.output) + list(inferred.input)}
+    producer = {o: n for n in g.node for o in n.output}
+    outputs = {o.name for o in g.output}
+    # initializers and inputs are read directly, not as outputs
+    known = {t.name for t in g.initializer} | {i.name for i in g.input}
+    checks = []
+    for d in decisions:
+        name = d["name"]
+        n = producer.get(name)
+        if n is None:
+            raise SystemExit(f"decision '{name}': no node of the step graph computes it")
+        own = name + "__onnxruntime"
+        n.output[list(n.output).index(name)] = own
+        elem = onnx.TensorProto.BOOL if d["dtype"] == "bool" else onnx.TensorProto.INT64
+        g.output.append(onnx.helper.make_tensor_value_info(own, elem, None))
+        g.input.append(onnx.helper.make_tensor_value_info(name, elem, d["dims"]))
+        if n.op_type in COMPARISONS:
+            compared = [n.input[0], n.input[1]]
+        elif n.op_type == "MaxPool":
+            compared = [n.input[0]]
+        else:
+            raise SystemExit(f"decision '{name}' comes from a {n.op_type} node: not a comparison or MaxPool")
+        for c in compared:
+            if c not in outputs and c not in known:
+                g.output.append(onnx.helper.make_tensor_value_info(c, types.get(c) or onnx.TensorProto.FLOAT, None))
+                outputs.add(c)
+        checks.append((d, n.op_type, compared, own))
+    feeds = {}
+    for d in decisions:
+        x = np.fromfile(os.path.join(decisions_dir, d["file"]), dtype=np.uint8 if d["dtype"] == "bool" else np.int64)
+        feeds[d["name"]] = (x != 0 if d["dtype"] == "bool" else x).reshape(d["dims"])
+    return feeds, checks
+
+
+def initializer_values(m):
+    return {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+
+
+def ties(checks, values):
+    """Counts the decisions that differ from onnxruntime's own and describes
+    those that are not near ties."""
+    flipped, far = 0, []
+    for d, op, compared, own in checks:
+        ours = values[d["name"]]
+        theirs = values[own]
+        diff = np.nonzero(np.asarray(ours).ravel() != np.asarray(theirs).ravel())[0]
+        flipped += len(diff)
+        if len(diff) == 0:
+            continue
+        if op == "MaxPool":
+            x = np.asarray(values[compared[0]], dtype=np.float64)
+            scale = max(np.abs(x).max(), 1e-30)
+            flat = x.ravel()
+            gap = np.abs(flat[np.asarray(ours).ravel()[diff]] - flat[np.asarray(theirs).ravel()[diff]])
+        else:
+            a, b = (np.broadcast_to(np.asarray(values[c], dtype=np.float64), np.shape(theirs)).ravel() for c in compared)
+            scale = max(np.abs(a).max(), np.abs(b).max(), 1e-30)
+            gap = np.abs(a[diff] - b[diff])
+        worst = gap.max() / scale
+        if worst > TIE_TOL:
+            far.append(f"{d['name']} ({op}): {len(diff)} decisions differ, one {worst:.1e} of the scale from a tie")
+    return flipped, far
+
+
+def run(step_path, in_dir, out_dir, decisions_dir=None):
     with open(os.path.join(in_dir, "inputs.json")) as fh:
         entries = json.load(fh)
     feeds = {}
@@ -121,6 +214,14 @@ def run(step_path, in_dir, out_dir):
         x = np.fromfile(os.path.join(in_dir, e["file"]), dtype=e["dtype"]).reshape(e["dims"])
         feeds[e["name"]] = x
     feeds["step"] = np.array(1, dtype=np.int64)
+    checks = []
+    if decisions_dir:
+        m = onnx.load(step_path)
+        more, checks = substitute(m, decisions_dir)
+        feeds.update(more)
+        step_path = os.path.join(out_dir, "step_with_decisions.onnx")
+        os.makedirs(out_dir, exist_ok=True)
+        onnx.save(m, step_path)
     s = session(step_path)
     names = [o.name for o in s.get_outputs()]
     outs = s.run(names, feeds)
@@ -132,7 +233,15 @@ def run(step_path, in_dir, out_dir):
         listing.append({"name": name, "dims": list(np.shape(x)), "file": f})
     with open(os.path.join(out_dir, "outputs.json"), "w") as fh:
         json.dump(listing, fh)
-    return {"outputs": len(listing)}
+    result = {"outputs": len(listing)}
+    if decisions_dir:
+        values = dict(zip(names, outs))
+        values.update(feeds)
+        for k, v in initializer_values(onnx.load(step_path)).items():
+            values.setdefault(k, v)
+        flipped, far = ties(checks, values)
+        result.update({"decisions": int(sum(np.size(feeds[d["name"]]) for d, *_ in checks)), "flipped": int(flipped), "not_ties": far})
+    return result
 
 
 if __name__ == "__main__":
@@ -140,7 +249,7 @@ if __name__ == "__main__":
     if cmd == "prepare":
         r = prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "run":
-        r = run(sys.argv[2], sys.argv[3], sys.argv[4])
+        r = run(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:
         raise SystemExit(f"unknown command {cmd}")
     print(json.dumps(r))
