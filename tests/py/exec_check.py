@@ -244,12 +244,14 @@ def run(step_path, in_dir, out_dir, decisions_dir=None):
     return result
 
 
-if __name__ == "__main__":
-    cmd = sys.argv[1]
+def command(argv):
+    cmd = argv[0]
     if cmd == "prepare":
-        r = prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
-    elif cmd == "run":
-        r = run(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
-    else:
-        raise SystemExit(f"unknown command {cmd}")
-    print(json.dumps(r))
+        return prepare(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    if cmd == "run":
+        return run(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None)
+    raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    print(json.dumps(command(sys.argv[1:])))

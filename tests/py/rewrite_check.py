@@ -226,16 +226,20 @@ def optim(trace_path, update_path):
     return {"state": state, "steps": steps}
 
 
-if __name__ == "__main__":
-    mode = sys.argv[1]
+def command(argv):
+    mode = argv[0]
     if mode == "check":
-        out = check(*sys.argv[2:])
-    elif mode == "grads":
-        out = grads(sys.argv[2], sys.argv[3])
-    elif mode == "smoke":
-        out = smoke(sys.argv[2], sys.argv[3])
-    elif mode == "optim":
-        out = optim(sys.argv[2], sys.argv[3])
-    else:
-        out = train(sys.argv[2], sys.argv[3])
-    print(json.dumps(out))
+        return check(*argv[1:])
+    if mode == "grads":
+        return grads(argv[1], argv[2])
+    if mode == "smoke":
+        return smoke(argv[1], argv[2])
+    if mode == "optim":
+        return optim(argv[1], argv[2])
+    if mode == "train":
+        return train(argv[1], argv[2])
+    raise SystemExit(f"unknown command {mode}")
+
+
+if __name__ == "__main__":
+    print(json.dumps(command(sys.argv[1:])))

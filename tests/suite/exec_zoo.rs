@@ -26,20 +26,13 @@ use adamp_graph::train::step::{Array, ArrayData, Trainer};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run_py(args: &[&str]) -> Result<Value, String> {
-    let python = std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = root().join("tests/py/exec_check.py");
-    let out = Command::new(&python).arg(&script).args(args).output().map_err(|e| format!("cannot run {python} ({e}); set ADAMP_GRAPH_PYTHON (scripts/test.sh makes one)"))?;
-    if !out.status.success() {
-        return Err(format!("{python} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("not JSON ({e})"))
+    crate::common::py::call("exec_check.py", args)
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {

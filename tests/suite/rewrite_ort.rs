@@ -33,30 +33,14 @@ use adamp_graph::rewrite::{self, Loss, Options};
 use adamp_graph::optim::{Algorithm, Config, Detect, Overrides};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> String {
-    std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Runs the checker script; panics with its stderr on failure.
+/// Runs the checker script; panics with its error on failure.
 fn run_py(args: &[&str]) -> Value {
-    let script = root().join("tests/py/rewrite_check.py");
-    let out = Command::new(python()).arg(&script).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {} ({e}); set ADAMP_GRAPH_PYTHON to a Python with numpy, onnx and onnxruntime (scripts/test.sh makes one)", python())
-    });
-    assert!(
-        out.status.success(),
-        "{} {}: {}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)",
-        python(),
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("checker output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    crate::common::py::call("rewrite_check.py", args).unwrap_or_else(|e| panic!("{e}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)"))
 }
 
 fn cases(dir: &str) -> Vec<PathBuf> {

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod py;
 pub mod random;
 
 use std::path::{Path, PathBuf};
