@@ -90,6 +90,10 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint folder.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Before training, time one forward-and-backward pass on the first batch
+    /// launch by launch (one submission each) and print the time per op type.
+    #[arg(long)]
+    pub profile: bool,
     /// Hyperparameters.
     #[command(flatten)]
     pub hyper: HyperArgs,
@@ -344,6 +348,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             mib(m.optimizer),
             mib(m.buffers)
         );
+    }
+    if args.profile {
+        let first: Vec<usize> = (0..args.batch_size.min(samples)).collect();
+        let times = trainer.profile(&crate::train::run::gather(&data, &first))?;
+        let total_s: f64 = times.iter().map(|t| t.seconds).sum();
+        let launches: usize = times.iter().map(|t| t.launches).sum();
+        println!("profile of one forward-and-backward pass ({launches} launches, {:.1} ms, each launch submitted and waited for alone):", 1e3 * total_s);
+        println!("{:<24} {:>8} {:>10} {:>6}", "op", "launches", "ms", "%");
+        for t in &times {
+            println!("{:<24} {:>8} {:>10.2} {:>5.1}%", t.op, t.launches, 1e3 * t.seconds, 100.0 * t.seconds / total_s.max(1e-12));
+        }
     }
     let bar = (terminal && !args.quiet).then(|| {
         let b = indicatif::ProgressBar::new(total);

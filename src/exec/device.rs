@@ -268,6 +268,46 @@ impl<'g> Executor<'g> {
         }
     }
 
+    /// Times each launch of the program on its own: one submission per
+    /// launch, waited for, less the round trip of an empty submission (the
+    /// median of five). Seconds per launch, in [`Program::steps`] order. The
+    /// launches read the arena as it is (run the program once first for
+    /// meaningful inputs).
+    pub fn profile(&mut self) -> Result<Vec<f64>, ExecError> {
+        let wait = |gpu: &Gpu| {
+            gpu.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| ExecError::Gpu(GpuError::Readback { what: "queue".into(), detail: e.to_string() }))
+        };
+        let mut empty = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+            self.gpu.queue.submit([enc.finish()]);
+            wait(self.gpu)?;
+            empty.push(t.elapsed().as_secs_f64());
+        }
+        empty.sort_by(f64::total_cmp);
+        let base = empty[2];
+        let words = [self.step, self.seed as u32, (self.seed >> 32) as u32, 0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.gpu.queue.write_buffer(&self.step_buffer, 0, &bytes);
+        wait(self.gpu)?;
+        let mut out = Vec::with_capacity(self.launches.len());
+        for (pipeline, bind, groups) in &self.launches {
+            let t = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("profile"), timestamp_writes: None });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            wait(self.gpu)?;
+            out.push((t.elapsed().as_secs_f64() - base).max(0.0));
+        }
+        Ok(out)
+    }
+
     /// Runs the program once and waits for it.
     pub fn run(&mut self) -> Result<(), ExecError> {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("exec") });

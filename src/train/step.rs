@@ -146,6 +146,17 @@ struct Offsets {
     output: u64,
 }
 
+/// One op type's share of a profiled step ([`Trainer::profile`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpTime {
+    /// The op type (`Conv`, `MatMul`, ...).
+    pub op: String,
+    /// Its launches in the step.
+    pub launches: usize,
+    /// Their time on the device, seconds.
+    pub seconds: f64,
+}
+
 /// The paper's per-tensor measurements of one step (eq. 5).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TensorMetric {
@@ -279,6 +290,29 @@ impl<'g> Trainer<'g> {
     pub fn output_dims(&self, name: &str) -> Option<Vec<usize>> {
         let shaped = self.last.as_ref().and_then(|k| self.programs.get(k))?;
         shaped.exec.program().slot(name).and_then(|s| s.info.as_ref()).map(|i| i.shape.clone())
+    }
+
+    /// Times the forward-and-backward pass on `batch` launch by launch
+    /// ([`Executor::profile`]: one submission per launch, so the sum exceeds
+    /// a real step's single submission by the per-launch overhead that the
+    /// empty-submission baseline does not remove). The training state is
+    /// unchanged: the optimizer does not run. Per op type, the launches and
+    /// their seconds, slowest first.
+    pub fn profile(&mut self, batch: &[Array]) -> Result<Vec<OpTime>, TrainError> {
+        self.evaluate(batch)?;
+        let shaped = self.last.as_ref().and_then(|k| self.programs.get_mut(k)).ok_or_else(|| TrainError::Model("internal: program missing".into()))?;
+        let times = shaped.exec.profile()?;
+        let program = shaped.exec.program();
+        let mut by_op: HashMap<String, OpTime> = HashMap::new();
+        for (step, t) in program.steps.iter().zip(times) {
+            let op = program.graph.nodes[step.node].op_type.clone();
+            let e = by_op.entry(op.clone()).or_insert(OpTime { op, launches: 0, seconds: 0.0 });
+            e.launches += 1;
+            e.seconds += t;
+        }
+        let mut out: Vec<OpTime> = by_op.into_values().collect();
+        out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.op.cmp(&b.op)));
+        Ok(out)
     }
 
     /// Steps taken.

@@ -160,7 +160,12 @@ fn metrics_equal_a_float64_computation() {
     let log = dir.path().join("r.jsonl");
     let model = fixture("fixtures/train/rosenbrock.onnx");
     let data = fixture("fixtures/data/rosenbrock.npz");
-    ok(&train(&[&model, "--data", &data, "--loss", "mse", "--batch-size", "64", "--steps", "1", "--metrics-every", "1", "--lr", "0.05", "--out", out.to_str().unwrap_or_default(), "--log", log.to_str().unwrap_or_default()]));
+    // --profile first runs the pass launch by launch: it must leave the state as it was
+    let printed = ok(&train(&[&model, "--data", &data, "--loss", "mse", "--batch-size", "64", "--steps", "1", "--metrics-every", "1", "--lr", "0.05", "--profile", "--out", out.to_str().unwrap_or_default(), "--log", log.to_str().unwrap_or_default()]));
+    let table: Vec<&str> = printed.lines().skip_while(|l| !l.starts_with("profile of one forward-and-backward pass")).skip(2).take_while(|l| l.ends_with('%')).collect();
+    assert!(!table.is_empty(), "a profile table: {printed}");
+    let launches: usize = table.iter().map(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<usize>().ok()).expect("launch count")).sum();
+    assert!(printed.contains(&format!("({launches} launches")), "the rows add up to the launches: {printed}");
     let lines = log_lines(&log);
     let m = lines.iter().find_map(|l| l.get("metrics")).expect("a metrics line");
     let (name, rec) = m.as_object().and_then(|o| o.iter().next()).expect("one tensor measured");
