@@ -284,6 +284,11 @@ const CI_MODELS: &[&str] = &[
     "weightnorm.onnx",
 ];
 
+/// Beside the zoo, in every selection: no CI zoo model has a MaxPool, and
+/// these small CNNs (Conv-BN-ReLU-MaxPool; MaxPool and AveragePool with
+/// padding) put MaxPool's indices among the decisions compared.
+const POOL_MODELS: &[&str] = &["fixtures/rewrite/train/cnn_bn.onnx", "fixtures/rewrite/ops/pooling.onnx"];
+
 fn zoo() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures/zoo"))
         .expect("zoo")
@@ -291,6 +296,7 @@ fn zoo() -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with(".onnx") || p.to_string_lossy().ends_with(".onnx.gz"))
         .collect();
     v.sort();
+    let pools: Vec<PathBuf> = POOL_MODELS.iter().map(|p| root().join(p)).collect();
     match std::env::var("ADAMP_GRAPH_ZOO").ok().as_deref() {
         Some("all") => {}
         Some(only) => v.retain(|p| p.to_string_lossy().contains(only)),
@@ -299,6 +305,8 @@ fn zoo() -> Vec<PathBuf> {
             assert_eq!(v.len(), CI_MODELS.len(), "a CI model is missing from fixtures/zoo");
         }
     }
+    let only = std::env::var("ADAMP_GRAPH_ZOO").ok().filter(|o| o != "all");
+    v.extend(pools.into_iter().filter(|p| only.as_ref().is_none_or(|o| p.to_string_lossy().contains(o.as_str()))));
     v
 }
 
