@@ -4,7 +4,6 @@
 //! `onnx.checker` with the full check. And protobuf stays inside `src/onnx/`.
 use adamp_graph::ir::{self, AttrValue, Graph};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,10 +75,6 @@ fn render(g: &Graph) -> Vec<String> {
     out
 }
 
-fn python() -> String {
-    std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 /// A model with subgraphs: an If whose branches read the outer graph, one
 /// holding a nested If that reads both scopes.
 fn with_subgraphs() -> Vec<u8> {
@@ -146,11 +141,10 @@ fn zoo_models_round_trip_through_the_writer() {
         written.push(file);
     }
     assert!(subgraphs >= 2, "the If model's branches are written and read back");
-    let script = root().join("tests/py/rewrite_check.py");
-    let out = Command::new(python()).arg(&script).arg("check").args(&written).output().unwrap_or_else(|e| {
-        panic!("cannot run {} ({e}); set ADAMP_GRAPH_PYTHON to a Python with numpy, onnx and onnxruntime", python())
-    });
-    assert!(out.status.success(), "onnx.checker refuses a written model: {}", String::from_utf8_lossy(&out.stderr));
+    let args: Vec<&str> = std::iter::once("check").chain(written.iter().map(|p| p.to_str().expect("utf8"))).collect();
+    if let Err(e) = crate::common::py::call("rewrite_check.py", &args) {
+        panic!("onnx.checker refuses a written model: {e}");
+    }
 }
 
 /// Declares every output of `g` and of its subgraphs float32 [2, 3].

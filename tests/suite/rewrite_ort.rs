@@ -43,6 +43,18 @@ fn run_py(args: &[&str]) -> Value {
     crate::common::py::call("rewrite_check.py", args).unwrap_or_else(|e| panic!("{e}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)"))
 }
 
+/// The checker process reports a failing command as an error, with what
+/// Python said, and goes on serving.
+#[test]
+fn checker_errors_name_the_command_and_the_process_survives() {
+    let e = crate::common::py::call("rewrite_check.py", &["no-such-command"]).expect_err("an unknown command fails");
+    assert!(e.contains("unknown command no-such-command") && e.contains("rewrite_check.py no-such-command"), "{e}");
+    let e = crate::common::py::call("rewrite_check.py", &["check", "/nonexistent/step.onnx"]).expect_err("a missing file fails");
+    assert!(e.contains("/nonexistent/step.onnx"), "{e}");
+    let ok = crate::common::py::call("rewrite_check.py", &["check", root().join("fixtures/rewrite/train/cnn_bn.onnx").to_str().expect("utf8")]);
+    assert!(ok.is_ok(), "the same process still serves: {ok:?}");
+}
+
 fn cases(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
         .expect("fixture folder")
