@@ -230,28 +230,8 @@ pub type KernelFn = fn(&KernelCtx) -> Result<Lowered, String>;
 /// Invocations per workgroup of the one-dimensional kernels.
 pub const WORKGROUP: u32 = 64;
 
-/// Workgroups for a kernel written with [`elementwise_main`] over `threads`
-/// elements: one invocation per element on a GPU (folded into y past the
-/// dispatch limit); on a CPU adapter at most [`cpu_groups`] workgroups, each
-/// invocation looping over its share, since a software adapter pays for every
-/// workgroup it starts.
+/// Workgroups for `threads` invocations of [`WORKGROUP`], folded into y past the limit.
 pub fn groups_for(threads: usize, limits: &Limits) -> [u32; 3] {
-    if limits.cpu {
-        let groups = threads.div_ceil(WORKGROUP as usize).clamp(1, cpu_groups());
-        return groups_for_each(groups * WORKGROUP as usize, limits);
-    }
-    groups_for_each(threads, limits)
-}
-
-/// Workgroups a CPU adapter gets at most for one loop kernel: 16 per core,
-/// enough for its thread pool to balance them.
-pub fn cpu_groups() -> usize {
-    16 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4)
-}
-
-/// Workgroups for exactly one invocation per element (a kernel whose main
-/// handles one index), folded into y past the limit.
-pub fn groups_for_each(threads: usize, limits: &Limits) -> [u32; 3] {
     let groups = threads.div_ceil(WORKGROUP as usize).max(1) as u64;
     let max = limits.max_workgroups.max(1) as u64;
     if groups <= max {
@@ -270,19 +250,14 @@ pub fn bindings(binds: &[(&str, Elem)]) -> String {
     s
 }
 
-/// A one-dimensional kernel: `body` runs with `i: u32` the element index, below
-/// `n` (its own function, so a `return` in it skips one element). Each
-/// invocation loops over the indices its grid stride gives it, so any number
-/// of workgroups covers `n` ([`groups_for`] gives few to a CPU adapter).
+/// A one-dimensional kernel: `body` runs with `i: u32` the element index, below `n`.
 pub fn elementwise_main(n: usize, body: &str) -> String {
     format!(
-        "fn elementwise_body(i: u32) {{\n{body}\n}}\n\
-         @compute @workgroup_size({WORKGROUP})\n\
+        "@compute @workgroup_size({WORKGROUP})\n\
          fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{\n\
-         \x20   let stride = nwg.x * nwg.y * {WORKGROUP}u;\n\
-         \x20   for (var i = gid.x + gid.y * nwg.x * {WORKGROUP}u; i < {n}u; i += stride) {{\n\
-         \x20       elementwise_body(i);\n\
-         \x20   }}\n}}\n"
+         \x20   let i = gid.x + gid.y * nwg.x * {WORKGROUP}u;\n\
+         \x20   if (i >= {n}u) {{ return; }}\n\
+         {body}\n}}\n"
     )
 }
 

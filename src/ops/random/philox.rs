@@ -95,7 +95,7 @@ pub(crate) fn draw_launch(ctx: &KernelCtx, decls: &[(&str, Elem, Bind)], n: usiz
     }
     main.push_str("}\n");
     let wgsl = format!("{}{}{WGSL}{main}", kern::bindings(&names), kern::PRELUDE);
-    Ok(Launch { label: kern::label(ctx.node, ""), wgsl, binds, groups: kern::groups_for_each(blocks, &ctx.limits) })
+    Ok(Launch { label: kern::label(ctx.node, ""), wgsl, binds, groups: kern::groups_for(blocks, &ctx.limits) })
 }
 
 #[cfg(test)]
