@@ -5,7 +5,7 @@
 use super::kernel::{Elem, Limits};
 use super::plan::{Lifetime, Program};
 use super::ExecError;
-use crate::runtime::{Gpu, GpuError};
+use crate::runtime::Gpu;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -224,23 +224,35 @@ impl<'g> Executor<'g> {
         Ok(())
     }
 
-    /// Reads a resident tensor as float32 (integers and bools converted).
-    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, ExecError> {
+    /// Reads a resident tensor's 4-byte words, with its element type.
+    pub fn read_words(&self, name: &str) -> Result<(Elem, Vec<u32>), ExecError> {
         let slot = self.program.slot(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
         let n = slot.info.as_ref().map(|i| i.numel()).unwrap_or(0);
         let (elem, offset) = self.checked(name, n)?;
         let bytes = self.gpu.read_bytes(&self.arena, offset, 4 * n as u64, name)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| {
-                let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                match elem {
-                    Elem::F32 => f32::from_bits(w),
-                    Elem::I32 => w as i32 as f32,
-                    Elem::Bool => w as f32,
-                }
+        Ok((elem, bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+    }
+
+    /// Reads a resident tensor as float32 (integers and bools converted).
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, ExecError> {
+        let (elem, words) = self.read_words(name)?;
+        Ok(words
+            .into_iter()
+            .map(|w| match elem {
+                Elem::F32 => f32::from_bits(w),
+                Elem::I32 => w as i32 as f32,
+                Elem::Bool => w as f32,
             })
             .collect())
+    }
+
+    /// Reads a resident integer or bool tensor exactly (bools as 0 and 1).
+    pub fn read_ints(&self, name: &str) -> Result<Vec<i64>, ExecError> {
+        match self.read_words(name)? {
+            (Elem::I32, w) => Ok(w.into_iter().map(|x| x as i32 as i64).collect()),
+            (Elem::Bool, w) => Ok(w.into_iter().map(|x| i64::from(x != 0)).collect()),
+            (Elem::F32, _) => Err(ExecError::InputShape { name: name.to_string(), detail: "a float32 tensor, read as integers".into() }),
+        }
     }
 
     /// Sets the step counter of the random streams (the next [`Executor::encode`] uses it).
@@ -256,9 +268,7 @@ impl<'g> Executor<'g> {
     /// Records the program's launches into `enc` (one compute pass) and
     /// advances the step counter.
     pub fn encode(&mut self, enc: &mut wgpu::CommandEncoder) {
-        let words = [self.step, self.seed as u32, (self.seed >> 32) as u32, 0];
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.gpu.queue.write_buffer(&self.step_buffer, 0, &bytes);
+        self.upload_step();
         self.step = self.step.wrapping_add(1);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("exec"), timestamp_writes: None });
         for (pipeline, bind, groups) in &self.launches {
@@ -274,23 +284,18 @@ impl<'g> Executor<'g> {
     /// launches read the arena as it is (run the program once first for
     /// meaningful inputs).
     pub fn profile(&mut self) -> Result<Vec<f64>, ExecError> {
-        let wait = |gpu: &Gpu| {
-            gpu.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| ExecError::Gpu(GpuError::Readback { what: "queue".into(), detail: e.to_string() }))
-        };
         let mut empty = Vec::new();
         for _ in 0..5 {
             let t = std::time::Instant::now();
             let enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
             self.gpu.queue.submit([enc.finish()]);
-            wait(self.gpu)?;
+            self.gpu.wait("the profile")?;
             empty.push(t.elapsed().as_secs_f64());
         }
         empty.sort_by(f64::total_cmp);
         let base = empty[2];
-        let words = [self.step, self.seed as u32, (self.seed >> 32) as u32, 0];
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.gpu.queue.write_buffer(&self.step_buffer, 0, &bytes);
-        wait(self.gpu)?;
+        self.upload_step();
+        self.gpu.wait("the profile")?;
         let mut out = Vec::with_capacity(self.launches.len());
         for (pipeline, bind, groups) in &self.launches {
             let t = std::time::Instant::now();
@@ -302,7 +307,7 @@ impl<'g> Executor<'g> {
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
             }
             self.gpu.queue.submit([enc.finish()]);
-            wait(self.gpu)?;
+            self.gpu.wait("the profile")?;
             out.push((t.elapsed().as_secs_f64() - base).max(0.0));
         }
         Ok(out)
@@ -313,10 +318,13 @@ impl<'g> Executor<'g> {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("exec") });
         self.encode(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
-        self.gpu
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| ExecError::Gpu(GpuError::Readback { what: "queue".into(), detail: e.to_string() }))?;
-        Ok(())
+        Ok(self.gpu.wait("queue")?)
+    }
+
+    /// Writes the random streams' step counter and seed for the next launches.
+    fn upload_step(&self) {
+        let words = [self.step, self.seed as u32, (self.seed >> 32) as u32, 0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.gpu.queue.write_buffer(&self.step_buffer, 0, &bytes);
     }
 }

@@ -487,6 +487,16 @@ pub struct ShapeConflict {
 }
 
 impl Graph {
+    /// Makes `v` a graph output too (undeclared: its type is the value's),
+    /// keeping the output list, its declarations and the value's flag in step.
+    pub fn add_output(&mut self, v: ValueId) {
+        if !self.outputs.contains(&v) {
+            self.outputs.push(v);
+            self.output_decls.push(None);
+            self.values[v].is_output = true;
+        }
+    }
+
     /// The value with this name.
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
         self.by_name.get(name).copied()

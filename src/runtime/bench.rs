@@ -151,9 +151,7 @@ fn copy_bandwidth(gpu: &Gpu, bytes: u64) -> Result<f64, OptimError> {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&a, 0, &b, 0, size);
         gpu.queue.submit([enc.finish()]);
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| OptimError::Gpu(super::GpuError::Readback { what: "copy".into(), detail: e.to_string() }))?;
+        gpu.wait("copy").map_err(OptimError::Gpu)?;
         if k > 1 {
             times.push(t0.elapsed().as_secs_f64());
         }
@@ -202,8 +200,7 @@ fn shader_copy_bandwidth(gpu: &Gpu, bytes: u64) -> Result<f64, OptimError> {
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         }
         gpu.queue.submit([enc.finish()]);
-        dev.poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| OptimError::Gpu(super::GpuError::Readback { what: "shader copy".into(), detail: e.to_string() }))?;
+        gpu.wait("shader copy").map_err(OptimError::Gpu)?;
         if k > 1 {
             times.push(t0.elapsed().as_secs_f64());
         }

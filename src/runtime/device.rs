@@ -160,6 +160,12 @@ impl Gpu {
         self.map_read(&staging, what)
     }
 
+    /// Waits until the queue has finished everything submitted; `what` names
+    /// the work in the error.
+    pub fn wait(&self, what: &str) -> Result<(), GpuError> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Readback { what: what.to_string(), detail: e.to_string() })
+    }
+
     /// Waits for the queue, then maps a `MAP_READ` buffer and copies its bytes out.
     pub fn map_read(&self, buffer: &wgpu::Buffer, what: &str) -> Result<Vec<u8>, GpuError> {
         let slice = buffer.slice(..);
@@ -168,7 +174,7 @@ impl Gpu {
             let _ = tx.send(r);
         });
         let err = |detail: String| GpuError::Readback { what: what.to_string(), detail };
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(e.to_string()))?;
+        self.wait(what)?;
         rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
         let data = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
         buffer.unmap();

@@ -997,11 +997,7 @@ impl<'g> DeviceOptimizer<'g> {
 
     /// Waits for the device to finish queued work.
     pub fn wait(&self) -> Result<(), OptimError> {
-        self.gpu
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| OptimError::Gpu(GpuError::Readback { what: "queue".into(), detail: e.to_string() }))?;
-        Ok(())
+        self.gpu.wait("queue").map_err(OptimError::Gpu)
     }
 
     /// Reads a tensor's parameter values back.

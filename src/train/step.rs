@@ -277,11 +277,7 @@ impl<'g> Trainer<'g> {
         let g = &mut self.graph.graph;
         for name in names {
             let v = g.value_by_name(name).ok_or_else(|| TrainError::Model(format!("the gradient graph has no value '{name}' to watch")))?;
-            if !g.outputs.contains(&v) {
-                g.outputs.push(v);
-                g.output_decls.push(None);
-                g.values[v].is_output = true;
-            }
+            g.add_output(v);
         }
         Ok(())
     }
@@ -558,6 +554,13 @@ impl<'g> Trainer<'g> {
     pub fn output(&self, name: &str) -> Result<Vec<f32>, TrainError> {
         let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
         Ok(shaped.exec.read_f32(name)?)
+    }
+
+    /// An integer or bool output (or watched value: MaxPool indices, a
+    /// comparison's result) of the latest step's program, exactly.
+    pub fn output_ints(&self, name: &str) -> Result<Vec<i64>, TrainError> {
+        let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
+        Ok(shaped.exec.read_ints(name)?)
     }
 
     /// The trained parameters, by name.
