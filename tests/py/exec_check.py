@@ -34,11 +34,12 @@ import onnx
 import onnxruntime as ort
 
 
-def session(path):
+def session(model):
+    """An onnxruntime session for a model file's path or a serialized model."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 def prepare(model_path, out_dir, batch, seed):
@@ -176,10 +177,6 @@ def substitute(m, decisions_dir):
     return feeds, checks
 
 
-def initializer_values(m):
-    return {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
-
-
 def ties(checks, values):
     """Counts the decisions that differ from onnxruntime's own and describes
     those that are not near ties."""
@@ -214,31 +211,33 @@ def run(step_path, in_dir, out_dir, decisions_dir=None):
         x = np.fromfile(os.path.join(in_dir, e["file"]), dtype=e["dtype"]).reshape(e["dims"])
         feeds[e["name"]] = x
     feeds["step"] = np.array(1, dtype=np.int64)
+    m = onnx.load(step_path)
+    # the step's own outputs are written; what the tie check adds is not
+    written = [o.name for o in m.graph.output]
     checks = []
     if decisions_dir:
-        m = onnx.load(step_path)
         more, checks = substitute(m, decisions_dir)
         feeds.update(more)
-        step_path = os.path.join(out_dir, "step_with_decisions.onnx")
-        os.makedirs(out_dir, exist_ok=True)
-        onnx.save(m, step_path)
-    s = session(step_path)
+    s = session(m.SerializeToString())
     names = [o.name for o in s.get_outputs()]
-    outs = s.run(names, feeds)
+    values = dict(zip(names, s.run(names, feeds)))
     os.makedirs(out_dir, exist_ok=True)
     listing = []
-    for k, (name, x) in enumerate(zip(names, outs)):
+    for k, name in enumerate(written):
         f = f"out_{k}.bin"
-        np.asarray(x, dtype=np.float32).tofile(os.path.join(out_dir, f))
-        listing.append({"name": name, "dims": list(np.shape(x)), "file": f})
+        np.asarray(values[name], dtype=np.float32).tofile(os.path.join(out_dir, f))
+        listing.append({"name": name, "dims": list(np.shape(values[name])), "file": f})
     with open(os.path.join(out_dir, "outputs.json"), "w") as fh:
         json.dump(listing, fh)
     result = {"outputs": len(listing)}
     if decisions_dir:
-        values = dict(zip(names, outs))
         values.update(feeds)
-        for k, v in initializer_values(onnx.load(step_path)).items():
-            values.setdefault(k, v)
+        # compared constants that are initializers
+        inits = {t.name: t for t in m.graph.initializer}
+        for _, _, compared, _ in checks:
+            for c in compared:
+                if c not in values and c in inits:
+                    values[c] = onnx.numpy_helper.to_array(inits[c])
         flipped, far = ties(checks, values)
         result.update({"decisions": int(sum(np.size(feeds[d["name"]]) for d, *_ in checks)), "flipped": int(flipped), "not_ties": far})
     return result

@@ -103,13 +103,9 @@ fn write_decisions(trainer: &Trainer, names: &[(String, bool)], dir: &Path) -> R
     let mut listing = Vec::new();
     for (k, (name, is_bool)) in names.iter().enumerate() {
         let is_bool = *is_bool;
-        let values = trainer.output(name).map_err(|e| e.to_string())?;
+        let values = trainer.output_ints(name).map_err(|e| e.to_string())?;
         let dims = trainer.output_dims(name).ok_or_else(|| format!("decision '{name}' has no shape"))?;
-        // indices come back through float32: exact below 2^24
-        if values.iter().any(|x| x.abs() >= (1u32 << 24) as f32) {
-            return Err(format!("decision '{name}' holds indices past 2^24, which Trainer::output cannot return exactly"));
-        }
-        let bytes: Vec<u8> = if is_bool { values.iter().map(|&x| u8::from(x != 0.0)).collect() } else { values.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect() };
+        let bytes: Vec<u8> = if is_bool { values.iter().map(|&x| u8::from(x != 0)).collect() } else { values.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let file = format!("d_{k}.bin");
         std::fs::write(dir.join(&file), bytes).map_err(|e| e.to_string())?;
         listing.push(serde_json::json!({"name": name, "dtype": if is_bool { "bool" } else { "int64" }, "dims": dims, "file": file}));
@@ -296,17 +292,15 @@ fn zoo() -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with(".onnx") || p.to_string_lossy().ends_with(".onnx.gz"))
         .collect();
     v.sort();
-    let pools: Vec<PathBuf> = POOL_MODELS.iter().map(|p| root().join(p)).collect();
-    match std::env::var("ADAMP_GRAPH_ZOO").ok().as_deref() {
-        Some("all") => {}
-        Some(only) => v.retain(|p| p.to_string_lossy().contains(only)),
-        None => {
-            v.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| CI_MODELS.contains(&n)));
-            assert_eq!(v.len(), CI_MODELS.len(), "a CI model is missing from fixtures/zoo");
-        }
+    let selection = std::env::var("ADAMP_GRAPH_ZOO").ok();
+    let only = selection.as_deref().filter(|&o| o != "all");
+    let picked = |p: &PathBuf| only.is_none_or(|o| p.to_string_lossy().contains(o));
+    if selection.is_none() {
+        v.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| CI_MODELS.contains(&n)));
+        assert_eq!(v.len(), CI_MODELS.len(), "a CI model is missing from fixtures/zoo");
     }
-    let only = std::env::var("ADAMP_GRAPH_ZOO").ok().filter(|o| o != "all");
-    v.extend(pools.into_iter().filter(|p| only.as_ref().is_none_or(|o| p.to_string_lossy().contains(o.as_str()))));
+    v.retain(picked);
+    v.extend(POOL_MODELS.iter().map(|p| root().join(p)).filter(picked));
     v
 }
 
