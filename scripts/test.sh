@@ -89,16 +89,41 @@ await() {
 }
 # The Vulkan loader complains without it; harmless, but noisy.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-cargo test --locked --all-targets --no-run
+# --workspace: the Python binding's extension (python/, a cdylib) is built in
+# the same cargo run as the test binaries, so every crate they share is compiled
+# once with one feature set (a separate maturin build recompiled two dozen of
+# them, 90 s on 2 cores).
+cargo test --locked --workspace --all-targets --no-run
 for w in "${waits[@]}"; do await "$w"; done
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
-# The Python package: built with maturin into the torch venv, then its pytest
-# suite (golden replay, official adamp, name mapping on torchvision/timm models,
-# DDP and FSDP2 over gloo).
+# The Python package: its sources and the extension that build made, laid out
+# as the wheel lays them out, then its pytest suite (golden replay, official
+# adamp, name mapping on torchvision/timm models, DDP and FSDP2 over gloo).
+# `maturin sdist` checks the packaging configuration (module name, sources)
+# without compiling again.
 await "$torch_setup"
-WHEELS="${CARGO_TARGET_DIR:-target}/python-wheels"
-rm -rf "$WHEELS"
-"$TORCH_ENV/bin/maturin" build --locked --profile dev -m python/Cargo.toml -o "$WHEELS" --quiet
-"$TORCH_ENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/adamp_graph-*.whl
-(cd python/tests && "../../$TORCH_ENV/bin/python" -m pytest -q -p no:cacheprovider)
+TARGET="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
+STAGE="$TARGET/python-package"
+ext=""
+for f in "$TARGET/debug/lib_native.so" "$TARGET/debug/lib_native.dylib"; do
+    [ -e "$f" ] && ext="$f" && break
+done
+if [ -z "$ext" ]; then
+    echo "test.sh: the build made no Python extension (lib_native) in $TARGET/debug" >&2
+    exit 1
+fi
+rm -rf "$STAGE" "$TARGET/python-sdist"
+mkdir -p "$STAGE"
+cp -R python/adamp_graph "$STAGE/"
+find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
+cp "$ext" "$STAGE/adamp_graph/_native.abi3.so"
+if ! sdist_log="$("$TORCH_ENV/bin/maturin" sdist -m python/Cargo.toml -o "$TARGET/python-sdist" 2>&1)"; then
+    echo "$sdist_log" >&2
+    echo "test.sh: maturin refused the Python package's configuration (python/pyproject.toml)" >&2
+    exit 1
+fi
+# a wheel installed by an earlier version of this script would be shadowed by
+# the staged package anyway; removed so the venv holds one copy
+"$TORCH_ENV/bin/pip" uninstall -y -q --disable-pip-version-check adamp-graph >/dev/null 2>&1 || true
+(cd python/tests && PYTHONPATH="$STAGE${PYTHONPATH:+:$PYTHONPATH}" "../../$TORCH_ENV/bin/python" -m pytest -q -p no:cacheprovider)
