@@ -89,11 +89,12 @@ await() {
 }
 # The Vulkan loader complains without it; harmless, but noisy.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-# --workspace: the Python binding's extension (python/, a cdylib) is built in
-# the same cargo run as the test binaries, so every crate they share is compiled
-# once with one feature set (a separate maturin build recompiled two dozen of
-# them, 90 s on 2 cores).
-cargo test --locked --workspace --all-targets --no-run
+# One cargo run builds the test binaries and the Python binding's extension
+# (python/, a cdylib; `cargo test --no-run` would build only its test harness):
+# every crate they share is compiled once, with one feature set (a separate
+# maturin build recompiled two dozen of them, 70-90 s on 2 cores). The
+# `cargo test` below then finds every artifact fresh.
+cargo build --locked --workspace --all-targets
 for w in "${waits[@]}"; do await "$w"; done
 cargo test --locked --workspace --all-targets
 
