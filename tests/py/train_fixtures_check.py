@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Runs a step graph of a training fixture (fixtures/train/) in onnxruntime on
-its data set (fixtures/data/) for the Rust tests (tests/suite/train_fixtures.rs),
-and prints one JSON object of raw numbers; the Rust side judges them.
+"""Runs the training fixtures (fixtures/train/) in onnxruntime for the Rust
+tests (tests/suite/train_fixtures.rs, train_cli.rs) and prints one JSON object
+of raw numbers; the Rust side judges them. The tests call it through
+tests/py/serve.py (one process per test thread).
 
-  train_fixtures_check.py STEP.onnx DATA.npz LR STEPS BATCH [PARAM ...]
-      STEPS steps with learning rate LR on batches of BATCH samples taken in
-      order (wrapping around), feeding each `<name>.new` back as `<name>`.
-      Prints {"loss": [per step], "norms": {PARAM: [‖p‖ after each step]},
-      "data": {array: {"shape", "dtype", "min", "max"}}}.
+  train_fixtures_check.py train STEP.onnx DATA.npz LR STEPS BATCH [PARAM ...]
+      STEPS steps of the step graph with learning rate LR on batches of BATCH
+      samples taken in order (wrapping around), feeding each `<name>.new` back
+      as `<name>`. Prints {"loss": [per step], "norms": {PARAM: [‖p‖ after each
+      step]}, "data": {array: {"shape", "dtype", "min", "max"}}}.
+  train_fixtures_check.py accuracy MODEL.onnx DATA.npz N
+      The model (input `x`) on the first N samples: {"finite": bool,
+      "accuracy": fraction of argmax equal to `labels`}.
 
 Needs numpy, onnx and onnxruntime (scripts/test.sh installs them in a venv).
 """
@@ -20,9 +24,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 
-def main():
-    step_path, data_path, lr, steps, batch = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    params = sys.argv[6:]
+def train(step_path, data_path, lr, steps, batch, params):
+    lr, steps, batch = float(lr), int(steps), int(batch)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(step_path, so, providers=["CPUExecutionProvider"])
@@ -52,8 +55,27 @@ def main():
         for p in params:
             norms[p].append(float(np.linalg.norm(state[p].astype(np.float64))))
     summary = {k: {"shape": list(v.shape), "dtype": str(v.dtype), "min": float(v.min()), "max": float(v.max())} for k, v in data.items()}
-    print(json.dumps({"loss": losses, "norms": norms, "data": summary}))
+    return {"loss": losses, "norms": norms, "data": summary}
+
+
+def accuracy(model_path, data_path, n):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    data = np.load(data_path)
+    n = int(n)
+    y = sess.run(None, {"x": data["x"][:n]})[0]
+    return {"finite": bool(np.isfinite(y).all()), "accuracy": float((y.argmax(1) == data["labels"][:n]).mean())}
+
+
+def command(argv):
+    mode = argv[0]
+    if mode == "train":
+        return train(argv[1], argv[2], argv[3], argv[4], argv[5], argv[6:])
+    if mode == "accuracy":
+        return accuracy(argv[1], argv[2], argv[3])
+    raise SystemExit(f"unknown command {mode}")
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(command(sys.argv[1:])))

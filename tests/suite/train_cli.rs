@@ -74,16 +74,10 @@ fn digits_cnn_learns_and_its_output_loads_in_onnxruntime() {
     let after = initializers(&out);
     assert_eq!(before.iter().map(|x| &x.0).collect::<Vec<_>>(), after.iter().map(|x| &x.0).collect::<Vec<_>>());
     assert!(before.iter().zip(&after).filter(|(a, b)| a.1 != b.1).count() >= before.len() / 2, "most initializers changed");
-    let python = std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let check = Command::new(&python)
-        .arg("-c")
-        .arg("import sys, numpy as np, onnxruntime as ort\ns = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\nd = np.load(sys.argv[2])\ny = s.run(None, {'x': d['x'][:64]})[0]\nassert np.isfinite(y).all()\nprint(float((y.argmax(1) == d['labels'][:64]).mean()))")
-        .arg(&out)
-        .arg(&val)
-        .output()
-        .expect("python");
-    assert!(check.status.success(), "onnxruntime: {}", String::from_utf8_lossy(&check.stderr));
-    let acc: f64 = String::from_utf8_lossy(&check.stdout).trim().parse().expect("accuracy");
+    let out_s = out.to_string_lossy().into_owned();
+    let check = crate::common::py::call("train_fixtures_check.py", &["accuracy", &out_s, &val, "64"]).unwrap_or_else(|e| panic!("onnxruntime: {e}"));
+    assert_eq!(check["finite"], true, "onnxruntime's outputs of the trained model are finite");
+    let acc = check["accuracy"].as_f64().expect("accuracy");
     // training-mode BatchNorm uses the batch's statistics in both runtimes
     assert!(acc > 0.7, "onnxruntime accuracy of the trained model: {acc}");
 }

@@ -8,7 +8,6 @@ use adamp_graph::optim::{Algorithm, Config, Detect, Overrides};
 use adamp_graph::rewrite::{self, Loss, Options};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,18 +30,12 @@ fn step_graph(model: &str, loss: Loss, algo: Algorithm, overrides: &Overrides, d
 
 /// `steps` steps in onnxruntime on batches taken in order.
 fn train(step: &Path, data: &str, lr: f64, steps: usize, batch: usize, params: &[String]) -> Value {
-    let python = std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let data = root().join("fixtures/data").join(data);
-    let out = Command::new(&python)
-        .arg(root().join("tests/py/train_fixtures_check.py"))
-        .arg(step)
-        .arg(&data)
-        .args([lr.to_string(), steps.to_string(), batch.to_string()])
-        .args(params)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} ({e}); set ADAMP_GRAPH_PYTHON to a Python with numpy, onnx and onnxruntime"));
-    assert!(out.status.success(), "{python} train_fixtures_check.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("checker prints JSON")
+    let step = step.to_string_lossy().into_owned();
+    let data = root().join("fixtures/data").join(data).to_string_lossy().into_owned();
+    let (lr, steps, batch) = (lr.to_string(), steps.to_string(), batch.to_string());
+    let mut args = vec!["train", step.as_str(), data.as_str(), lr.as_str(), steps.as_str(), batch.as_str()];
+    args.extend(params.iter().map(String::as_str));
+    crate::common::py::call("train_fixtures_check.py", &args).unwrap_or_else(|e| panic!("{e}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)"))
 }
 
 fn numbers(v: &Value) -> Vec<f64> {
