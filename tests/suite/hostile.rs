@@ -3,6 +3,7 @@
 //! a replaced input or raw control characters on the terminal.
 use adamp_graph::onnx::{Attr, GraphBuilder, LoadLimits, TensorData};
 use std::path::{Path, PathBuf};
+use crate::common::py::python;
 use std::process::{Command, Output};
 
 fn bin() -> Command {
@@ -351,10 +352,6 @@ fn names_reach_error_messages_escaped() {
     assert_eq!(err.lines().count(), 1, "one line: {err:?}");
     assert!(!err.trim_end().chars().any(|c| c.is_control() || c == '\u{202e}'), "{err:?}");
     assert!(err.contains("evil\\u{1b}[2J"), "{err}");
-}
-
-fn python() -> String {
-    std::env::var("ADAMP_GRAPH_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 #[test]
