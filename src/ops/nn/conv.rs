@@ -195,12 +195,11 @@ pub(crate) fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, Rewr
         return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
     }
     let k = &w[2..];
-    let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let dil = n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let Window { strides, dilations: dil, pads: explicit, auto_pad } = Window::of(n, sp);
     // Checked before SAME padding computes with them.
     check_window(n, k, &strides, &dil, &vec![0; 2 * sp])?;
-    let pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
-        "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
+    let pads = match auto_pad.as_str() {
+        "NOTSET" => explicit,
         "VALID" => vec![0; 2 * sp],
         other => {
             // SAME_UPPER / SAME_LOWER: explicit pads from the static input size.

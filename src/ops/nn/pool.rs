@@ -226,9 +226,9 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
         return Err(Ad::err(n, "dilations other than 1 are not supported"));
     }
     let c = xd[1].known().ok_or_else(|| Ad::err(n, "the gradient needs a static channel count"))?;
-    let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let mut pads = match n.attr_str("auto_pad").unwrap_or("NOTSET") {
-        "NOTSET" => n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]),
+    let Window { strides, pads: explicit, auto_pad, .. } = Window::of(n, sp);
+    let mut pads = match auto_pad.as_str() {
+        "NOTSET" => explicit,
         "VALID" => vec![0; 2 * sp],
         other => return Err(Ad::err(n, format!("auto_pad = {other} is not supported"))),
     };
@@ -355,8 +355,7 @@ pub(crate) fn max_unpool_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         }
         let spatial = x.len() - 2;
         let kernel = n.attr_ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
-        let strides = n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]);
-        let pads = n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * spatial]);
+        let Window { strides, pads, .. } = Window::of(n, spatial);
         let mut out = x[..2].to_vec();
         for i in 0..spatial {
             let d = match (x[2 + i], kernel.get(i), strides.get(i), pads.get(i), pads.get(i + spatial)) {
