@@ -25,9 +25,29 @@ pub static GEMM: OpDef = OpDef {
     ..OpDef::BASE
 };
 
+/// Gemm's attributes with their ONNX defaults (no transposes, alpha = beta = 1),
+/// read in one place for every rule (types and ranges are checked when the IR is built).
+struct GemmAttrs {
+    trans_a: bool,
+    trans_b: bool,
+    alpha: f32,
+    beta: f32,
+}
+
+impl GemmAttrs {
+    fn of(n: &Node) -> GemmAttrs {
+        GemmAttrs {
+            trans_a: n.attr_int("transA", 0) != 0,
+            trans_b: n.attr_int("transB", 0) != 0,
+            alpha: n.attr_float("alpha", 1.0),
+            beta: n.attr_float("beta", 1.0),
+        }
+    }
+}
+
 pub(crate) fn gemm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let (ea, eb) = (e[0].as_ref(), e.get(1).and_then(Option::as_ref));
-    let (ta, tb) = (n.attr_int("transA", 0) != 0, n.attr_int("transB", 0) != 0);
+    let GemmAttrs { trans_a: ta, trans_b: tb, .. } = GemmAttrs::of(n);
     let (m_axis, k_axis_a) = if ta { (1, 0) } else { (0, 1) };
     let (n_axis, k_axis_b) = if tb { (0, 1) } else { (1, 0) };
     let mut scale = None;
@@ -71,9 +91,7 @@ pub(crate) fn gemm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
 
 pub(crate) fn gemm_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    let alpha = n.attr_float("alpha", 1.0);
-    let beta = n.attr_float("beta", 1.0);
-    let (ta, tb) = (n.attr_int("transA", 0) != 0, n.attr_int("transB", 0) != 0);
+    let GemmAttrs { trans_a: ta, trans_b: tb, alpha, beta } = GemmAttrs::of(n);
     let (a, b) = (ad.name(n, 0), ad.name(n, 1));
     let gm = |em: &mut Emitter, x: &str, y: &str, t1: bool, t2: bool| {
         em.op(&GEMM, &[x, y], vec![crate::rewrite::emit::a_float("alpha", alpha), a_int("transA", t1 as i64), a_int("transB", t2 as i64)])
@@ -98,8 +116,9 @@ pub(crate) fn gemm_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let (a, b) = (shape_of(g, n, 0), shape_of(g, n, 1));
     let s = match (a, b) {
         (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
-            let m = if n.attr_int("transA", 0) != 0 { a[1] } else { a[0] };
-            let k = if n.attr_int("transB", 0) != 0 { b[0] } else { b[1] };
+            let t = GemmAttrs::of(n);
+            let m = if t.trans_a { a[1] } else { a[0] };
+            let k = if t.trans_b { b[0] } else { b[1] };
             Some(vec![m, k])
         }
         _ => None,
@@ -109,9 +128,10 @@ pub(crate) fn gemm_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 
 /// The output's columns: B's axis 1 (0 transposed); A's rows likewise.
 pub(crate) fn gemm_channel_axis(n: &Node, slot: usize, _: usize) -> Option<usize> {
+    let t = GemmAttrs::of(n);
     match slot {
-        1 => Some(if n.attr_int("transB", 0) != 0 { 0 } else { 1 }),
-        0 => Some(if n.attr_int("transA", 0) != 0 { 1 } else { 0 }),
+        1 => Some(if t.trans_b { 0 } else { 1 }),
+        0 => Some(if t.trans_a { 1 } else { 0 }),
         _ => None,
     }
 }
@@ -121,8 +141,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     if a.elem != Elem::F32 || b.elem != Elem::F32 || out.elem != Elem::F32 {
         return Err(format!("the kernel computes float32; the inputs are {:?} and {:?}", a.elem, b.elem));
     }
-    let (ta, tb) = (ctx.node.attr_int("transA", 0) != 0, ctx.node.attr_int("transB", 0) != 0);
-    let (alpha, beta) = (ctx.node.attr_float("alpha", 1.0), ctx.node.attr_float("beta", 1.0));
+    let GemmAttrs { trans_a: ta, trans_b: tb, alpha, beta } = GemmAttrs::of(ctx.node);
     let (&[a0, a1], &[b0, b1]) = (a.shape.as_slice(), b.shape.as_slice()) else {
         return Err(format!("Gemm needs 2-D A and B; they are {:?} and {:?}", a.shape, b.shape));
     };
