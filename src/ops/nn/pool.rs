@@ -148,7 +148,7 @@ pub(crate) fn pool_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
         let ok = if n.is(&MAX_POOL) || n.is(&GLOBAL_MAX_POOL) || n.is(&GLOBAL_AVERAGE_POOL) {
             true
         } else if n.is(&AVERAGE_POOL) {
-            !padded || n.attr_int("count_include_pad", 0) == 0
+            !padded || !PoolFlags::of(n).count_include_pad
         } else {
             false
         };
@@ -164,7 +164,7 @@ pub(crate) fn pool_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
 
 pub(crate) fn max_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    if n.attr_int("storage_order", 0) != 0 {
+    if PoolFlags::of(n).column_major {
         return Err(Ad::err(n, "storage_order = 1 is not supported"));
     }
     let Some(idx) = n.output(1).map(|v| ad.g.values[v].name.clone()) else {
@@ -235,9 +235,9 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     // Static spatial dims give an output padding; unknown ones a zero pad to
     // the input's runtime shape (as for Conv).
     let x_sp: Option<Vec<i64>> = xd[2..].iter().map(|d| d.known()).collect();
-    let count_include_pad = n.attr_int("count_include_pad", 0) != 0;
+    let PoolFlags { ceil_mode, count_include_pad, .. } = PoolFlags::of(n);
     let padded_by_model = pads.iter().any(|&p| p != 0);
-    if n.attr_int("ceil_mode", 0) != 0 {
+    if ceil_mode {
         // A partial last window (timm's DownsampleAvg, NFNet) reads past the end
         // padding: it is the floor-mode pool with that much more end padding, whose
         // divisor counts only the input's elements, so the gradient is the padded
@@ -435,8 +435,7 @@ fn pool_lowering(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
         }
         _ => false,
     };
-    let column_major = ctx.node.attr_int("storage_order", 0) != 0;
-    let include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
+    let PoolFlags { column_major, count_include_pad: include_pad, .. } = PoolFlags::of(ctx.node);
     let p: usize = geo.output.iter().product();
     let s_in: usize = geo.input.iter().product();
     let kt: usize = k.iter().product();

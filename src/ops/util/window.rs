@@ -24,6 +24,26 @@ impl Window {
     }
 }
 
+/// A pool's flags with their ONNX defaults (all 0): `ceil_mode`,
+/// AveragePool's `count_include_pad`, MaxPool's `storage_order` (1: indices
+/// column-major over the spatial axes).
+pub(crate) struct PoolFlags {
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
+    pub column_major: bool,
+}
+
+impl PoolFlags {
+    /// The flags of node `n`.
+    pub(crate) fn of(n: &Node) -> PoolFlags {
+        PoolFlags {
+            ceil_mode: n.attr_int("ceil_mode", 0) != 0,
+            count_include_pad: n.attr_int("count_include_pad", 0) != 0,
+            column_major: n.attr_int("storage_order", 0) != 0,
+        }
+    }
+}
+
 pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
     let (x, w) = (shape_of(g, n, 0), shape_of(g, n, 1));
     // The op's definition: input, weight and output all have the weight's rank.
@@ -90,7 +110,7 @@ pub(crate) fn pool_shape(g: &Graph, n: &Node) -> Vec<Out> {
     }
     let spatial = x.len() - 2;
     let Window { strides, dilations: dil, pads, auto_pad } = Window::of(n, spatial);
-    let ceil = n.attr_int("ceil_mode", 0) != 0;
+    let ceil = PoolFlags::of(n).ceil_mode;
     let auto_pad = auto_pad.as_str();
     let mut out = vec![x[0], x.get(1).copied().unwrap_or(Dim::Unknown)];
     for i in 0..spatial {
