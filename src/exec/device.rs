@@ -251,7 +251,7 @@ impl<'g> Executor<'g> {
         match self.read_words(name)? {
             (Elem::I32, w) => Ok(w.into_iter().map(|x| x as i32 as i64).collect()),
             (Elem::Bool, w) => Ok(w.into_iter().map(|x| i64::from(x != 0)).collect()),
-            (Elem::F32, _) => Err(ExecError::InputShape { name: name.to_string(), detail: "a float32 tensor, read as integers".into() }),
+            (Elem::F32, _) => Err(ExecError::NotIntegers(name.to_string())),
         }
     }
 

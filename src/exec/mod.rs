@@ -51,6 +51,9 @@ pub enum ExecError {
     /// A value the caller asked for that the program does not hold.
     #[error("'{0}' is not a tensor of the program")]
     NoValue(String),
+    /// A float32 tensor asked for as integers.
+    #[error("'{0}' is a float32 tensor, not an integer or bool one")]
+    NotIntegers(String),
     /// Building the specialised graph.
     #[error(transparent)]
     Ir(#[from] crate::ir::IrError),

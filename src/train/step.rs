@@ -552,15 +552,19 @@ impl<'g> Trainer<'g> {
     /// the model's output, a [`Trainer::watch`]ed value), as float32 (integers
     /// and bools converted).
     pub fn output(&self, name: &str) -> Result<Vec<f32>, TrainError> {
-        let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
-        Ok(shaped.exec.read_f32(name)?)
+        Ok(self.last_exec()?.read_f32(name)?)
     }
 
     /// An integer or bool output (or watched value: MaxPool indices, a
     /// comparison's result) of the latest step's program, exactly.
     pub fn output_ints(&self, name: &str) -> Result<Vec<i64>, TrainError> {
+        Ok(self.last_exec()?.read_ints(name)?)
+    }
+
+    /// The executor of the latest step's program.
+    fn last_exec(&self) -> Result<&Executor<'g>, TrainError> {
         let shaped = self.last.as_ref().and_then(|k| self.programs.get(k)).ok_or_else(|| TrainError::Model("no step has run".into()))?;
-        Ok(shaped.exec.read_ints(name)?)
+        Ok(&shaped.exec)
     }
 
     /// The trained parameters, by name.
