@@ -24,11 +24,15 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 
-def train(step_path, data_path, lr, steps, batch, params):
-    lr, steps, batch = float(lr), int(steps), int(batch)
+def session(path):
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(step_path, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def train(step_path, data_path, lr, steps, batch, params):
+    lr, steps, batch = float(lr), int(steps), int(batch)
+    sess = session(step_path)
     model = onnx.load(step_path)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     # The graph's inputs, not the session's: onnxruntime leaves out those backed by an initializer.
@@ -59,9 +63,7 @@ def train(step_path, data_path, lr, steps, batch, params):
 
 
 def accuracy(model_path, data_path, n):
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    sess = session(model_path)
     data = np.load(data_path)
     n = int(n)
     y = sess.run(None, {"x": data["x"][:n]})[0]

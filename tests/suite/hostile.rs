@@ -2,8 +2,8 @@
 //! error or correct output, never a panic, an abort, a hang, runaway memory,
 //! a replaced input or raw control characters on the terminal.
 use adamp_graph::onnx::{Attr, GraphBuilder, LoadLimits, TensorData};
-use std::path::{Path, PathBuf};
 use crate::common::py::python;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin() -> Command {

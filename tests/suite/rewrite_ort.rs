@@ -40,7 +40,7 @@ fn root() -> PathBuf {
 
 /// Runs the checker script; panics with its error on failure.
 fn run_py(args: &[&str]) -> Value {
-    crate::common::py::call("rewrite_check.py", args).unwrap_or_else(|e| panic!("{e}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)"))
+    crate::common::py::run("rewrite_check.py", args)
 }
 
 /// The checker process reports a failing command as an error, with what

@@ -75,7 +75,7 @@ fn digits_cnn_learns_and_its_output_loads_in_onnxruntime() {
     assert_eq!(before.iter().map(|x| &x.0).collect::<Vec<_>>(), after.iter().map(|x| &x.0).collect::<Vec<_>>());
     assert!(before.iter().zip(&after).filter(|(a, b)| a.1 != b.1).count() >= before.len() / 2, "most initializers changed");
     let out_s = out.to_string_lossy().into_owned();
-    let check = crate::common::py::call("train_fixtures_check.py", &["accuracy", &out_s, &val, "64"]).unwrap_or_else(|e| panic!("onnxruntime: {e}"));
+    let check = crate::common::py::run("train_fixtures_check.py", &["accuracy", &out_s, &val, "64"]);
     assert_eq!(check["finite"], true, "onnxruntime's outputs of the trained model are finite");
     let acc = check["accuracy"].as_f64().expect("accuracy");
     // training-mode BatchNorm uses the batch's statistics in both runtimes

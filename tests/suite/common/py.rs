@@ -78,6 +78,11 @@ thread_local! {
     static SERVERS: RefCell<HashMap<String, Server>> = RefCell::new(HashMap::new());
 }
 
+/// [`call`], panicking with the error (and what the checker needs) when it fails.
+pub fn run(script: &str, args: &[&str]) -> Value {
+    call(script, args).unwrap_or_else(|e| panic!("{e}\n(needs numpy, onnx and onnxruntime; scripts/test.sh installs them in a venv)"))
+}
+
 /// Runs `script`'s command line `args` (e.g. `["run", step, dir]`) in this
 /// thread's process for the script, starting it on first use (and again
 /// after it died). `Err` holds the error and the tail of its stderr.
