@@ -124,7 +124,4 @@ if ! sdist_log="$("$TORCH_ENV/bin/maturin" sdist -m python/Cargo.toml -o "$TARGE
     echo "test.sh: maturin refused the Python package's configuration (python/pyproject.toml)" >&2
     exit 1
 fi
-# a wheel installed by an earlier version of this script would be shadowed by
-# the staged package anyway; removed so the venv holds one copy
-"$TORCH_ENV/bin/pip" uninstall -y -q --disable-pip-version-check adamp-graph >/dev/null 2>&1 || true
 (cd python/tests && PYTHONPATH="$STAGE${PYTHONPATH:+:$PYTHONPATH}" "../../$TORCH_ENV/bin/python" -m pytest -q -p no:cacheprovider)
