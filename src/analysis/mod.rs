@@ -791,7 +791,7 @@ fn warnings(g: &Graph, params: &[ParamReport], unsupported: &BTreeSet<String>) -
         .nodes
         .iter()
         .filter(|n| n.is(&crate::ops::BATCH_NORMALIZATION))
-        .filter(|n| if g.opset >= 14 { n.attr_int("training_mode", 0) == 0 } else { n.outputs.iter().skip(1).all(Option::is_none) })
+        .filter(|n| !crate::ops::bn_training(g.opset, n))
         .map(|n| n.name.as_str())
         .collect();
     if !eval_bn.is_empty() {

@@ -502,14 +502,14 @@ pub(crate) fn select(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(x) = e.first().and_then(Option::as_ref) else { return vec![Flow::Same; outs] };
     let Some(r) = c.rank(n.input(0)) else { return vec![unknown("rank unknown"); outs] };
     let touched: Mask = match n.def {
-        Some(d) if *d == SPLIT => crate::ir::norm_axis(n.attr_int("axis", 0), r).map(mask::bit).unwrap_or(mask::below(r)),
+        Some(d) if *d == SPLIT => crate::ir::norm_axis(crate::ops::SPLIT_AXIS.get(n), r).map(mask::bit).unwrap_or(mask::below(r)),
         Some(d) if *d == SLICE => {
             let axes = n.input(3).and_then(|v| c.g.values[v].ints.clone()).map(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>());
             match axes {
                 Some(Some(a)) => a.iter().filter_map(|&a| crate::ir::norm_axis(a, r)).fold(0, |m, a| m | mask::bit(a)),
                 Some(None) => mask::below(r),
                 None if n.input(3).is_none() => {
-                    let k = n.input(1).and_then(|v| c.g.values[v].ints.as_ref().map(Vec::len)).or(n.attr_ints("starts").map(<[i64]>::len));
+                    let k = n.input(1).and_then(|v| c.g.values[v].ints.as_ref().map(Vec::len)).or(crate::ops::SLICE_STARTS.get(n).map(<[i64]>::len));
                     k.map(mask::below).unwrap_or(mask::below(r))
                 }
                 None => mask::below(r),
@@ -519,7 +519,7 @@ pub(crate) fn select(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
         _ => 0,
     };
     if n.is(&GATHER) {
-        let Some(a) = crate::ir::norm_axis(n.attr_int("axis", 0), r) else { return one(variant("bad axis")) };
+        let Some(a) = crate::ir::norm_axis(crate::ops::GATHER_AXIS.get(n), r) else { return one(variant("bad axis")) };
         let Some(ri) = c.rank(n.input(1)) else { return one(unknown("Gather indices rank unknown")) };
         // out = data[:a] ++ indices ++ data[a+1:]
         let map = move |m: Mask| -> Option<(Mask, bool)> {

@@ -13,7 +13,7 @@
 //!   elementwise kernels write in place over an input nothing reads later.
 use super::kernel::{Bind, Elem, HostTensor, KernelCtx, Launch, Limits, Lowered, TensorInfo};
 use super::ExecError;
-use crate::ir::{self, AttrValue, DType, Dim, Graph, Parts, Tensor, TypeDecl, ValueId};
+use crate::ir::{self, DType, Dim, Graph, Parts, Tensor, TypeDecl, ValueId};
 use std::collections::HashMap;
 
 /// Binding offsets are multiples of this (the WebGPU minimum for storage buffers).
@@ -230,7 +230,7 @@ fn host_of(g: &Graph, v: ValueId, info: &TensorInfo) -> Option<HostTensor> {
     if let Some(p) = val.producer {
         let node = &g.nodes[p];
         if node.is(&crate::ops::CONSTANT) {
-            if let Some(AttrValue::Tensor(t)) = node.attrs.get("value") {
+            if let Some(t) = crate::ops::CONSTANT_VALUE.get(node) {
                 return t.values().filter(|x| x.len() == n).map(|values| HostTensor { info: info.clone(), values });
             }
         }

@@ -304,38 +304,6 @@ impl Node {
     pub fn output(&self, i: usize) -> Option<ValueId> {
         self.outputs.get(i).copied().flatten()
     }
-
-    /// An INT attribute or its default.
-    pub fn attr_int(&self, name: &str, default: i64) -> i64 {
-        match self.attrs.get(name) {
-            Some(AttrValue::Int(i)) => *i,
-            _ => default,
-        }
-    }
-
-    /// A FLOAT attribute or its default.
-    pub fn attr_float(&self, name: &str, default: f32) -> f32 {
-        match self.attrs.get(name) {
-            Some(AttrValue::Float(f)) => *f,
-            _ => default,
-        }
-    }
-
-    /// An INTS attribute, if set.
-    pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
-        match self.attrs.get(name) {
-            Some(AttrValue::Ints(v)) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// A STRING attribute, if set.
-    pub fn attr_str(&self, name: &str) -> Option<&str> {
-        match self.attrs.get(name) {
-            Some(AttrValue::Str(s)) => Some(s),
-            _ => None,
-        }
-    }
 }
 
 /// One SSA value (tensor) of the graph.

@@ -212,9 +212,10 @@ mod tests {
             op_type: op.into(),
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.iter().map(|s| s.to_string()).collect(),
+            // an If takes both branches: the same graph twice
             attribute: sub
-                .map(|g| pb::AttributeProto { name: "then_branch".into(), g: Some(g), r#type: T::Graph as i32, ..Default::default() })
                 .into_iter()
+                .flat_map(|g| ["then_branch", "else_branch"].map(|b| pb::AttributeProto { name: b.into(), g: Some(g.clone()), r#type: T::Graph as i32, ..Default::default() }))
                 .collect(),
             ..Default::default()
         }

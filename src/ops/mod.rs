@@ -10,7 +10,7 @@
 //! (broadcasting, windows of convolutions and pools, reduction axes) lives in
 //! [`util`], written once.
 use crate::analysis::rules::Rule;
-use crate::ir::{AttrValue, Dim, Graph, Node};
+use crate::ir::{Dim, Graph, Node};
 use crate::rewrite::{ExpandFn, GradFn};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -27,6 +27,9 @@ pub mod signal;
 pub mod text;
 pub mod training;
 pub(crate) mod util;
+mod attr;
+
+pub use attr::*;
 
 pub use control::*;
 pub use elementwise::*;
@@ -135,133 +138,6 @@ impl ArgSlots {
             ArgSlots::All => true,
         }
     }
-}
-
-/// The type of an attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttrKind {
-    /// INT
-    Int,
-    /// FLOAT
-    Float,
-    /// INTS
-    Ints,
-    /// FLOATS
-    Floats,
-    /// STRING
-    Str,
-    /// TENSOR
-    Tensor,
-    /// GRAPH
-    Graph,
-}
-
-impl AttrKind {
-    /// The ONNX name of the type (`INTS`).
-    pub fn onnx_name(self) -> &'static str {
-        match self {
-            AttrKind::Int => "INT",
-            AttrKind::Float => "FLOAT",
-            AttrKind::Ints => "INTS",
-            AttrKind::Floats => "FLOATS",
-            AttrKind::Str => "STRING",
-            AttrKind::Tensor => "TENSOR",
-            AttrKind::Graph => "GRAPH",
-        }
-    }
-}
-
-/// The values an attribute may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttrCheck {
-    /// Any value of the type.
-    Any,
-    /// An INT, or every element of an INTS, at least this.
-    AtLeast(i64),
-    /// An INT that is 0 or 1.
-    Flag,
-    /// A STRING among these.
-    OneOf(&'static [&'static str]),
-}
-
-/// An attribute an op reads: its name, type and range, checked when the IR is built.
-#[derive(Debug, Clone, Copy)]
-pub struct AttrSpec {
-    /// The attribute's name.
-    pub name: &'static str,
-    /// Its type.
-    pub kind: AttrKind,
-    /// Its range.
-    pub check: AttrCheck,
-}
-
-impl AttrSpec {
-    /// An INT in a range.
-    pub const fn int(name: &'static str, check: AttrCheck) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Int, check }
-    }
-    /// A 0/1 INT.
-    pub const fn flag(name: &'static str) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Int, check: AttrCheck::Flag }
-    }
-    /// Any FLOAT.
-    pub const fn float(name: &'static str) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Float, check: AttrCheck::Any }
-    }
-    /// An INTS in a range.
-    pub const fn ints(name: &'static str, check: AttrCheck) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Ints, check }
-    }
-    /// Any FLOATS.
-    pub const fn floats(name: &'static str) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Floats, check: AttrCheck::Any }
-    }
-    /// A STRING in a range.
-    pub const fn string(name: &'static str, check: AttrCheck) -> AttrSpec {
-        AttrSpec { name, kind: AttrKind::Str, check }
-    }
-    /// Of another type, any value.
-    pub const fn of(name: &'static str, kind: AttrKind) -> AttrSpec {
-        AttrSpec { name, kind, check: AttrCheck::Any }
-    }
-
-    /// What is wrong with `value` for this attribute, if anything.
-    fn problem(&self, value: &AttrValue) -> Option<String> {
-        let kind = match value {
-            AttrValue::Int(_) => AttrKind::Int,
-            AttrValue::Float(_) => AttrKind::Float,
-            AttrValue::Ints(_) => AttrKind::Ints,
-            AttrValue::Floats(_) => AttrKind::Floats,
-            AttrValue::Str(_) => AttrKind::Str,
-            AttrValue::Tensor(_) => AttrKind::Tensor,
-            AttrValue::Graph(_) | AttrValue::Graphs(_) => AttrKind::Graph,
-            AttrValue::Strings(_) | AttrValue::Tensors(_) => return None,
-            // an attribute of undeclared type: read as absent, as before
-            AttrValue::Other => return None,
-        };
-        if kind != self.kind {
-            return Some(format!("is of type {}; the op takes {}", kind.onnx_name(), self.kind.onnx_name()));
-        }
-        match (self.check, value) {
-            (AttrCheck::AtLeast(k), AttrValue::Int(v)) if *v < k => Some(format!("is {v}; it must be at least {k}")),
-            (AttrCheck::AtLeast(k), AttrValue::Ints(vs)) => vs.iter().find(|&&v| v < k).map(|v| format!("holds {v}; every element must be at least {k}")),
-            (AttrCheck::Flag, AttrValue::Int(v)) if *v != 0 && *v != 1 => Some(format!("is {v}; it must be 0 or 1")),
-            (AttrCheck::OneOf(allowed), AttrValue::Str(s)) if !allowed.contains(&s.as_str()) => {
-                Some(format!("is '{}'; it must be one of {}", s.escape_debug(), allowed.join(", ")))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The first attribute of a node its op's definition refuses: `(name, what is wrong)`.
-pub(crate) fn check_attributes(def: &OpDef, attrs: &HashMap<String, AttrValue>) -> Result<(), (String, String)> {
-    for spec in def.attrs {
-        if let Some(problem) = attrs.get(spec.name).and_then(|v| spec.problem(v)) {
-            return Err((spec.name.to_string(), problem));
-        }
-    }
-    Ok(())
 }
 
 /// Everything the crate knows about one ONNX op type.
@@ -415,7 +291,7 @@ pub fn table() -> String {
             d.file().trim_start_matches("src/ops/"),
             d.inputs.render(),
             d.outputs.render(),
-            if d.attrs.is_empty() { "-".to_string() } else { d.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(" ") },
+            if d.attrs.is_empty() { "-".to_string() } else { d.attrs.iter().map(AttrSpec::render).collect::<Vec<_>>().join(" ") },
             yes(d.shape.is_some()),
             yes(d.lowering.is_some()),
             yes(d.kernel.is_some()),

@@ -294,7 +294,7 @@ pub(crate) fn movement(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
     if need.iter().skip(1).any(|&b| b) {
         return Err(Ad::err(n, "only the data input has a gradient"));
     }
-    if n.is(&ops::RESIZE) && n.attr_str("mode").unwrap_or("nearest") != "nearest" {
+    if n.is(&ops::RESIZE) && ops::RESIZE_MODE.get(n) != "nearest" {
         return Err(Ad::err(n, "only mode = nearest has a gradient rule (a copy of one input element per output)"));
     }
     let mut attrs = Vec::new();

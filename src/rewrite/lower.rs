@@ -46,7 +46,7 @@ pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut NodeParts, em: &mut Emitter) 
     };
     // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, 1, r)?;
+    let axis = axis_attr(n, ops::softmax_axis_value(g.opset, n), r)?;
     p.attrs.retain(|a| a.0 != "axis");
     if axis + 1 == r {
         p.attrs.push(a_int("axis", axis as i64));
@@ -103,10 +103,7 @@ pub(crate) fn known_condition(g: &Graph, n: &Node) -> Option<bool> {
 pub(crate) fn inline_branch(g: &Graph, n: &Node, cond: bool, em: &mut Emitter) -> Result<(), RewriteError> {
     let which = if cond { "then_branch" } else { "else_branch" };
     let err = |detail: String| RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail };
-    let branch = match n.attrs.get(which) {
-        Some(AttrValue::Graph(b)) => b,
-        _ => return Err(err(format!("{which} is missing"))),
-    };
+    let Some(branch) = ops::if_branch(n, cond) else { return Err(err(format!("{which} is missing"))) };
     if branch.outputs.len() != n.outputs.len() {
         return Err(err(format!("{which} has {} outputs for {} node outputs", branch.outputs.len(), n.outputs.len())));
     }
@@ -189,12 +186,13 @@ pub(crate) fn rank_of(g: &Graph, n: &Node, i: usize) -> Result<usize, RewriteErr
     })
 }
 
-/// The `axis` attribute (or its default) normalized against `rank`.
-pub(crate) fn axis_attr(n: &Node, default: i64, rank: usize) -> Result<usize, RewriteError> {
-    crate::ir::norm_axis(n.attr_int("axis", default), rank).ok_or_else(|| RewriteError::Node {
+/// A node's axis (its op's `axis` attribute, read through the op's
+/// declaration) normalized against `rank`.
+pub(crate) fn axis_attr(n: &Node, axis: i64, rank: usize) -> Result<usize, RewriteError> {
+    crate::ir::norm_axis(axis, rank).ok_or_else(|| RewriteError::Node {
         node: n.name.clone(),
         op: n.op_type.clone(),
-        detail: format!("axis {} out of range for rank {rank}", n.attr_int("axis", default)),
+        detail: format!("axis {axis} out of range for rank {rank}"),
     })
 }
 
@@ -233,11 +231,11 @@ pub(crate) fn per_channel(em: &mut Emitter, v: &str, rank: usize) -> String {
     em.unsqueeze(v, &axes)
 }
 
-/// The axes from the node's `axis` (default -1) to the last, which Layer and
-/// RMS normalization normalize over.
-pub(crate) fn trailing_axes(g: &Graph, n: &Node) -> Result<Vec<i64>, RewriteError> {
+/// The axes from `axis` (the node's) to the last, which Layer and RMS
+/// normalization normalize over.
+pub(crate) fn trailing_axes(g: &Graph, n: &Node, axis: i64) -> Result<Vec<i64>, RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, -1, r)?;
+    let axis = axis_attr(n, axis, r)?;
     Ok((axis as i64..r as i64).collect())
 }
 

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const SATURATE: IntAttr = IntAttr::flag("saturate", true);
+/// The element type cast to (an ONNX `TensorProto.DataType` code).
+pub(crate) const CAST_TO: OptIntAttr = OptIntAttr::required("to", AttrCheck::Any);
+
 /// The `Cast` op.
 pub static CAST: OpDef = OpDef {
     name: "Cast",
@@ -10,8 +15,8 @@ pub static CAST: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("to", AttrCheck::Any),
-        AttrSpec::flag("saturate"),
+        CAST_TO.spec,
+        SATURATE.spec,
     ],
     shape: Some(identity_shape),
     constraints: Some(same_shape_constraints),
@@ -29,7 +34,7 @@ pub static CAST_LIKE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 15, until: None },
     attrs: &[
-        AttrSpec::flag("saturate"),
+        SATURATE.spec,
     ],
     shape: Some(identity_shape),
     constraints: Some(same_shape_constraints),
@@ -46,7 +51,7 @@ pub static BIT_CAST: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 26, until: None },
     attrs: &[
-        AttrSpec::int("to", AttrCheck::Any),
+        CAST_TO.spec,
     ],
     shape: Some(bit_cast_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -58,8 +63,9 @@ pub(crate) fn cast_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
     match e.first().and_then(Option::as_ref) {
         None => one(Flow::Same),
         Some(x) => {
-            let to = crate::ir::DType::from_onnx(n.attr_int("to", 1) as i32);
-            if n.is(&CAST) && !to.is_float() {
+            // CastLike takes its target's type, a float where the change reaches it
+            let to = || CAST_TO.get(n).and_then(|t| i32::try_from(t).ok()).map(crate::ir::DType::from_onnx);
+            if n.is(&CAST) && !to().is_some_and(|t| t.is_float()) {
                 one(variant("cast of a changed value to a non-float type"))
             } else {
                 one(changed(x.clone()))
@@ -81,7 +87,7 @@ pub(crate) fn cast_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]
 
 pub(crate) fn bit_cast_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // same total bytes: a smaller element adds a trailing axis, a larger one drops it
-    let to = n.attr_int("to", 0) as i32;
+    let Some(to) = CAST_TO.get(n).and_then(|t| i32::try_from(t).ok()) else { return Vec::new() };
     let size = |code: i32| -> Option<i64> {
         Some(match code {
             2 | 3 | 9 => 1,

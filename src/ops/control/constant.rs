@@ -2,6 +2,18 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+/// Constant's value, ConstantOfShape's fill (absent: a float32 zero).
+pub(crate) const CONSTANT_VALUE: TensorAttr = TensorAttr::new("value");
+const VALUE_FLOAT: OptFloatAttr = OptFloatAttr::new("value_float");
+const VALUE_FLOATS: FloatsAttr = FloatsAttr::new("value_floats");
+const VALUE_INT: OptIntAttr = OptIntAttr::new("value_int", AttrCheck::Any);
+const VALUE_INTS: IntsAttr = IntsAttr::new("value_ints", AttrCheck::Any);
+const VALUE_STRING: OptStrAttr = OptStrAttr::new("value_string", AttrCheck::Any);
+/// EyeLike's element type (absent: the input's).
+const DTYPE: OptIntAttr = OptIntAttr::new("dtype", AttrCheck::Any);
+const K: IntAttr = IntAttr::new("k", AttrCheck::Any, 0);
+
 /// The `Constant` op.
 pub static CONSTANT: OpDef = OpDef {
     name: "Constant",
@@ -10,12 +22,12 @@ pub static CONSTANT: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::of("value", AttrKind::Tensor),
-        AttrSpec::float("value_float"),
-        AttrSpec::floats("value_floats"),
-        AttrSpec::int("value_int", AttrCheck::Any),
-        AttrSpec::ints("value_ints", AttrCheck::Any),
-        AttrSpec::string("value_string", AttrCheck::Any),
+        CONSTANT_VALUE.spec,
+        VALUE_FLOAT.spec,
+        VALUE_FLOATS.spec,
+        VALUE_INT.spec,
+        VALUE_INTS.spec,
+        VALUE_STRING.spec,
     ],
     shape: Some(constant_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -31,7 +43,7 @@ pub static CONSTANT_OF_SHAPE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::of("value", AttrKind::Tensor),
+        CONSTANT_VALUE.spec,
     ],
     shape: Some(constant_of_shape_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -49,8 +61,8 @@ pub static EYE_LIKE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::int("k", AttrCheck::Any),
+        DTYPE.spec,
+        K.spec,
     ],
     shape: Some(eye_like_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -59,22 +71,16 @@ pub static EYE_LIKE: OpDef = OpDef {
 };
 
 pub(crate) fn constant_shape(_g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let t = match n.attrs.get("value") {
-        Some(AttrValue::Tensor(t)) => Some(t.clone()),
-        _ => None,
-    };
-    if let Some(t) = t {
+    if let Some(t) = CONSTANT_VALUE.get(n) {
         let ints = t.as_ints().map(|xs| xs.into_iter().map(Dim::Known).collect());
         return vec![(Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()), ints, t.as_scalar(), Some(t.dtype))];
     }
-    let scalar = match n.attrs.get("value_float") {
-        Some(AttrValue::Float(f)) => Some(*f as f64),
-        _ => match n.attrs.get("value_int") {
-            Some(AttrValue::Int(i)) => return vec![(Some(vec![]), Some(vec![Dim::Known(*i)]), Some(*i as f64), Some(DType::I64))],
-            _ => None,
-        },
+    let scalar = match (VALUE_FLOAT.get(n), VALUE_INT.get(n)) {
+        (Some(f), _) => Some(f as f64),
+        (None, Some(i)) => return vec![(Some(vec![]), Some(vec![Dim::Known(i)]), Some(i as f64), Some(DType::I64))],
+        (None, None) => None,
     };
-    if let Some(AttrValue::Ints(v)) = n.attrs.get("value_ints") {
+    if let Some(v) = VALUE_INTS.get(n) {
         return vec![(Some(vec![Dim::Known(v.len() as i64)]), Some(v.iter().map(|&x| Dim::Known(x)).collect()), None, Some(DType::I64))];
     }
     vec![(scalar.map(|_| vec![]), None, scalar, scalar.map(|_| DType::F32))]
@@ -82,8 +88,8 @@ pub(crate) fn constant_shape(_g: &Graph, n: &Node) -> Vec<ShapeOut> {
 
 pub(crate) fn constant_of_shape_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = val(g, n, 0).and_then(|v| v.ints.clone());
-    let (ints, dtype) = match n.attrs.get("value") {
-        Some(AttrValue::Tensor(t)) => (
+    let (ints, dtype) = match CONSTANT_VALUE.get(n) {
+        Some(t) => (
             t.as_ints().and_then(|x| x.first().copied()).and_then(|x| {
                 let dims = s.as_ref()?;
                 let len: i64 = dims.iter().map(|d| d.known()).product::<Option<i64>>()?;
@@ -91,25 +97,21 @@ pub(crate) fn constant_of_shape_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
             }),
             Some(t.dtype),
         ),
-        _ => (None, Some(DType::F32)),
+        None => (None, Some(DType::F32)),
     };
     vec![(s, ints, None, dtype)]
 }
 
 pub(crate) fn eye_like_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let mut out = same(g, n);
-    out[0].3 = n.attrs.get("dtype").map(|_| DType::from_onnx(n.attr_int("dtype", 1) as i32)).or(out[0].3);
+    out[0].3 = DTYPE.get(n).and_then(|d| i32::try_from(d).ok()).map(DType::from_onnx).or(out[0].3);
     out
 }
 
 fn constant_of_shape_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     // a fill: the shape is static, the value an attribute
     let out = ctx.output(0)?;
-    let value = match ctx.node.attrs.get("value") {
-        Some(AttrValue::Tensor(t)) => Some(t),
-        None => None,
-        Some(_) => return Err("the value attribute is not a tensor".into()),
-    };
+    let value = CONSTANT_VALUE.get(ctx.node);
     let lit = crate::ops::movement::map::scalar_literal(value, out.elem)?;
     let n = out.numel();
     if n == 0 {

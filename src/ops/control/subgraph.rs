@@ -2,6 +2,21 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+/// The branch an If with a known condition takes.
+pub(crate) fn if_branch(n: &Node, cond: bool) -> Option<&Graph> {
+    if cond { THEN_BRANCH.get(n) } else { ELSE_BRANCH.get(n) }
+}
+
+const THEN_BRANCH: GraphAttr = GraphAttr::required("then_branch");
+const ELSE_BRANCH: GraphAttr = GraphAttr::required("else_branch");
+const BODY: GraphAttr = GraphAttr::required("body");
+const NUM_SCAN_INPUTS: OptIntAttr = OptIntAttr::required("num_scan_inputs", AttrCheck::AtLeast(1));
+/// Per scan input, the axis it is scanned along (absent: 0 each).
+const SCAN_INPUT_AXES: IntsAttr = IntsAttr::new("scan_input_axes", AttrCheck::Any);
+/// Per scan output, the axis it is stacked along (absent: 0 each).
+const SCAN_OUTPUT_AXES: IntsAttr = IntsAttr::new("scan_output_axes", AttrCheck::Any);
+
 /// The `If` op.
 pub static IF: OpDef = OpDef {
     name: "If",
@@ -10,8 +25,8 @@ pub static IF: OpDef = OpDef {
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::of("then_branch", AttrKind::Graph),
-        AttrSpec::of("else_branch", AttrKind::Graph),
+        THEN_BRANCH.spec,
+        ELSE_BRANCH.spec,
     ],
     shape: Some(if_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -27,7 +42,7 @@ pub static LOOP: OpDef = OpDef {
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::of("body", AttrKind::Graph),
+        BODY.spec,
     ],
     shape: Some(loop_shape),
     data_dependent: true,
@@ -44,21 +59,16 @@ pub static SCAN: OpDef = OpDef {
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 8, until: None },
     attrs: &[
-        AttrSpec::of("body", AttrKind::Graph),
+        BODY.spec,
+        NUM_SCAN_INPUTS.spec,
+        SCAN_INPUT_AXES.spec,
+        SCAN_OUTPUT_AXES.spec,
     ],
     shape: Some(scan_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
     ..OpDef::BASE
 };
-
-/// The subgraph held by attribute `name`.
-fn body<'n>(n: &'n Node, name: &str) -> Option<&'n Graph> {
-    match n.attrs.get(name) {
-        Some(AttrValue::Graph(g)) => Some(&**g),
-        _ => None,
-    }
-}
 
 /// What both of two derivations of one output agree on.
 fn agree(a: &ShapeOut, b: &ShapeOut) -> ShapeOut {
@@ -74,7 +84,7 @@ fn agree(a: &ShapeOut, b: &ShapeOut) -> ShapeOut {
 
 /// If: the branch the condition picks when it is known, else what both branches agree on.
 fn if_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let (Some(then), Some(other)) = (body(n, "then_branch"), body(n, "else_branch")) else { return Vec::new() };
+    let (Some(then), Some(other)) = (THEN_BRANCH.get(n), ELSE_BRANCH.get(n)) else { return Vec::new() };
     let cond = val(g, n, 0).and_then(|v| v.scalar.or_else(|| v.ints.as_ref().filter(|i| i.len() == 1).and_then(|i| i[0].known()).map(|x| x as f64)));
     match cond {
         Some(c) if c != 0.0 => crate::ir::infer_body(g, then, &[]),
@@ -96,14 +106,14 @@ fn without(shape: &[Dim], axis: i64) -> Option<Vec<Dim>> {
 /// shapes and each scan output stacks the body's along its output axis. Opset 8
 /// puts a batch dim before everything and takes `sequence_lens` first.
 fn scan_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let Some(b) = body(n, "body") else { return Vec::new() };
-    let m = n.attr_int("num_scan_inputs", 0);
+    let Some(b) = BODY.get(n) else { return Vec::new() };
+    let m = NUM_SCAN_INPUTS.get(n).unwrap_or(0);
     let batched = g.opset < 9;
     let first = usize::from(batched);
     let total = n.inputs.len().saturating_sub(first);
     let Some(states) = usize::try_from(m).ok().filter(|&m| m >= 1 && m <= total).map(|m| total - m) else { return Vec::new() };
-    let input_axes = n.attr_ints("scan_input_axes").map(<[i64]>::to_vec).unwrap_or_default();
-    let output_axes = n.attr_ints("scan_output_axes").map(<[i64]>::to_vec).unwrap_or_default();
+    let input_axes = SCAN_INPUT_AXES.get(n).map(<[i64]>::to_vec).unwrap_or_default();
+    let output_axes = SCAN_OUTPUT_AXES.get(n).map(<[i64]>::to_vec).unwrap_or_default();
     let mut seq = Dim::Unknown;
     let mut batch = Dim::Unknown;
     let mut body_inputs: Vec<ShapeOut> = Vec::with_capacity(total);
@@ -180,7 +190,7 @@ fn keeps_condition(body: &Graph) -> bool {
 /// when the count is known and nothing can stop the loop early (the condition
 /// is known true and the body passes it through); otherwise that length is unknown.
 fn loop_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let Some(b) = body(n, "body") else { return Vec::new() };
+    let Some(b) = BODY.get(n) else { return Vec::new() };
     let carried = n.inputs.len().saturating_sub(2);
     let trips = n.input(0).and_then(|_| scalar_in(g, n, 0)).filter(|m| *m >= 0.0 && m.fract() == 0.0 && *m < 9.0e15).map(|m| m as i64);
     let starts_true = match n.input(1) {

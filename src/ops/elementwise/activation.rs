@@ -2,6 +2,20 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const BETA: FloatAttr = FloatAttr::new("beta", 0.5);
+const GAMMA: FloatAttr = FloatAttr::new("gamma", 1.050_701);
+const BIAS: FloatAttr = FloatAttr::new("bias", 0.0);
+const LAMBD: FloatAttr = FloatAttr::new("lambd", 0.5);
+// `alpha` is each op's own, with its own default.
+const LEAKY_ALPHA: FloatAttr = FloatAttr::new("alpha", 0.01);
+const HARD_SIGMOID_ALPHA: FloatAttr = FloatAttr::new("alpha", 0.2);
+const ELU_ALPHA: FloatAttr = FloatAttr::new("alpha", 1.0);
+const SELU_ALPHA: FloatAttr = FloatAttr::new("alpha", 1.673_263_2);
+const CELU_ALPHA: FloatAttr = FloatAttr::new("alpha", 1.0);
+const THRESHOLDED_ALPHA: FloatAttr = FloatAttr::new("alpha", 1.0);
+const SWISH_ALPHA: FloatAttr = FloatAttr::new("alpha", 1.0);
+
 /// The `Relu` op.
 pub static RELU: OpDef = OpDef {
     name: "Relu",
@@ -25,7 +39,7 @@ pub static LEAKY_RELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
+        LEAKY_ALPHA.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -58,8 +72,8 @@ pub static HARD_SIGMOID: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
-        AttrSpec::float("beta"),
+        HARD_SIGMOID_ALPHA.spec,
+        BETA.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -107,7 +121,7 @@ pub static ELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
+        ELU_ALPHA.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -125,8 +139,8 @@ pub static SELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
-        AttrSpec::float("gamma"),
+        SELU_ALPHA.spec,
+        GAMMA.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -143,7 +157,7 @@ pub static CELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
+        CELU_ALPHA.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -203,7 +217,7 @@ pub static THRESHOLDED_RELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
+        THRESHOLDED_ALPHA.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
@@ -219,8 +233,8 @@ pub static SHRINK: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::float("bias"),
-        AttrSpec::float("lambd"),
+        BIAS.spec,
+        LAMBD.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(nonlinear),
@@ -236,7 +250,7 @@ pub static SWISH: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 24, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
+        SWISH_ALPHA.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -258,7 +272,7 @@ pub(crate) fn leaky_relu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &
     let x = ad.name(n, 0);
     let z = ad.zero();
     let pos = ad.em.op(&GREATER, &[&x, &z], vec![]);
-    let neg = ad.em.mul_scalar(&dy, n.attr_float("alpha", 0.01) as f64);
+    let neg = ad.em.mul_scalar(&dy, LEAKY_ALPHA.get(n) as f64);
     Ok(grads(n, vec![(0, ad.em.where_(&pos, &dy, &neg))]))
 }
 
@@ -273,7 +287,7 @@ pub(crate) fn sigmoid_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bo
 
 pub(crate) fn hard_sigmoid_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    let (alpha, beta) = (n.attr_float("alpha", 0.2) as f64, n.attr_float("beta", 0.5) as f64);
+    let (alpha, beta) = (HARD_SIGMOID_ALPHA.get(n) as f64, BETA.get(n) as f64);
     let x = ad.name(n, 0);
     let ax = ad.em.mul_scalar(&x, alpha);
     let b = ad.em.scalar(beta);
@@ -314,7 +328,7 @@ pub(crate) fn tanh_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]
 
 pub(crate) fn elu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     // y = alpha (e^x - 1) below 0: y' = y + alpha.
-    let alpha = n.attr_float("alpha", 1.0) as f64;
+    let alpha = ELU_ALPHA.get(n) as f64;
     pointwise(ad, n, dy, |em, x, y| {
         let a = em.scalar(alpha);
         let neg = em.add(y, &a);
@@ -324,8 +338,8 @@ pub(crate) fn elu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool])
 
 pub(crate) fn selu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     // y = gamma x above 0, gamma alpha (e^x - 1) below: y' = gamma, or y + gamma alpha.
-    let alpha = n.attr_float("alpha", 1.673_263_2) as f64;
-    let gamma = n.attr_float("gamma", 1.050_701) as f64;
+    let alpha = SELU_ALPHA.get(n) as f64;
+    let gamma = GAMMA.get(n) as f64;
     pointwise(ad, n, dy, |em, x, y| {
         let ga = em.scalar(gamma * alpha);
         let neg = em.add(y, &ga);
@@ -338,7 +352,7 @@ pub(crate) fn selu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]
 
 pub(crate) fn celu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     // y = alpha (e^(x/alpha) - 1) below 0: y' = e^(x/alpha).
-    let alpha = n.attr_float("alpha", 1.0) as f64;
+    let alpha = CELU_ALPHA.get(n) as f64;
     pointwise(ad, n, dy, |em, x, _| {
         let xa = em.mul_scalar(x, 1.0 / alpha);
         let e = em.op(&EXP, &[&xa], vec![]);
@@ -377,7 +391,7 @@ pub(crate) fn mish_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]
 }
 
 pub(crate) fn thresholded_relu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
-    let alpha = n.attr_float("alpha", 1.0) as f64;
+    let alpha = THRESHOLDED_ALPHA.get(n) as f64;
     pointwise(ad, n, dy, |em, x, _| {
         let a = em.scalar(alpha);
         let above = em.op(&GREATER, &[x, &a], vec![]);
@@ -399,7 +413,7 @@ fn relu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 }
 
 fn leaky_relu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    let a = kern::f32_literal(ctx.node.attr_float("alpha", 0.01));
+    let a = kern::f32_literal(LEAKY_ALPHA.get(ctx.node));
     kern::typed(ctx, &format!("select({a} * x0, x0, x0 >= 0.0)"), None)
 }
 
@@ -408,8 +422,8 @@ fn sigmoid_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 }
 
 fn hard_sigmoid_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    let a = kern::f32_literal(ctx.node.attr_float("alpha", 0.2));
-    let b = kern::f32_literal(ctx.node.attr_float("beta", 0.5));
+    let a = kern::f32_literal(HARD_SIGMOID_ALPHA.get(ctx.node));
+    let b = kern::f32_literal(BETA.get(ctx.node));
     kern::typed(ctx, &format!("clamp({a} * x0 + {b}, 0.0, 1.0)"), None)
 }
 
@@ -423,7 +437,7 @@ fn tanh_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 }
 
 fn elu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    let a = kern::f32_literal(ctx.node.attr_float("alpha", 1.0));
+    let a = kern::f32_literal(ELU_ALPHA.get(ctx.node));
     kern::typed(ctx, &format!("select({a} * (exp(x0) - 1.0), x0, x0 >= 0.0)"), None)
 }
 
@@ -432,6 +446,6 @@ fn softplus_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 }
 
 fn swish_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    let a = kern::f32_literal(ctx.node.attr_float("alpha", 1.0));
+    let a = kern::f32_literal(SWISH_ALPHA.get(ctx.node));
     kern::typed(ctx, &format!("x0 / (1.0 + exp(-{a} * x0))"), None)
 }

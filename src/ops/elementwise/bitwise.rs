@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const FMOD: IntAttr = IntAttr::flag("fmod", false);
+
 /// The `Mod` op.
 pub static MOD: OpDef = OpDef {
     name: "Mod",
@@ -10,7 +13,7 @@ pub static MOD: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::flag("fmod"),
+        FMOD.spec,
     ],
     shape: Some(mod_shape),
     analysis: Analysis::Rule(nonlinear),
@@ -73,12 +76,12 @@ pub static BITWISE_XOR: OpDef = OpDef {
 
 /// Integer Mod (fmod = 0) folds shape arithmetic.
 pub(crate) fn mod_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let ints = if n.attr_int("fmod", 0) == 0 { arith_ints(g, n, Arith::Mod) } else { None };
+    let ints = if !FMOD.on(n) { arith_ints(g, n, Arith::Mod) } else { None };
     vec![(broadcast_inputs(g, n), ints, None, first_dtype(g, n))]
 }
 
 fn mod_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    if ctx.node.attr_int("fmod", 0) != 0 {
+    if FMOD.on(ctx.node) {
         kern::typed(ctx, "fmod_f(x0, x1)", Some("x0 % x1"))
     } else {
         kern::typed(ctx, "mod_f(x0, x1)", Some("mod_i(x0, x1)"))

@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// Opsets 1-10's bounds (absent: unbounded on that side); later opsets take inputs.
+const MIN: OptFloatAttr = OptFloatAttr::new("min");
+const MAX: OptFloatAttr = OptFloatAttr::new("max");
+
 /// The `Clip` op.
 pub static CLIP: OpDef = OpDef {
     name: "Clip",
@@ -10,8 +14,8 @@ pub static CLIP: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("min"),
-        AttrSpec::float("max"),
+        MIN.spec,
+        MAX.spec,
     ],
     shape: Some(clip_shape),
     constraints: Some(same_shape_constraints),
@@ -31,8 +35,7 @@ pub(crate) fn clip_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
     let (min_ok, no_max) = if c.g.opset >= 11 {
         (n.input(1).is_some() && tiny_or_zero(c, n.input(1)), n.input(2).is_none())
     } else {
-        let min = n.attr_float("min", f32::MIN) as f64;
-        (n.attrs.contains_key("min") && (0.0..=EPSILON_MAX).contains(&min), !n.attrs.contains_key("max"))
+        (MIN.get(n).is_some_and(|min| (0.0..=EPSILON_MAX).contains(&f64::from(min))), !MAX.is_set(n))
     };
     if min_ok && no_max && x.shift.is_none() {
         one(changed(x.clone()))
@@ -57,11 +60,11 @@ pub(crate) fn clip_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
     let x = ad.name(n, 0);
     let mut mask: Option<String> = None;
     // Opset 11+: bounds are inputs; before, attributes.
-    let bounds = [(1, &GREATER_OR_EQUAL, "min"), (2, &LESS_OR_EQUAL, "max")];
+    let bounds = [(1, &GREATER_OR_EQUAL, MIN), (2, &LESS_OR_EQUAL, MAX)];
     for (i, cmp, attr) in bounds {
         let bound = match n.input(i) {
             Some(_) => Some(ad.name(n, i)),
-            None => n.attrs.get(attr).map(|_| ad.em.scalar(n.attr_float(attr, 0.0) as f64)),
+            None => attr.get(n).map(|b| ad.em.scalar(f64::from(b))),
         };
         if let Some(b) = bound {
             let c = ad.em.op(cmp, &[&x, &b], vec![]);
@@ -84,13 +87,13 @@ pub(crate) fn clip_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
 /// Clip folds a known scalar when its bounds are known (inputs from opset 11,
 /// attributes before) or absent.
 pub(crate) fn clip_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let bound = |i: usize, attr: &str, default: f64| -> Option<f64> {
+    let bound = |i: usize, attr: OptFloatAttr, unbounded: f64| -> Option<f64> {
         match n.input(i) {
             Some(_) => scalar_in(g, n, i),
-            None => Some(f64::from(n.attr_float(attr, default as f32))),
+            None => Some(attr.get(n).map_or(unbounded, f64::from)),
         }
     };
-    let scalar = scalar_in(g, n, 0).and_then(|x| Some(x.max(bound(1, "min", f64::NEG_INFINITY)?).min(bound(2, "max", f64::INFINITY)?)));
+    let scalar = scalar_in(g, n, 0).and_then(|x| Some(x.max(bound(1, MIN, f64::NEG_INFINITY)?).min(bound(2, MAX, f64::INFINITY)?)));
     let mut out = same(g, n);
     if let Some(o) = out.first_mut() {
         o.2 = scalar;
@@ -102,12 +105,12 @@ fn clip_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     // Bounds are inputs 1 and 2 (opset 11+) or attributes; absent ones do not bound.
     let mut e = "x0".to_string();
     let mut next = 1;
-    for (slot, f, attr) in [(1usize, "max", "min"), (2, "min", "max")] {
+    for (slot, f, attr) in [(1usize, "max", MIN), (2, "min", MAX)] {
         if ctx.has_input(slot) {
             e = format!("{f}({e}, x{next})");
             next += 1;
-        } else if let Some(AttrValue::Float(b)) = ctx.node.attrs.get(attr) {
-            e = format!("{f}({e}, {})", kern::f32_literal(*b));
+        } else if let Some(b) = attr.get(ctx.node) {
+            e = format!("{f}({e}, {})", kern::f32_literal(b));
         }
     }
     kern::typed(ctx, &e, Some(&e))

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const APPROXIMATE: StrAttr = StrAttr::new("approximate", AttrCheck::OneOf(&["none", "tanh"]), "none");
+
 /// The `Gelu` op.
 pub static GELU: OpDef = OpDef {
     name: "Gelu",
@@ -10,7 +13,7 @@ pub static GELU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 20, until: None },
     attrs: &[
-        AttrSpec::string("approximate", AttrCheck::OneOf(&["none", "tanh"])),
+        APPROXIMATE.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -23,7 +26,7 @@ pub static GELU: OpDef = OpDef {
 /// Gelu (opset 20): exact (erf) or tanh approximation.
 pub(crate) fn gelu_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let x = name(g, n, 0).unwrap_or_default();
-    let inner = match n.attr_str("approximate").unwrap_or("none") {
+    let inner = match APPROXIMATE.get(n) {
         "none" => {
             let s = em.mul_scalar(&x, std::f64::consts::FRAC_1_SQRT_2);
             em.op(&ERF, &[&s], vec![])

@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const DETECT_NEGATIVE: IntAttr = IntAttr::flag("detect_negative", true);
+const DETECT_POSITIVE: IntAttr = IntAttr::flag("detect_positive", true);
+
 /// The `Exp` op.
 pub static EXP: OpDef = OpDef {
     name: "Exp",
@@ -299,6 +303,10 @@ pub static IS_INF: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        DETECT_NEGATIVE.spec,
+        DETECT_POSITIVE.spec,
+    ],
     shape: Some(same_shape_bool),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -453,8 +461,8 @@ fn is_nan_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 }
 
 fn is_inf_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
-    let neg = ctx.node.attr_int("detect_negative", 1) != 0;
-    let pos = ctx.node.attr_int("detect_positive", 1) != 0;
+    let neg = DETECT_NEGATIVE.on(ctx.node);
+    let pos = DETECT_POSITIVE.on(ctx.node);
     kern::typed(ctx, &format!("select(0u, 1u, is_inf_f(x0) && ((x0 < 0.0 && {neg}) || (x0 > 0.0 && {pos})))"), None)
 }
 

@@ -1,6 +1,9 @@
 //! The `TreeEnsemble` (domain `ai.onnx.ml`): definition and rules.
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const N_TARGETS: OptIntAttr = OptIntAttr::required("n_targets", AttrCheck::AtLeast(0));
+
 /// The `TreeEnsemble` op (ai.onnx.ml, opset 5): `[N, F]` features to `[N, n_targets]`.
 pub static TREE_ENSEMBLE: OpDef = OpDef {
     name: "TreeEnsemble",
@@ -9,6 +12,9 @@ pub static TREE_ENSEMBLE: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
+    attrs: &[
+        N_TARGETS.spec,
+    ],
     shape: Some(tree_ensemble_shape),
     analysis: Analysis::Unknown("a tree ensemble: a change reaching it is unknown"),
     gradient: Gradient::Zero("trees are piecewise constant"),
@@ -16,10 +22,7 @@ pub static TREE_ENSEMBLE: OpDef = OpDef {
 };
 
 fn tree_ensemble_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let targets = n.attrs.get("n_targets").and_then(|a| match a {
-        AttrValue::Int(t) if *t >= 0 => Some(Dim::Known(*t)),
-        _ => None,
-    });
+    let targets = N_TARGETS.get(n).map(Dim::Known);
     let shape = shape_of(g, n, 0).filter(|x| x.len() == 2).map(|x| vec![x[0], targets.unwrap_or(Dim::Unknown)]);
     vec![(shape, None, None, first_dtype(g, n))]
 }

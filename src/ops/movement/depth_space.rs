@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes the rules read, with their ONNX defaults.
+const BLOCKSIZE: OptIntAttr = OptIntAttr::required("blocksize", AttrCheck::AtLeast(1));
+/// DepthToSpace's, and SpaceToDepth's from the opsets that gave it one.
+const MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["DCR", "CRD"]), "DCR");
+
 /// The `DepthToSpace` op.
 pub static DEPTH_TO_SPACE: OpDef = OpDef {
     name: "DepthToSpace",
@@ -10,8 +15,8 @@ pub static DEPTH_TO_SPACE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("blocksize", AttrCheck::AtLeast(1)),
-        AttrSpec::string("mode", AttrCheck::OneOf(&["DCR", "CRD"])),
+        BLOCKSIZE.spec,
+        MODE.spec,
     ],
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
@@ -28,7 +33,8 @@ pub static SPACE_TO_DEPTH: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("blocksize", AttrCheck::AtLeast(1)),
+        BLOCKSIZE.spec,
+        MODE.spec,
     ],
     shape: Some(depth_space_shape),
     analysis: Analysis::Rule(depth_space_rule),
@@ -45,7 +51,7 @@ pub(crate) fn depth_space_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> V
 }
 
 pub(crate) fn depth_space_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let b = n.attr_int("blocksize", 1).max(1);
+    let Some(b) = BLOCKSIZE.get(n) else { return Vec::new() };
     // b * b checked: a hostile block size gives an unknown channel dim
     let bb = b.checked_mul(b).map_or(Dim::Unknown, Dim::Known);
     let s = shape_of(g, n, 0).filter(|s| s.len() == 4).map(|s| {
@@ -62,7 +68,7 @@ pub(crate) fn depth_space_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 fn block_shapes(ctx: &KernelCtx, to_space: bool) -> Result<([usize; 4], [usize; 4], usize), String> {
     let x = ctx.input(0)?;
     let out = ctx.output(0)?;
-    let b = usize::try_from(ctx.node.attr_int("blocksize", 0)).ok().filter(|&b| b >= 1).ok_or("blocksize must be at least 1")?;
+    let b = BLOCKSIZE.get(ctx.node).and_then(|b| usize::try_from(b).ok()).filter(|&b| b >= 1).ok_or("blocksize must be at least 1")?;
     let (Ok(xs), Ok(os)) = (<[usize; 4]>::try_from(x.shape.as_slice()), <[usize; 4]>::try_from(out.shape.as_slice())) else {
         return Err(format!("input {:?} and output {:?} must be 4-D", x.shape, out.shape));
     };
@@ -77,7 +83,7 @@ fn block_shapes(ctx: &KernelCtx, to_space: bool) -> Result<([usize; 4], [usize; 
 fn depth_to_space_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let (xs, os, b) = block_shapes(ctx, true)?;
     let c = os[1];
-    let ch = match ctx.node.attr_str("mode").unwrap_or("DCR") {
+    let ch = match MODE.get(ctx.node) {
         "DCR" => format!("((c2 % {b}u) * {b}u + c3 % {b}u) * {c}u + c1"),
         "CRD" => format!("c1 * {}u + (c2 % {b}u) * {b}u + c3 % {b}u", b * b),
         m => return Err(format!("mode '{m}' is not DCR or CRD")),
@@ -89,7 +95,7 @@ fn depth_to_space_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 fn space_to_depth_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let (xs, _, b) = block_shapes(ctx, false)?;
     let c = xs[1];
-    let src = match ctx.node.attr_str("mode").unwrap_or("DCR") {
+    let src = match MODE.get(ctx.node) {
         // output channel (bh * b + bw) * C + c
         "DCR" => ["c0".to_string(), format!("c1 % {c}u"), format!("c2 * {b}u + c1 / {}u", c * b), format!("c3 * {b}u + (c1 / {c}u) % {b}u")],
         // output channel c * b * b + bh * b + bw

@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+pub(crate) const GATHER_AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 0);
+const BATCH_DIMS: IntAttr = IntAttr::new("batch_dims", AttrCheck::AtLeast(0), 0);
+
 /// The `Gather` op.
 pub static GATHER: OpDef = OpDef {
     name: "Gather",
@@ -10,7 +14,7 @@ pub static GATHER: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        GATHER_AXIS.spec,
     ],
     shape: Some(gather_shape),
     analysis: Analysis::Rule(select),
@@ -28,7 +32,7 @@ pub static GATHER_ELEMENTS: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        GATHER_AXIS.spec,
     ],
     shape: Some(gather_elements_shape),
     analysis: Analysis::Unknown("not written: per-element indices move values across positions"),
@@ -46,7 +50,7 @@ pub static GATHER_ND: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
     attrs: &[
-        AttrSpec::int("batch_dims", AttrCheck::AtLeast(0)),
+        BATCH_DIMS.spec,
     ],
     shape: Some(gather_nd_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -76,7 +80,7 @@ pub(crate) fn gather_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[boo
     let dy = dy0!(n, dy);
     let r = ad.rank(n, 0)?;
     let rq = ad.rank(n, 1)?;
-    let a = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    let a = crate::ir::norm_axis(GATHER_AXIS.get(n), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
     let data = ad.name(n, 0);
     let idx = wrapped_indices(ad, n, &data, a as i64);
     let idx = ad.em.unsqueeze(&idx, &[-1]);
@@ -103,7 +107,7 @@ pub(crate) fn gather_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[boo
 pub(crate) fn gather_elements_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
     let r = ad.rank(n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let axis = crate::ir::norm_axis(GATHER_AXIS.get(n), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
     let data = ad.name(n, 0);
     let idx = wrapped_indices(ad, n, &data, axis);
     let zeros = ad.em.zeros_like(&data);
@@ -115,11 +119,11 @@ pub(crate) fn gather_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let data = shape_of(g, n, 0);
     let idx = shape_of(g, n, 1);
     let s = match (data, idx) {
-        (Some(d), Some(i)) => norm_axis(n.attr_int("axis", 0), d.len()).map(|a| [&d[..a], &i[..], &d[a + 1..]].concat()),
+        (Some(d), Some(i)) => norm_axis(GATHER_AXIS.get(n), d.len()).map(|a| [&d[..a], &i[..], &d[a + 1..]].concat()),
         _ => None,
     };
     let ints = match (val(g, n, 0).and_then(|v| v.ints.clone()), ints_of(g, n, 1)) {
-        (Some(xs), Some(idx)) if n.attr_int("axis", 0) == 0 => idx
+        (Some(xs), Some(idx)) if GATHER_AXIS.get(n) == 0 => idx
             .iter()
             .map(|&i| {
                 let i = if i < 0 { i + xs.len() as i64 } else { i };
@@ -132,7 +136,7 @@ pub(crate) fn gather_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 }
 
 pub(crate) fn gather_nd_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let b = usize::try_from(n.attr_int("batch_dims", 0)).unwrap_or(0);
+    let b = usize::try_from(BATCH_DIMS.get(n)).unwrap_or(0);
     let s = match (shape_of(g, n, 0), shape_of(g, n, 1)) {
         (Some(d), Some(i)) if !i.is_empty() => match i[i.len() - 1] {
             Dim::Known(k) if k >= 0 && b + (k as usize) <= d.len() => Some([&i[..i.len() - 1], &d[b + k as usize..]].concat()),
@@ -164,7 +168,7 @@ fn gather_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let out = ctx.output(0)?;
     let r = x.shape.len();
     let q = ind.shape.len();
-    let a = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let a = super::map::axis(GATHER_AXIS.get(ctx.node), r, "axis")?;
     if out.shape.len() != r + q - 1 {
         return Err(format!("output rank {} for data rank {r} and indices rank {q}", out.shape.len()));
     }
@@ -187,7 +191,7 @@ fn gather_elements_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let ind = ctx.input(1)?;
     let r = x.shape.len();
-    let a = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let a = super::map::axis(GATHER_AXIS.get(ctx.node), r, "axis")?;
     if ind.shape.len() != r || (0..r).any(|d| d != a && ind.shape[d] > x.shape[d]) {
         return Err(format!("indices of shape {:?} do not fit data of shape {:?}", ind.shape, x.shape));
     }
@@ -207,7 +211,7 @@ fn gather_nd_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let ind = ctx.input(1)?;
     let out = ctx.output(0)?;
     let (r, q) = (x.shape.len(), ind.shape.len());
-    let b = usize::try_from(ctx.node.attr_int("batch_dims", 0)).map_err(|_| "batch_dims is negative")?;
+    let b = usize::try_from(BATCH_DIMS.get(ctx.node)).map_err(|_| "batch_dims is negative")?;
     let m = *ind.shape.last().ok_or("indices of rank 0")?;
     if q < 1 || b >= q || b + m > r || (0..b).any(|d| ind.shape[d] != x.shape[d]) {
         return Err(format!("indices of shape {:?} with batch_dims {b} do not fit data of shape {:?}", ind.shape, x.shape));

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, -1);
+
 /// The `OneHot` op.
 pub static ONE_HOT: OpDef = OpDef {
     name: "OneHot",
@@ -10,7 +13,7 @@ pub static ONE_HOT: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        AXIS.spec,
     ],
     shape: Some(one_hot_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -23,7 +26,7 @@ pub static ONE_HOT: OpDef = OpDef {
 pub(crate) fn one_hot_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let depth = floats_of(g, n, 1).filter(|v| v.len() == 1).map(|v| v[0] as i64);
     let s = shape_of(g, n, 0).and_then(|mut s| {
-        let axis = norm_axis(n.attr_int("axis", -1), s.len() + 1)?;
+        let axis = norm_axis(AXIS.get(n), s.len() + 1)?;
         s.insert(axis, depth.map_or(Dim::Unknown, Dim::Known));
         Some(s)
     });
@@ -37,7 +40,7 @@ fn one_hot_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let vals = ctx.input(2)?;
     let out = ctx.output(0)?;
     let q = ind.shape.len();
-    let a = super::map::axis(ctx.node.attr_int("axis", -1), q + 1, "axis")?;
+    let a = super::map::axis(AXIS.get(ctx.node), q + 1, "axis")?;
     if out.shape.len() != q + 1 || vals.numel() != 2 || vals.elem != out.elem {
         return Err(format!("indices {:?}, values {:?} and output {:?} do not fit", ind.shape, vals.shape, out.shape));
     }

@@ -2,6 +2,12 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["constant", "reflect", "edge", "wrap"]), "constant");
+const PADS: IntsAttr = IntsAttr::new("pads", AttrCheck::Any);
+const VALUE: FloatAttr = FloatAttr::new("value", 0.0);
+const CROP_AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+
 /// The `Pad` op.
 pub static PAD: OpDef = OpDef {
     name: "Pad",
@@ -10,9 +16,9 @@ pub static PAD: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("mode", AttrCheck::OneOf(&["constant", "reflect", "edge", "wrap"])),
-        AttrSpec::ints("pads", AttrCheck::Any),
-        AttrSpec::float("value"),
+        MODE.spec,
+        PADS.spec,
+        VALUE.spec,
     ],
     shape: Some(pad_shape),
     analysis: Analysis::Rule(pad_rule),
@@ -30,6 +36,9 @@ pub static CENTER_CROP_PAD: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 18, until: None },
+    attrs: &[
+        CROP_AXES.spec,
+    ],
     shape: Some(center_crop_pad_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -42,13 +51,13 @@ pub(crate) fn pad_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow>
         return one(variant("Pad parameters change"));
     }
     let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
-    let mode = n.attr_str("mode").unwrap_or("constant");
+    let mode = MODE.get(n);
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("Pad rank unknown")) };
-    let pads = n.input(1).and_then(|v| c.g.values[v].ints.clone()).and_then(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>()).or(n.attr_ints("pads").map(<[i64]>::to_vec));
+    let pads = n.input(1).and_then(|v| c.g.values[v].ints.clone()).and_then(|d| d.iter().map(|x| x.known()).collect::<Option<Vec<i64>>>()).or(PADS.get(n).map(<[i64]>::to_vec));
     let Some(pads) = pads.filter(|p| p.len() == 2 * r || n.input(3).is_some()) else { return one(unknown("Pad amounts unknown")) };
     let padded: Mask = if n.input(3).is_some() { mask::below(r) } else { (0..r).filter(|&a| pads[a] != 0 || pads[a + r] != 0).fold(0, |m, a| m | mask::bit(a)) };
     if mode == "constant" {
-        let value_zero = n.input(2).is_none_or(|v| c.g.values[v].scalar == Some(0.0)) && n.attr_float("value", 0.0) == 0.0;
+        let value_zero = n.input(2).is_none_or(|v| c.g.values[v].scalar == Some(0.0)) && VALUE.get(n) == 0.0;
         if !value_zero && x.scale.is_some() {
             return one(variant("Pad with a non-zero constant"));
         }
@@ -76,7 +85,7 @@ pub(crate) fn pad_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
         ins.push(ad.name(n, 3));
     }
     let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-    let mode = n.attr_str("mode").unwrap_or("constant").to_string();
+    let mode = MODE.get(n).to_string();
     let padded = ad.em.op(&PAD, &refs, vec![a_str("mode", &mode)]);
     Ok(grads(n, vec![(0, scatter_flat(ad, &x, &padded, &dy, 1))]))
 }
@@ -84,7 +93,7 @@ pub(crate) fn pad_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[boo
 pub(crate) fn pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = shape_of(g, n, 0).map(|s| {
         let r = s.len();
-        let pads = ints_of(g, n, 1).or_else(|| n.attr_ints("pads").map(<[i64]>::to_vec));
+        let pads = ints_of(g, n, 1).or_else(|| PADS.get(n).map(<[i64]>::to_vec));
         // opset 18: pads for the listed axes only
         let axes: Option<Vec<usize>> = match n.input(3) {
             Some(_) => ints_of(g, n, 3).and_then(|a| a.iter().map(|&a| norm_axis(a, r)).collect()),
@@ -111,7 +120,7 @@ pub(crate) fn pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 pub(crate) fn center_crop_pad_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = match (shape_of(g, n, 0), val(g, n, 1).and_then(|v| v.ints.clone())) {
         (Some(x), Some(z)) => {
-            let axes: Option<Vec<usize>> = match n.attr_ints("axes") {
+            let axes: Option<Vec<usize>> = match CROP_AXES.get(n) {
                 Some(a) => a.iter().map(|&a| norm_axis(a, x.len())).collect(),
                 None => Some((0..x.len()).collect()),
             };
@@ -133,9 +142,9 @@ fn pad_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let out = ctx.output(0)?;
     let r = x.shape.len();
-    let mode = ctx.node.attr_str("mode").unwrap_or("constant");
+    let mode = MODE.get(ctx.node);
     // opset 1-10 give pads and value as attributes, later opsets as inputs
-    let pads = if ctx.has_input(1) { ctx.host_ints(1)? } else { ctx.node.attr_ints("pads").map(<[i64]>::to_vec).ok_or("pads are missing")? };
+    let pads = if ctx.has_input(1) { ctx.host_ints(1)? } else { PADS.get(ctx.node).map(<[i64]>::to_vec).ok_or("pads are missing")? };
     let axes: Vec<usize> = if ctx.has_input(3) {
         ctx.host_ints(3)?.iter().map(|&a| super::map::axis(a, r, "axis")).collect::<Result<_, _>>()?
     } else {
@@ -163,7 +172,7 @@ fn pad_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
             }
         }
     } else {
-        out.elem.literal(ctx.node.attr_float("value", 0.0) as f64)
+        out.elem.literal(VALUE.get(ctx.node) as f64)
     };
     let mut body = String::new();
     let mut ok = Vec::new();

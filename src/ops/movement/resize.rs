@@ -2,6 +2,12 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+pub(crate) const RESIZE_MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["nearest", "linear", "cubic"]), "nearest");
+const KEEP_ASPECT_RATIO_POLICY: StrAttr = StrAttr::new("keep_aspect_ratio_policy", AttrCheck::OneOf(&["stretch", "not_larger", "not_smaller"]), "stretch");
+const AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+const SCALES: FloatsAttr = FloatsAttr::new("scales");
+
 /// The `Resize` op.
 pub static RESIZE: OpDef = OpDef {
     name: "Resize",
@@ -10,9 +16,9 @@ pub static RESIZE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::string("mode", AttrCheck::OneOf(&["nearest", "linear", "cubic"])),
-        AttrSpec::string("keep_aspect_ratio_policy", AttrCheck::OneOf(&["stretch", "not_larger", "not_smaller"])),
-        AttrSpec::ints("axes", AttrCheck::Any),
+        RESIZE_MODE.spec,
+        KEEP_ASPECT_RATIO_POLICY.spec,
+        AXES.spec,
     ],
     shape: Some(resize_out_shape),
     analysis: Analysis::Rule(resize_rule),
@@ -29,7 +35,8 @@ pub static UPSAMPLE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: Some(9) },
     attrs: &[
-        AttrSpec::floats("scales"),
+        RESIZE_MODE.spec,
+        SCALES.spec,
     ],
     shape: Some(resize_out_shape),
     analysis: Analysis::Rule(resize_rule),
@@ -50,7 +57,7 @@ pub(crate) fn resize_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Fl
         (Some(a), Some(b)) if a.len() == b.len() => (0..r).filter(|&i| !(a[i] == b[i] && a[i] != Dim::Unknown)).fold(0, |m, i| m | mask::bit(i)),
         _ => mask::below(r),
     };
-    let mode = n.attr_str("mode").unwrap_or("nearest");
+    let mode = RESIZE_MODE.get(n);
     if x.scale.as_ref().is_some_and(|s| s.mask & resized != 0) {
         return one(variant("Resize along a varying scale"));
     }
@@ -68,13 +75,14 @@ pub(crate) fn resize_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
     let s = shape_of(g, n, 0)?;
     // Upsample and Resize before opset 11: (X, scales); later Resize: (X, roi, scales, sizes)
     let (scales_slot, sizes_slot) = if n.is(&UPSAMPLE) || g.opset < 11 { (1, usize::MAX) } else { (2, 3) };
-    let axes: Option<Vec<usize>> = match n.attr_ints("axes") {
+    let axes: Option<Vec<usize>> = match AXES.declared(n).then(|| AXES.get(n)).flatten() {
         Some(a) => a.iter().map(|&a| norm_axis(a, s.len())).collect(),
         None => Some((0..s.len()).collect()),
     };
     let fallback = || s.iter().enumerate().map(|(i, d)| if i < 2 { *d } else { Dim::Unknown }).collect::<Vec<_>>();
     let Some(axes) = axes else { return Some(fallback()) };
-    let policy = n.attr_str("keep_aspect_ratio_policy").unwrap_or("stretch");
+    // Upsample has no policy: it stretches.
+    let policy = if KEEP_ASPECT_RATIO_POLICY.declared(n) { KEEP_ASPECT_RATIO_POLICY.get(n) } else { "stretch" };
     if let Some(z) = ints_of(g, n, sizes_slot).filter(|z| z.len() == axes.len() && !z.is_empty()) {
         if policy != "stretch" {
             // one scale for all axes: the smallest (not_larger) or largest (not_smaller) ratio
@@ -96,10 +104,7 @@ pub(crate) fn resize_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
         }
         return Some(out);
     }
-    let scales = floats_of(g, n, scales_slot).or_else(|| match n.attrs.get("scales") {
-        Some(AttrValue::Floats(f)) => Some(f.iter().map(|&x| x as f64).collect()),
-        _ => None,
-    });
+    let scales = floats_of(g, n, scales_slot).or_else(|| SCALES.declared(n).then(|| SCALES.get(n)).flatten().map(|f| f.iter().map(|&x| x as f64).collect()));
     match scales.filter(|z| z.len() == axes.len() && !z.is_empty()) {
         Some(z) => {
             let mut out = s.clone();

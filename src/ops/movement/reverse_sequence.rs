@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const BATCH_AXIS: IntAttr = IntAttr::new("batch_axis", AttrCheck::Any, 1);
+const TIME_AXIS: IntAttr = IntAttr::new("time_axis", AttrCheck::Any, 0);
+
 /// The `ReverseSequence` op.
 pub static REVERSE_SEQUENCE: OpDef = OpDef {
     name: "ReverseSequence",
@@ -9,6 +13,10 @@ pub static REVERSE_SEQUENCE: OpDef = OpDef {
     inputs: Arity::range(2, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
+    attrs: &[
+        BATCH_AXIS.spec,
+        TIME_AXIS.spec,
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -21,8 +29,8 @@ fn reverse_sequence_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let lens = ctx.input(1)?;
     let r = x.shape.len();
-    let ba = super::map::axis(ctx.node.attr_int("batch_axis", 1), r, "batch_axis")?;
-    let ta = super::map::axis(ctx.node.attr_int("time_axis", 0), r, "time_axis")?;
+    let ba = super::map::axis(BATCH_AXIS.get(ctx.node), r, "batch_axis")?;
+    let ta = super::map::axis(TIME_AXIS.get(ctx.node), r, "time_axis")?;
     if ba == ta || lens.elem != Elem::I32 || lens.numel() != x.shape[ba] {
         return Err(format!("batch_axis {ba}, time_axis {ta} and sequence_lens of shape {:?} do not fit an input of shape {:?}", lens.shape, x.shape));
     }

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 0);
+/// How duplicate indices combine (ScatterElements and ScatterND, opset 16 on).
+const REDUCTION: StrAttr = StrAttr::new("reduction", AttrCheck::OneOf(&["none", "add", "mul", "max", "min"]), "none");
+
 /// The `Scatter` op.
 pub static SCATTER: OpDef = OpDef {
     name: "Scatter",
@@ -9,6 +14,9 @@ pub static SCATTER: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: Some(10) },
+    attrs: &[
+        AXIS.spec,
+    ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -23,6 +31,10 @@ pub static SCATTER_ELEMENTS: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
+    attrs: &[
+        AXIS.spec,
+        REDUCTION.spec,
+    ],
     shape: Some(scatter_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -37,6 +49,9 @@ pub static SCATTER_ND: OpDef = OpDef {
     inputs: Arity::range(3, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
+    attrs: &[
+        REDUCTION.spec,
+    ],
     shape: Some(scatter_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -104,7 +119,7 @@ fn scatter_lowered(ctx: &KernelCtx, n: usize, body: &str) -> Result<Lowered, Str
     if ctx.input(1)?.elem != Elem::I32 {
         return Err("the indices must be integers".into());
     }
-    let reduction = ctx.node.attr_str("reduction").unwrap_or("none");
+    let reduction = if ctx.node.is(&SCATTER) { "none" } else { REDUCTION.get(ctx.node) };
     let helpers = reduce_helpers(x.elem, reduction)?;
     let mut lowered = Lowered { in_place: vec![0], ..Default::default() };
     if out.numel() > 0 {
@@ -123,7 +138,7 @@ fn scatter_elements_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let ind = ctx.input(1)?;
     let r = x.shape.len();
-    let a = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let a = super::map::axis(AXIS.get(ctx.node), r, "axis")?;
     if ind.shape != ctx.input(2)?.shape || ind.shape.len() != r || (0..r).any(|d| d != a && ind.shape[d] > x.shape[d]) {
         return Err(format!("indices {:?} and updates {:?} do not fit data of shape {:?}", ind.shape, ctx.input(2)?.shape, x.shape));
     }

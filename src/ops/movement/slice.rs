@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+pub(crate) const SLICE_STARTS: IntsAttr = IntsAttr::new("starts", AttrCheck::Any);
+const ENDS: IntsAttr = IntsAttr::new("ends", AttrCheck::Any);
+const AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+
 /// The `Slice` op.
 pub static SLICE: OpDef = OpDef {
     name: "Slice",
@@ -10,9 +15,9 @@ pub static SLICE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("starts", AttrCheck::Any),
-        AttrSpec::ints("ends", AttrCheck::Any),
-        AttrSpec::ints("axes", AttrCheck::Any),
+        SLICE_STARTS.spec,
+        ENDS.spec,
+        AXES.spec,
     ],
     shape: Some(slice_shape),
     analysis: Analysis::Rule(select),
@@ -100,9 +105,9 @@ pub(crate) fn slice_ints(xs: &[Dim], len: i64, start: i64, end: i64, step: i64) 
 
 pub(crate) fn slice_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = shape_of(g, n, 0);
-    let starts = ints_of(g, n, 1).or_else(|| n.attr_ints("starts").map(<[i64]>::to_vec));
-    let ends = ints_of(g, n, 2).or_else(|| n.attr_ints("ends").map(<[i64]>::to_vec));
-    let axes = if n.inputs.len() > 3 { ints_of(g, n, 3) } else { n.attr_ints("axes").map(<[i64]>::to_vec) };
+    let starts = ints_of(g, n, 1).or_else(|| SLICE_STARTS.get(n).map(<[i64]>::to_vec));
+    let ends = ints_of(g, n, 2).or_else(|| ENDS.get(n).map(<[i64]>::to_vec));
+    let axes = if n.inputs.len() > 3 { ints_of(g, n, 3) } else { AXES.get(n).map(<[i64]>::to_vec) };
     let steps = if n.inputs.len() > 4 { ints_of(g, n, 4) } else { None };
     let mut ints = None;
     let out = s.map(|s| {
@@ -143,15 +148,15 @@ fn slice_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let out = ctx.output(0)?;
     let r = x.shape.len();
     // opset 1-9 give the bounds as attributes, later opsets as inputs
-    let arg = |k: usize, attr: &str| -> Result<Option<Vec<i64>>, String> {
+    let arg = |k: usize, attr: &IntsAttr| -> Result<Option<Vec<i64>>, String> {
         if ctx.has_input(k) {
             return ctx.host_ints(k).map(Some);
         }
-        Ok(ctx.node.attr_ints(attr).map(<[i64]>::to_vec))
+        Ok(attr.get(ctx.node).map(<[i64]>::to_vec))
     };
-    let starts = arg(1, "starts")?.ok_or("starts are missing")?;
-    let ends = arg(2, "ends")?.ok_or("ends are missing")?;
-    let axes = arg(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let starts = arg(1, &SLICE_STARTS)?.ok_or("starts are missing")?;
+    let ends = arg(2, &ENDS)?.ok_or("ends are missing")?;
+    let axes = arg(3, &AXES)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = if ctx.has_input(4) { ctx.host_ints(4)? } else { vec![1; starts.len()] };
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         return Err(format!("starts, ends, axes and steps have {}, {}, {} and {} entries", starts.len(), ends.len(), axes.len(), steps.len()));

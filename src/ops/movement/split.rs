@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+pub(crate) const SPLIT_AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 0);
+const NUM_OUTPUTS: OptIntAttr = OptIntAttr::new("num_outputs", AttrCheck::AtLeast(1));
+const SPLIT_SIZES: IntsAttr = IntsAttr::new("split", AttrCheck::AtLeast(0));
+
 /// The `Split` op.
 pub static SPLIT: OpDef = OpDef {
     name: "Split",
@@ -10,9 +15,9 @@ pub static SPLIT: OpDef = OpDef {
     outputs: Arity::range(1, Arity::VARIADIC),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::int("num_outputs", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("split", AttrCheck::AtLeast(0)),
+        SPLIT_AXIS.spec,
+        NUM_OUTPUTS.spec,
+        SPLIT_SIZES.spec,
     ],
     shape: Some(split_shapes),
     analysis: Analysis::Rule(select),
@@ -24,7 +29,7 @@ pub static SPLIT: OpDef = OpDef {
 
 pub(crate) fn split_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let r = ad.rank(n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", 0), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let axis = crate::ir::norm_axis(SPLIT_AXIS.get(n), r).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
     let mut parts = Vec::new();
     for (k, d) in dy.iter().enumerate() {
         parts.push(match d {
@@ -44,9 +49,9 @@ pub(crate) fn split_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool
 
 pub(crate) fn split_shapes(g: &Graph, n: &Node) -> Vec<Out> {
     let Some(x) = shape_of(g, n, 0) else { return Vec::new() };
-    let Some(axis) = norm_axis(n.attr_int("axis", 0), x.len()) else { return Vec::new() };
+    let Some(axis) = norm_axis(SPLIT_AXIS.get(n), x.len()) else { return Vec::new() };
     let k = n.outputs.len();
-    let sizes = ints_of(g, n, 1).or_else(|| n.attr_ints("split").map(<[i64]>::to_vec));
+    let sizes = ints_of(g, n, 1).or_else(|| SPLIT_SIZES.get(n).map(<[i64]>::to_vec));
     let sizes: Vec<Dim> = match (sizes, x[axis]) {
         // Sizes that are negative, or do not add up to the axis, are invalid:
         // their outputs' dims along the axis stay unknown rather than wrong.
@@ -59,7 +64,7 @@ pub(crate) fn split_shapes(g: &Graph, n: &Node) -> Vec<Out> {
             }
         }
         (_, Dim::Known(d)) if k > 0 => {
-            let num = n.attr_int("num_outputs", k as i64).max(1);
+            let num = NUM_OUTPUTS.get(n).unwrap_or(k as i64).max(1);
             let chunk = (d + num - 1) / num;
             (0..k as i64).map(|i| Dim::Known((d - i * chunk).clamp(0, chunk))).collect()
         }
@@ -81,7 +86,7 @@ fn split_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     // the attribute or num_outputs alike); one launch per output.
     let x = ctx.input(0)?;
     let r = x.shape.len();
-    let axis = super::map::axis(ctx.node.attr_int("axis", 0), r, "axis")?;
+    let axis = super::map::axis(SPLIT_AXIS.get(ctx.node), r, "axis")?;
     let mut lowered = Lowered::default();
     let mut at = 0usize;
     let mut gap = false;

@@ -2,6 +2,13 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, -1);
+/// Opset 1's k (later opsets take it as an input).
+const K: OptIntAttr = OptIntAttr::new("k", AttrCheck::AtLeast(0));
+const LARGEST: IntAttr = IntAttr::flag("largest", true);
+const SORTED: OptIntAttr = OptIntAttr::new("sorted", AttrCheck::Flag);
+
 /// The `TopK` op.
 pub static TOP_K: OpDef = OpDef {
     name: "TopK",
@@ -10,10 +17,10 @@ pub static TOP_K: OpDef = OpDef {
     outputs: Arity::range(2, 2),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::int("k", AttrCheck::AtLeast(0)),
-        AttrSpec::flag("largest"),
-        AttrSpec::flag("sorted"),
+        AXIS.spec,
+        K.spec,
+        LARGEST.spec,
+        SORTED.spec,
     ],
     shape: Some(top_k_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -24,9 +31,9 @@ pub static TOP_K: OpDef = OpDef {
 };
 
 pub(crate) fn top_k_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let k = ints_of(g, n, 1).filter(|k| k.len() == 1).map(|k| k[0]).or(n.attrs.get("k").map(|_| n.attr_int("k", 0)));
+    let k = ints_of(g, n, 1).filter(|k| k.len() == 1).map(|k| k[0]).or(K.get(n));
     let s = shape_of(g, n, 0).and_then(|mut s| {
-        let axis = norm_axis(n.attr_int("axis", -1), s.len())?;
+        let axis = norm_axis(AXIS.get(n), s.len())?;
         s[axis] = k.map_or(Dim::Unknown, Dim::Known);
         Some(s)
     });
@@ -41,7 +48,7 @@ fn top_k_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let vals = ctx.output(0)?;
     let r = x.shape.len();
-    let a = super::map::axis(ctx.node.attr_int("axis", -1), r, "axis")?;
+    let a = super::map::axis(AXIS.get(ctx.node), r, "axis")?;
     if vals.shape.len() != r || (0..r).any(|d| d != a && vals.shape[d] != x.shape[d]) || vals.shape[a] > x.shape[a] {
         return Err(format!("the output {:?} is not a top-k of the input {:?} along axis {a}", vals.shape, x.shape));
     }
@@ -55,7 +62,7 @@ fn top_k_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
         return Ok(Lowered::default());
     }
     let ty = x.elem.wgsl();
-    let cmp = if ctx.node.attr_int("largest", 1) != 0 { ">" } else { "<" };
+    let cmp = if LARGEST.on(ctx.node) { ">" } else { "<" };
     let helpers = format!("fn before(a: {ty}, ia: i32, b: {ty}, ib: i32) -> bool {{ return a {cmp} b || (a == b && ia < ib); }}\n");
     let body = format!(
         "    let xb = (i / {inner}u) * {} + i % {inner}u;\n\

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const UPPER: IntAttr = IntAttr::flag("upper", true);
+
 /// The `Trilu` op.
 pub static TRILU: OpDef = OpDef {
     name: "Trilu",
@@ -10,7 +13,7 @@ pub static TRILU: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 14, until: None },
     attrs: &[
-        AttrSpec::flag("upper"),
+        UPPER.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -27,7 +30,7 @@ pub(crate) fn trilu_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool
         ins.push(ad.name(n, 1));
     }
     let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-    let g = ad.em.op(&TRILU, &refs, vec![a_int("upper", n.attr_int("upper", 1))]);
+    let g = ad.em.op(&TRILU, &refs, vec![a_int("upper", UPPER.get(n))]);
     Ok(grads(n, vec![(0, g)]))
 }
 
@@ -53,7 +56,7 @@ fn trilu_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     } else {
         "0".to_string()
     };
-    let keep = if ctx.node.attr_int("upper", 1) != 0 { ">=" } else { "<=" };
+    let keep = if UPPER.on(ctx.node) { ">=" } else { "<=" };
     let body = format!("    let src = i;\n    let ok = i32(c{}) - i32(c{}) {keep} {k};", r - 1, r - 2);
     let mut l = super::map::gather(ctx, 0, &body, Some(&x.elem.literal(0.0)), &extra)?;
     l.in_place = vec![0];

@@ -2,6 +2,12 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+/// The query's heads, when its inputs are packed 3-D (absent: 4-D inputs).
+const Q_NUM_HEADS: OptIntAttr = OptIntAttr::new("q_num_heads", AttrCheck::AtLeast(1));
+/// The key's and value's heads, when packed 3-D.
+const KV_NUM_HEADS: OptIntAttr = OptIntAttr::new("kv_num_heads", AttrCheck::AtLeast(1));
+
 /// The `Attention` op.
 pub static ATTENTION: OpDef = OpDef {
     name: "Attention",
@@ -9,6 +15,10 @@ pub static ATTENTION: OpDef = OpDef {
     inputs: Arity::range(3, 7),
     outputs: Arity::range(1, 4),
     opsets: Opsets { since: 23, until: None },
+    attrs: &[
+        Q_NUM_HEADS.spec,
+        KV_NUM_HEADS.spec,
+    ],
     shape: Some(attention_shapes),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -32,7 +42,7 @@ pub static ROTARY_EMBEDDING: OpDef = OpDef {
 pub(crate) fn attention_shapes(g: &Graph, n: &Node) -> Vec<Out> {
     let (Some(q), Some(k), Some(v)) = (shape_of(g, n, 0), shape_of(g, n, 1), shape_of(g, n, 2)) else { return Vec::new() };
     let dtype = first_dtype(g, n);
-    let heads = |attr: &str| n.attrs.get(attr).map(|_| n.attr_int(attr, 1));
+    let heads = |attr: &OptIntAttr| attr.get(n);
     // 4-D [B, heads, seq, head_size]; 3-D [B, seq, heads * head_size]
     let as4 = |t: &[Dim], h: Option<i64>| -> Option<Vec<Dim>> {
         match t.len() {
@@ -44,7 +54,7 @@ pub(crate) fn attention_shapes(g: &Graph, n: &Node) -> Vec<Out> {
             _ => None,
         }
     };
-    let (Some(q4), Some(k4), Some(v4)) = (as4(&q, heads("q_num_heads")), as4(&k, heads("kv_num_heads")), as4(&v, heads("kv_num_heads"))) else {
+    let (Some(q4), Some(k4), Some(v4)) = (as4(&q, heads(&Q_NUM_HEADS)), as4(&k, heads(&KV_NUM_HEADS)), as4(&v, heads(&KV_NUM_HEADS))) else {
         return Vec::new();
     };
     // past key/value (inputs 4, 5) are concatenated before the current ones along the sequence

@@ -2,6 +2,18 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const EPSILON: FloatAttr = FloatAttr::new("epsilon", 1e-5);
+const MOMENTUM: FloatAttr = FloatAttr::new("momentum", 0.9);
+const TRAINING_MODE: IntAttr = IntAttr::flag("training_mode", false);
+
+/// True for a BatchNormalization in training mode: its `training_mode`
+/// (opset 14 on); before opset 14, extra outputs meant training.
+pub(crate) fn bn_training(opset: i64, n: &Node) -> bool {
+    if opset >= 14 { TRAINING_MODE.on(n) } else { n.outputs.iter().skip(1).any(Option::is_some) }
+}
+const SPATIAL: OptIntAttr = OptIntAttr::new("spatial", AttrCheck::Flag);
+
 /// The `BatchNormalization` op.
 pub static BATCH_NORMALIZATION: OpDef = OpDef {
     name: "BatchNormalization",
@@ -10,10 +22,10 @@ pub static BATCH_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 3),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("epsilon"),
-        AttrSpec::float("momentum"),
-        AttrSpec::flag("training_mode"),
-        AttrSpec::flag("spatial"),
+        EPSILON.spec,
+        MOMENTUM.spec,
+        TRAINING_MODE.spec,
+        SPATIAL.spec,
     ],
     shape: Some(batch_norm_shape),
     constraints: Some(channel_constraints),
@@ -28,7 +40,7 @@ pub static BATCH_NORMALIZATION: OpDef = OpDef {
 };
 
 pub(crate) fn batch_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
-    let training = if c.g.opset >= 14 { n.attr_int("training_mode", 0) != 0 } else { n.outputs.iter().skip(1).any(Option::is_some) };
+    let training = bn_training(c.g.opset, n);
     let outs = n.outputs.len();
     let Some(r) = c.rank(n.input(0)) else { return vec![unknown("BatchNormalization input rank unknown"); outs] };
     let mut flows = vec![Flow::Same; outs];
@@ -86,10 +98,9 @@ pub(crate) fn batch_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, buffers: &
     let (Some(scale), Some(bias), Some(rm), Some(rv)) = (scale, bias, rm, rv) else {
         return Err(RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail: "five inputs expected".into() });
     };
-    let eps = n.attr_float("epsilon", 1e-5) as f64;
-    let momentum = n.attr_float("momentum", 0.9) as f64;
-    // Opset 14 added training_mode; before it, extra outputs meant training.
-    let training = if g.opset >= 14 { n.attr_int("training_mode", 0) != 0 } else { n.outputs.iter().skip(1).any(Option::is_some) };
+    let eps = EPSILON.get(n) as f64;
+    let momentum = MOMENTUM.get(n) as f64;
+    let training = bn_training(g.opset, n);
     let sc = per_channel(em, &scale, r);
     let b = per_channel(em, &bias, r);
     let y_out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("bn_y"));

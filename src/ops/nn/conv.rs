@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const OFFSET_GROUP: OptIntAttr = OptIntAttr::new("offset_group", AttrCheck::AtLeast(1));
+
 /// The `Conv` op.
 pub static CONV: OpDef = OpDef {
     name: "Conv",
@@ -10,12 +13,12 @@ pub static CONV: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::int("group", AttrCheck::AtLeast(1)),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        GROUP.spec,
     ],
     shape: Some(conv_shape),
     constraints: Some(conv_constraints),
@@ -35,12 +38,12 @@ pub static CONV_INTEGER: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::int("group", AttrCheck::AtLeast(1)),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        GROUP.spec,
     ],
     shape: Some(conv_shape),
     constraints: Some(conv_constraints),
@@ -57,12 +60,12 @@ pub static DEFORM_CONV: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 19, until: None },
     attrs: &[
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::int("group", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::int("offset_group", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
+        DILATIONS.spec,
+        GROUP.spec,
+        KERNEL_SHAPE.spec,
+        OFFSET_GROUP.spec,
+        PADS.spec,
+        STRIDES.spec,
     ],
     shape: Some(conv_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -78,12 +81,12 @@ pub static Q_LINEAR_CONV: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::int("group", AttrCheck::AtLeast(1)),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        GROUP.spec,
     ],
     shape: Some(qlinear_conv_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -95,7 +98,7 @@ pub(crate) fn conv_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
     let (ex, ew) = (e[0].as_ref(), e.get(1).and_then(Option::as_ref));
     let Some(r) = c.rank(n.input(0)).or(c.rank(n.output(0))) else { return one(unknown("Conv rank unknown")) };
     let spatial = mask::below(r) & !(mask::bit(0) | mask::bit(1));
-    let group = n.attr_int("group", 1).max(1);
+    let group = GROUP.get(n).max(1);
     let cin = c.dims(n.input(0)).and_then(|d| d.get(1).copied()).and_then(Dim::known);
     let cout = c.dims(n.input(1)).and_then(|d| d.first().copied()).and_then(Dim::known);
     let mut scale: Option<Scale> = None;
@@ -120,8 +123,8 @@ pub(crate) fn conv_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
         }
         if let Some(t) = &x.shift {
             // conv_rule(T) is constant over space only without padding (borders see zeros).
-            let pads = n.attr_ints("pads").is_none_or(|p| p.iter().all(|&x| x == 0));
-            let auto = n.attr_str("auto_pad").is_none_or(|a| a == "NOTSET" || a == "VALID");
+            let pads = PADS.get(n).is_none_or(|p| p.iter().all(|&x| x == 0));
+            let auto = matches!(AUTO_PAD.get(n), "NOTSET" | "VALID");
             if t.mask & spatial != 0 || !pads || !auto || ew.is_some() {
                 return one(variant("Conv of a shifted input (padding or spatial shift)"));
             }
@@ -190,7 +193,7 @@ pub(crate) fn conv_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bo
 
 pub(crate) fn conv_attrs(ad: &Ad, n: &Node, sp: usize) -> Result<ConvAttrs, RewriteError> {
     let w = ad.static_dims(n, 1)?;
-    let group = n.attr_int("group", 1);
+    let group = GROUP.get(n);
     if w.len() != sp + 2 || group <= 0 || w[0] % group != 0 {
         return Err(Ad::err(n, format!("weight of shape {w:?} does not fit a {sp}-D convolution with {group} groups")));
     }
@@ -370,7 +373,7 @@ pub(crate) fn conv_constraints(g: &Graph, n: &Node) -> Vec<(usize, Vec<Dim>)> {
         return Vec::new();
     }
     let mut hint = vec![Dim::Unknown; w.len()];
-    hint[1] = if n.is(&CONV_TRANSPOSE) { w[0] } else { arith(w[1], Dim::Known(n.attr_int("group", 1)), Arith::Mul) };
+    hint[1] = if n.is(&CONV_TRANSPOSE) { w[0] } else { arith(w[1], Dim::Known(GROUP.get(n)), Arith::Mul) };
     if let Some(o) = out0.as_ref().filter(|o| o.len() == w.len()) {
         hint[0] = o[0];
     }
@@ -409,7 +412,7 @@ pub(crate) fn conv_lowering(ctx: &KernelCtx, transpose: bool) -> Result<Lowered,
     if r < 3 || w.shape.len() != r || y.shape.len() != r {
         return Err(format!("X {:?}, W {:?} and Y {:?} must have one rank of 3 or more", x.shape, w.shape, y.shape));
     }
-    let group = ctx.node.attr_int("group", 1);
+    let group = GROUP.get(ctx.node);
     if !(1..=1 << 24).contains(&group) {
         return Err(format!("group {group} must be positive"));
     }

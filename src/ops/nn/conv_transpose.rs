@@ -2,6 +2,8 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+
 /// The `ConvTranspose` op.
 pub static CONV_TRANSPOSE: OpDef = OpDef {
     name: "ConvTranspose",
@@ -10,14 +12,14 @@ pub static CONV_TRANSPOSE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::int("group", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("output_padding", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("output_shape", AttrCheck::Any),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        GROUP.spec,
+        OUTPUT_PADDING.spec,
+        OUTPUT_SHAPE.spec,
     ],
     shape: Some(conv_shape),
     constraints: Some(conv_constraints),
@@ -32,7 +34,7 @@ pub static CONV_TRANSPOSE: OpDef = OpDef {
 pub(crate) fn conv_transpose_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let (ex, ew) = (e[0].as_ref(), e.get(1).and_then(Option::as_ref));
     let Some(r) = c.rank(n.input(0)).or(c.rank(n.output(0))) else { return one(unknown("ConvTranspose rank unknown")) };
-    let group = n.attr_int("group", 1).max(1);
+    let group = GROUP.get(n).max(1);
     let mut scale = None;
     if let Some(x) = ex {
         if x.shift.is_some() {
@@ -71,7 +73,7 @@ pub(crate) fn conv_transpose_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], 
         return Err(Ad::err(n, "input of rank < 3"));
     }
     let sp = r - 2;
-    if n.attr_ints("output_shape").is_some() || !matches!(n.attr_str("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "VALID") {
+    if OUTPUT_SHAPE.get(n).is_some() || !matches!(AUTO_PAD.get(n), "NOTSET" | "VALID") {
         return Err(Ad::err(n, "output_shape and SAME auto_pad are not supported; give explicit pads"));
     }
     let (strides, dil, pads, group) = conv_attrs(ad, n, sp)?;

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const RATIO: FloatAttr = FloatAttr::new("ratio", 0.5);
+/// Dropout's own seed, fixing its masks (absent: the run's seed).
+pub(crate) const DROPOUT_SEED: OptIntAttr = OptIntAttr::new("seed", AttrCheck::Any);
+
 /// The `Dropout` op.
 pub static DROPOUT: OpDef = OpDef {
     name: "Dropout",
@@ -10,8 +15,8 @@ pub static DROPOUT: OpDef = OpDef {
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("ratio"),
-        AttrSpec::int("seed", AttrCheck::Any),
+        RATIO.spec,
+        DROPOUT_SEED.spec,
     ],
     shape: Some(dropout_shape),
     constraints: Some(same_shape_constraints),
@@ -77,7 +82,7 @@ fn dropout_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
         return Err("the mask output must be bool".into());
     }
     let n = x.numel();
-    let ratio = if ctx.has_input(1) { scalar_arg(ctx, 1, 0.5)? } else { Arg::Host(f64::from(ctx.node.attr_float("ratio", 0.5))) };
+    let ratio = if ctx.has_input(1) { scalar_arg(ctx, 1, 0.5)? } else { Arg::Host(f64::from(RATIO.get(ctx.node))) };
     let training = scalar_arg(ctx, 2, 0.0)?;
     if let Arg::Host(r) = ratio {
         if !(0.0..=1.0).contains(&r) {

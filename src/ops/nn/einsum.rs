@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const EQUATION: OptStrAttr = OptStrAttr::required("equation", AttrCheck::Any);
+
 /// The `Einsum` op.
 pub static EINSUM: OpDef = OpDef {
     name: "Einsum",
@@ -10,7 +13,7 @@ pub static EINSUM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
     attrs: &[
-        AttrSpec::string("equation", AttrCheck::Any),
+        EQUATION.spec,
     ],
     shape: Some(einsum_out_shape),
     analysis: Analysis::Unknown("not written: a general contraction is not tracked axis by axis"),
@@ -23,7 +26,7 @@ pub(crate) fn einsum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[
     // letters of `a` that appear in `o` or `b`; letters only `a` sums over
     // are broadcast back.
     let dy = dy0!(n, dy);
-    let eq: String = n.attr_str("equation").unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+    let eq: String = EQUATION.get(n).unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
     let (lhs, out) = match eq.split_once("->") {
         Some((l, o)) => (l.to_string(), o.to_string()),
         None => {
@@ -70,7 +73,7 @@ pub(crate) fn einsum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[
 /// Output dims of an Einsum: each output letter takes the dim it labels in the
 /// inputs; `...` stands for the broadcast of the inputs' unlabelled leading dims.
 pub(crate) fn einsum_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
-    let eq: String = n.attr_str("equation")?.chars().filter(|c| !c.is_whitespace()).collect();
+    let eq: String = EQUATION.get(n)?.chars().filter(|c| !c.is_whitespace()).collect();
     let (lhs, out) = match eq.split_once("->") {
         Some((l, o)) => (l.to_string(), Some(o.to_string())),
         None => (eq.clone(), None),

@@ -2,6 +2,12 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const ALPHA: FloatAttr = FloatAttr::new("alpha", 1.0);
+const BETA: FloatAttr = FloatAttr::new("beta", 1.0);
+const TRANSA: IntAttr = IntAttr::new("transA", AttrCheck::Any, 0);
+const TRANSB: IntAttr = IntAttr::new("transB", AttrCheck::Any, 0);
+
 /// The `Gemm` op.
 pub static GEMM: OpDef = OpDef {
     name: "Gemm",
@@ -10,11 +16,11 @@ pub static GEMM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("alpha"),
-        AttrSpec::float("beta"),
+        ALPHA.spec,
+        BETA.spec,
         // any nonzero value transposes (as onnxruntime reads them), so only the type is checked
-        AttrSpec::int("transA", AttrCheck::Any),
-        AttrSpec::int("transB", AttrCheck::Any),
+        TRANSA.spec,
+        TRANSB.spec,
     ],
     shape: Some(gemm_shape),
     analysis: Analysis::Rule(gemm_rule),
@@ -37,10 +43,10 @@ struct GemmAttrs {
 impl GemmAttrs {
     fn of(n: &Node) -> GemmAttrs {
         GemmAttrs {
-            trans_a: n.attr_int("transA", 0) != 0,
-            trans_b: n.attr_int("transB", 0) != 0,
-            alpha: n.attr_float("alpha", 1.0),
-            beta: n.attr_float("beta", 1.0),
+            trans_a: TRANSA.get(n) != 0,
+            trans_b: TRANSB.get(n) != 0,
+            alpha: ALPHA.get(n),
+            beta: BETA.get(n),
         }
     }
 }

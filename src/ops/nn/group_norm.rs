@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const EPSILON: FloatAttr = FloatAttr::new("epsilon", 1e-5);
+const NUM_GROUPS: OptIntAttr = OptIntAttr::required("num_groups", AttrCheck::AtLeast(1));
+const STASH_TYPE: OptIntAttr = OptIntAttr::new("stash_type", AttrCheck::Any);
+
 /// The `GroupNormalization` op.
 pub static GROUP_NORMALIZATION: OpDef = OpDef {
     name: "GroupNormalization",
@@ -10,9 +15,9 @@ pub static GROUP_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 18, until: None },
     attrs: &[
-        AttrSpec::float("epsilon"),
-        AttrSpec::int("num_groups", AttrCheck::AtLeast(1)),
-        AttrSpec::int("stash_type", AttrCheck::Any),
+        EPSILON.spec,
+        NUM_GROUPS.spec,
+        STASH_TYPE.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -42,14 +47,14 @@ pub(crate) fn group_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Ve
 /// GroupNormalization: per-group scale and bias before opset 21, per channel from 21.
 pub(crate) fn group_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let groups = n.attr_int("num_groups", 0);
+    let groups = NUM_GROUPS.get(n).unwrap_or(0);
     if r < 2 || groups <= 0 {
         return Err(RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail: "needs rank ≥ 2 and num_groups > 0".into() });
     }
     let x = name(g, n, 0).unwrap_or_default();
     let grouped_shape = em.ints(&[0, groups, -1]);
     let xg = em.reshape(&x, &grouped_shape);
-    let (xh, _, _) = standardize(em, &xg, &[2], n.attr_float("epsilon", 1e-5) as f64);
+    let (xh, _, _) = standardize(em, &xg, &[2], EPSILON.get(n) as f64);
     let (scale, bias) = (name(g, n, 1).unwrap_or_default(), name(g, n, 2).unwrap_or_default());
     let y_out = out_name(g, n, 0).unwrap_or_else(|| em.fresh("gn_y"));
     if g.opset >= 21 {

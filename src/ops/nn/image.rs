@@ -2,6 +2,13 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const MODE: OptStrAttr = OptStrAttr::new("mode", AttrCheck::OneOf(&["avg", "max"]));
+const OUTPUT_HEIGHT: IntAttr = IntAttr::new("output_height", AttrCheck::AtLeast(1), 1);
+const OUTPUT_WIDTH: IntAttr = IntAttr::new("output_width", AttrCheck::AtLeast(1), 1);
+const SAMPLING_RATIO: OptIntAttr = OptIntAttr::new("sampling_ratio", AttrCheck::AtLeast(0));
+const SPATIAL_SCALE: OptFloatAttr = OptFloatAttr::new("spatial_scale");
+
 /// The `GridSample` op.
 pub static GRID_SAMPLE: OpDef = OpDef {
     name: "GridSample",
@@ -36,11 +43,11 @@ pub static ROI_ALIGN: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 10, until: None },
     attrs: &[
-        AttrSpec::string("mode", AttrCheck::OneOf(&["avg", "max"])),
-        AttrSpec::int("output_height", AttrCheck::AtLeast(1)),
-        AttrSpec::int("output_width", AttrCheck::AtLeast(1)),
-        AttrSpec::int("sampling_ratio", AttrCheck::AtLeast(0)),
-        AttrSpec::float("spatial_scale"),
+        MODE.spec,
+        OUTPUT_HEIGHT.spec,
+        OUTPUT_WIDTH.spec,
+        SAMPLING_RATIO.spec,
+        SPATIAL_SCALE.spec,
     ],
     shape: Some(roi_align_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -97,7 +104,7 @@ pub(crate) fn affine_grid_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 pub(crate) fn roi_align_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = match (shape_of(g, n, 0), shape_of(g, n, 1)) {
         (Some(x), Some(r)) if x.len() == 4 && !r.is_empty() => {
-            Some(vec![r[0], x[1], Dim::Known(n.attr_int("output_height", 1)), Dim::Known(n.attr_int("output_width", 1))])
+            Some(vec![r[0], x[1], Dim::Known(OUTPUT_HEIGHT.get(n)), Dim::Known(OUTPUT_WIDTH.get(n))])
         }
         _ => None,
     };

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const EPSILON: FloatAttr = FloatAttr::new("epsilon", 1e-5);
+
 /// The `InstanceNormalization` op.
 pub static INSTANCE_NORMALIZATION: OpDef = OpDef {
     name: "InstanceNormalization",
@@ -10,7 +13,7 @@ pub static INSTANCE_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::float("epsilon"),
+        EPSILON.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(channel_constraints),
@@ -39,7 +42,7 @@ pub(crate) fn instance_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut
     }
     let x = name(g, n, 0).unwrap_or_default();
     let axes: Vec<i64> = (2..r as i64).collect();
-    let (xh, _, _) = standardize(em, &x, &axes, n.attr_float("epsilon", 1e-5) as f64);
+    let (xh, _, _) = standardize(em, &x, &axes, EPSILON.get(n) as f64);
     let sc = per_channel(em, &name(g, n, 1).unwrap_or_default(), r);
     let b = per_channel(em, &name(g, n, 2).unwrap_or_default(), r);
     let ys = em.mul(&xh, &sc);

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, -1);
+const EPSILON: FloatAttr = FloatAttr::new("epsilon", 1e-5);
+const STASH_TYPE: IntAttr = IntAttr::new("stash_type", AttrCheck::Any, 1);
+
 /// The `LayerNormalization` op.
 pub static LAYER_NORMALIZATION: OpDef = OpDef {
     name: "LayerNormalization",
@@ -10,9 +15,9 @@ pub static LAYER_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 3),
     opsets: Opsets { since: 17, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::float("epsilon"),
-        AttrSpec::int("stash_type", AttrCheck::Any),
+        AXIS.spec,
+        EPSILON.spec,
+        STASH_TYPE.spec,
     ],
     shape: Some(norm_stats_shape),
     constraints: Some(same_shape_constraints),
@@ -27,7 +32,7 @@ pub static LAYER_NORMALIZATION: OpDef = OpDef {
 pub(crate) fn layer_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let outs = n.outputs.len().max(1);
     let Some(r) = c.rank(n.input(0)) else { return vec![unknown("LayerNormalization input rank unknown"); outs] };
-    let Some(axis) = crate::ir::norm_axis(n.attr_int("axis", -1), r) else { return vec![variant("bad axis"); outs] };
+    let Some(axis) = crate::ir::norm_axis(AXIS.get(n), r) else { return vec![variant("bad axis"); outs] };
     let kept = mask::below(axis);
     let mut flows = vec![Flow::Same; outs];
     flows[0] = match normalize_input(e[0].as_ref(), kept, Some(kept), LAYER_NORMALIZATION.name) {
@@ -43,9 +48,9 @@ pub(crate) fn layer_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Ve
 
 /// LayerNormalization (axis, epsilon; Mean and InvStdDev outputs).
 pub(crate) fn layer_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
-    let axes = trailing_axes(g, n)?;
+    let axes = trailing_axes(g, n, AXIS.get(n))?;
     let x = name(g, n, 0).unwrap_or_default();
-    let eps = n.attr_float("epsilon", 1e-5) as f64;
+    let eps = EPSILON.get(n) as f64;
     let (xh, mean, var) = standardize(em, &x, &axes, eps);
     let scaled = match name(g, n, 1) {
         Some(s) => em.mul(&xh, &s),
@@ -72,10 +77,10 @@ pub(crate) fn layer_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Ve
 pub(crate) fn norm_stats_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let mut out = same(g, n);
     let stats = shape_of(g, n, 0).and_then(|s| {
-        let axis = norm_axis(n.attr_int("axis", -1), s.len())?;
+        let axis = norm_axis(AXIS.get(n), s.len())?;
         Some(s.iter().enumerate().map(|(i, d)| if i >= axis { Dim::Known(1) } else { *d }).collect::<Vec<_>>())
     });
-    let dtype = n.attrs.get("stash_type").map_or(Some(DType::F32), |_| Some(DType::from_onnx(n.attr_int("stash_type", 1) as i32)));
+    let dtype = Some(DType::from_onnx(STASH_TYPE.get(n) as i32));
     out.push((stats.clone(), None, None, dtype));
     out.push((stats, None, None, dtype));
     out

@@ -1,6 +1,10 @@
 //! The `LinearAttention`: definition and rules.
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const Q_NUM_HEADS: OptIntAttr = OptIntAttr::required("q_num_heads", AttrCheck::AtLeast(1));
+const KV_NUM_HEADS: OptIntAttr = OptIntAttr::required("kv_num_heads", AttrCheck::AtLeast(1));
+
 /// The `LinearAttention` op (opset 27): recurrent linear attention over packed
 /// `[B, T, heads * head_size]` inputs, with a `[B, H_kv, d_k, d_v]` state.
 pub static LINEAR_ATTENTION: OpDef = OpDef {
@@ -9,6 +13,10 @@ pub static LINEAR_ATTENTION: OpDef = OpDef {
     inputs: Arity::range(3, 6),
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 27, until: None },
+    attrs: &[
+        Q_NUM_HEADS.spec,
+        KV_NUM_HEADS.spec,
+    ],
     shape: Some(linear_attention_shape),
     analysis: Analysis::Rule(nonlinear),
     gradient: Gradient::None("not written: an error on the gradient path"),
@@ -19,7 +27,7 @@ pub static LINEAR_ATTENTION: OpDef = OpDef {
 /// `d_k` and `d_v` unpack the key's and value's last dims by `kv_num_heads`.
 fn linear_attention_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let (q, k, v) = (shape_of(g, n, 0), shape_of(g, n, 1), shape_of(g, n, 2));
-    let (q_heads, kv_heads) = (n.attr_int("q_num_heads", 0), n.attr_int("kv_num_heads", 0));
+    let (q_heads, kv_heads) = (Q_NUM_HEADS.get(n).unwrap_or(0), KV_NUM_HEADS.get(n).unwrap_or(0));
     let valid = q_heads > 0 && kv_heads > 0 && q_heads % kv_heads == 0;
     let per_head = |s: &Option<Vec<Dim>>| match s.as_deref() {
         Some([_, _, Dim::Known(d)]) if valid && d % kv_heads == 0 => Dim::Known(d / kv_heads),

@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const REDUCTION: StrAttr = StrAttr::new("reduction", AttrCheck::OneOf(&["none", "sum", "mean"]), "mean");
+const IGNORE_INDEX: OptIntAttr = OptIntAttr::new("ignore_index", AttrCheck::Any);
+
 /// The `NegativeLogLikelihoodLoss` op.
 pub static NEGATIVE_LOG_LIKELIHOOD_LOSS: OpDef = OpDef {
     name: "NegativeLogLikelihoodLoss",
@@ -10,8 +14,8 @@ pub static NEGATIVE_LOG_LIKELIHOOD_LOSS: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 12, until: None },
     attrs: &[
-        AttrSpec::string("reduction", AttrCheck::OneOf(&["none", "sum", "mean"])),
-        AttrSpec::int("ignore_index", AttrCheck::Any),
+        REDUCTION.spec,
+        IGNORE_INDEX.spec,
     ],
     shape: Some(loss_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -27,8 +31,8 @@ pub static SOFTMAX_CROSS_ENTROPY_LOSS: OpDef = OpDef {
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 12, until: None },
     attrs: &[
-        AttrSpec::string("reduction", AttrCheck::OneOf(&["none", "sum", "mean"])),
-        AttrSpec::int("ignore_index", AttrCheck::Any),
+        REDUCTION.spec,
+        IGNORE_INDEX.spec,
     ],
     shape: Some(loss_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -38,6 +42,6 @@ pub static SOFTMAX_CROSS_ENTROPY_LOSS: OpDef = OpDef {
 
 pub(crate) fn loss_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // reduction none: the target's shape; mean or sum: a scalar
-    let loss = if n.attr_str("reduction").unwrap_or("mean") == "none" { shape_of(g, n, 1) } else { Some(vec![]) };
+    let loss = if REDUCTION.get(n) == "none" { shape_of(g, n, 1) } else { Some(vec![]) };
     vec![(loss, None, None, first_dtype(g, n)), (shape_of(g, n, 0), None, None, first_dtype(g, n))]
 }

@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, -1);
+const P: IntAttr = IntAttr::new("p", AttrCheck::AtLeast(1), 2);
+
 /// The `LpNormalization` op.
 pub static LP_NORMALIZATION: OpDef = OpDef {
     name: "LpNormalization",
@@ -10,8 +14,8 @@ pub static LP_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::int("p", AttrCheck::AtLeast(1)),
+        AXIS.spec,
+        P.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -24,7 +28,7 @@ pub static LP_NORMALIZATION: OpDef = OpDef {
 
 pub(crate) fn lp_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("LpNormalization input rank unknown")) };
-    let Some(axis) = crate::ir::norm_axis(n.attr_int("axis", -1), r) else { return one(variant("bad axis")) };
+    let Some(axis) = crate::ir::norm_axis(AXIS.get(n), r) else { return one(variant("bad axis")) };
     match normalize_input(e[0].as_ref(), mask::below(r) & !mask::bit(axis), None, LP_NORMALIZATION.name) {
         Ok(true) => one(Flow::Normalized),
         Ok(false) => one(Flow::Same),
@@ -35,8 +39,8 @@ pub(crate) fn lp_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<F
 /// LpNormalization (p = 1 or 2).
 pub(crate) fn lp_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, -1, r)?;
-    let op = match n.attr_int("p", 2) {
+    let axis = axis_attr(n, AXIS.get(n), r)?;
+    let op = match P.get(n) {
         1 => &REDUCE_L1,
         2 => &REDUCE_L2,
         p => return Err(RewriteError::Node { node: n.name.clone(), op: n.op_type.clone(), detail: format!("p = {p}; 1 or 2 expected") }),

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+
 /// The `MeanVarianceNormalization` op.
 pub static MEAN_VARIANCE_NORMALIZATION: OpDef = OpDef {
     name: "MeanVarianceNormalization",
@@ -10,7 +13,7 @@ pub static MEAN_VARIANCE_NORMALIZATION: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
+        AXES.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Rule(mean_variance_norm_rule),
@@ -21,7 +24,7 @@ pub static MEAN_VARIANCE_NORMALIZATION: OpDef = OpDef {
 
 pub(crate) fn mean_variance_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("MeanVarianceNormalization input rank unknown")) };
-    let axes = n.attr_ints("axes").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0, 2, 3]);
+    let axes = AXES.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![0, 2, 3]);
     let Some(axes) = axes.iter().map(|&a| crate::ir::norm_axis(a, r)).collect::<Option<Vec<_>>>() else {
         return one(variant("bad axes"));
     };

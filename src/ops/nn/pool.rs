@@ -2,6 +2,8 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+
 /// The `MaxPool` op.
 pub static MAX_POOL: OpDef = OpDef {
     name: "MaxPool",
@@ -10,13 +12,13 @@ pub static MAX_POOL: OpDef = OpDef {
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::flag("ceil_mode"),
-        AttrSpec::flag("storage_order"),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        POOL_KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        CEIL_MODE.spec,
+        STORAGE_ORDER.spec,
     ],
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
@@ -34,13 +36,13 @@ pub static AVERAGE_POOL: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::flag("ceil_mode"),
-        AttrSpec::flag("count_include_pad"),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        POOL_KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        CEIL_MODE.spec,
+        COUNT_INCLUDE_PAD.spec,
     ],
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
@@ -58,12 +60,12 @@ pub static LP_POOL: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::string("auto_pad", AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])),
-        AttrSpec::ints("dilations", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
-        AttrSpec::flag("ceil_mode"),
+        AUTO_PAD.spec,
+        DILATIONS.spec,
+        POOL_KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
+        CEIL_MODE.spec,
     ],
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
@@ -121,9 +123,9 @@ pub static MAX_UNPOOL: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 9, until: None },
     attrs: &[
-        AttrSpec::ints("kernel_shape", AttrCheck::AtLeast(1)),
-        AttrSpec::ints("pads", AttrCheck::AtLeast(0)),
-        AttrSpec::ints("strides", AttrCheck::AtLeast(1)),
+        POOL_KERNEL_SHAPE.spec,
+        PADS.spec,
+        STRIDES.spec,
     ],
     shape: Some(max_unpool_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -144,7 +146,7 @@ pub(crate) fn pool_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
         return flows;
     }
     if let Some(t) = &x.shift {
-        let padded = n.attr_ints("pads").is_some_and(|p| p.iter().any(|&x| x != 0)) || n.attr_str("auto_pad").is_some_and(|a| a.starts_with("SAME"));
+        let padded = PADS.declared(n) && (PADS.get(n).is_some_and(|p| p.iter().any(|&x| x != 0)) || AUTO_PAD.get(n).starts_with("SAME"));
         let ok = if n.is(&MAX_POOL) || n.is(&GLOBAL_MAX_POOL) || n.is(&GLOBAL_AVERAGE_POOL) {
             true
         } else if n.is(&AVERAGE_POOL) {
@@ -218,11 +220,11 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
         return Err(Ad::err(n, "input of rank < 3"));
     }
     let sp = r - 2;
-    let k = n.attr_ints("kernel_shape").map(<[i64]>::to_vec).ok_or_else(|| Ad::err(n, "kernel_shape missing"))?;
+    let k = KERNEL_SHAPE.get(n).map(<[i64]>::to_vec).ok_or_else(|| Ad::err(n, "kernel_shape missing"))?;
     if k.len() != sp {
         return Err(Ad::err(n, "kernel_shape does not match the input rank"));
     }
-    if n.attr_ints("dilations").is_some_and(|d| d.iter().any(|&d| d != 1)) {
+    if DILATIONS.get(n).is_some_and(|d| d.iter().any(|&d| d != 1)) {
         return Err(Ad::err(n, "dilations other than 1 are not supported"));
     }
     let c = xd[1].known().ok_or_else(|| Ad::err(n, "the gradient needs a static channel count"))?;
@@ -354,7 +356,7 @@ pub(crate) fn max_unpool_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
             return z.into_iter().map(Dim::Known).collect();
         }
         let spatial = x.len() - 2;
-        let kernel = n.attr_ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
+        let kernel = KERNEL_SHAPE.get(n).map(<[i64]>::to_vec).unwrap_or_default();
         let Window { strides, pads, .. } = Window::of(n, spatial);
         let mut out = x[..2].to_vec();
         for i in 0..spatial {
@@ -378,7 +380,7 @@ pub(crate) fn max_unpool_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 /// The input has the kernel's rank plus batch and channel.
 pub(crate) fn pool_constraints(g: &Graph, n: &Node) -> Vec<(usize, Vec<Dim>)> {
     let out0 = n.output(0).and_then(|v| g.values[v].shape.clone());
-    match n.attr_ints("kernel_shape") {
+    match KERNEL_SHAPE.get(n) {
         Some(k) if !k.is_empty() && k.len() < 62 => {
             let mut hint = vec![Dim::Unknown; k.len() + 2];
             if let Some(o) = out0.as_ref().filter(|o| o.len() == hint.len()) {
@@ -418,7 +420,7 @@ fn pool_lowering(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
     if r < 3 {
         return Err(format!("X of shape {:?}: a pool needs batch, channel and spatial axes", x.shape));
     }
-    let k: Vec<usize> = match ctx.node.attr_ints("kernel_shape") {
+    let k: Vec<usize> = match KERNEL_SHAPE.get(ctx.node) {
         Some(k) if k.len() == r - 2 && k.iter().all(|&v| (1..=1 << 20).contains(&v)) => k.iter().map(|&v| v as usize).collect(),
         other => return Err(format!("kernel_shape {other:?} must hold {} values in 1..=2^20", r - 2)),
     };

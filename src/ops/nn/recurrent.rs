@@ -2,6 +2,15 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+/// The hidden size (absent: read from the weights).
+const HIDDEN_SIZE: OptIntAttr = OptIntAttr::new("hidden_size", AttrCheck::AtLeast(1));
+const DIRECTION: OptStrAttr = OptStrAttr::new("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"]));
+const LAYOUT: IntAttr = IntAttr::flag("layout", false);
+const CLIP: OptFloatAttr = OptFloatAttr::new("clip");
+const LINEAR_BEFORE_RESET: OptIntAttr = OptIntAttr::new("linear_before_reset", AttrCheck::Flag);
+const INPUT_FORGET: OptIntAttr = OptIntAttr::new("input_forget", AttrCheck::Flag);
+
 /// The `RNN` op.
 pub static RNN: OpDef = OpDef {
     name: "RNN",
@@ -10,10 +19,10 @@ pub static RNN: OpDef = OpDef {
     outputs: Arity::range(0, 2),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("hidden_size", AttrCheck::AtLeast(1)),
-        AttrSpec::string("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"])),
-        AttrSpec::flag("layout"),
-        AttrSpec::float("clip"),
+        HIDDEN_SIZE.spec,
+        DIRECTION.spec,
+        LAYOUT.spec,
+        CLIP.spec,
     ],
     shape: Some(recurrent_shapes),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -29,11 +38,11 @@ pub static GRU: OpDef = OpDef {
     outputs: Arity::range(0, 2),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("hidden_size", AttrCheck::AtLeast(1)),
-        AttrSpec::string("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"])),
-        AttrSpec::flag("layout"),
-        AttrSpec::float("clip"),
-        AttrSpec::flag("linear_before_reset"),
+        HIDDEN_SIZE.spec,
+        DIRECTION.spec,
+        LAYOUT.spec,
+        CLIP.spec,
+        LINEAR_BEFORE_RESET.spec,
     ],
     shape: Some(recurrent_shapes),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -49,11 +58,11 @@ pub static LSTM: OpDef = OpDef {
     outputs: Arity::range(0, 3),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("hidden_size", AttrCheck::AtLeast(1)),
-        AttrSpec::string("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"])),
-        AttrSpec::flag("layout"),
-        AttrSpec::float("clip"),
-        AttrSpec::flag("input_forget"),
+        HIDDEN_SIZE.spec,
+        DIRECTION.spec,
+        LAYOUT.spec,
+        CLIP.spec,
+        INPUT_FORGET.spec,
     ],
     shape: Some(recurrent_shapes),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -65,14 +74,14 @@ pub static LSTM: OpDef = OpDef {
 /// `layout = 1` puts the batch first.
 pub(crate) fn recurrent_shapes(g: &Graph, n: &Node) -> Vec<Out> {
     let Some(x) = shape_of(g, n, 0).filter(|x| x.len() == 3) else { return Vec::new() };
-    let dirs = if n.attr_str("direction") == Some("bidirectional") { 2 } else { 1 };
-    let hidden = n.attrs.get("hidden_size").map(|_| Dim::Known(n.attr_int("hidden_size", 0))).unwrap_or_else(|| {
+    let dirs = if DIRECTION.get(n) == Some("bidirectional") { 2 } else { 1 };
+    let hidden = HIDDEN_SIZE.get(n).map(Dim::Known).unwrap_or_else(|| {
         shape_of(g, n, 2).and_then(|r| r.get(2).copied()).unwrap_or(Dim::Unknown)
     });
-    let (seq, batch) = if n.attr_int("layout", 0) == 0 { (x[0], x[1]) } else { (x[1], x[0]) };
+    let (seq, batch) = if !LAYOUT.on(n) { (x[0], x[1]) } else { (x[1], x[0]) };
     let dirs = Dim::Known(dirs);
     let dtype = first_dtype(g, n);
-    let (y, state) = if n.attr_int("layout", 0) == 0 {
+    let (y, state) = if !LAYOUT.on(n) {
         (vec![seq, dirs, batch, hidden], vec![dirs, batch, hidden])
     } else {
         (vec![batch, seq, dirs, hidden], vec![batch, dirs, hidden])

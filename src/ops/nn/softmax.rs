@@ -2,6 +2,17 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+/// The axis; its default is the opset's ([`softmax_axis_value`]).
+const AXIS: OptIntAttr = OptIntAttr::new("axis", AttrCheck::Any);
+
+/// A (Log)Softmax's or Hardmax's axis: the attribute, else the opset's
+/// default (1 before opset 13, when the input was flattened to 2-D there;
+/// -1 from 13 on).
+pub(crate) fn softmax_axis_value(opset: i64, n: &Node) -> i64 {
+    AXIS.get(n).unwrap_or(if opset < 13 { 1 } else { -1 })
+}
+
 /// The `Softmax` op.
 pub static SOFTMAX: OpDef = OpDef {
     name: "Softmax",
@@ -10,7 +21,7 @@ pub static SOFTMAX: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        AXIS.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -28,7 +39,7 @@ pub static LOG_SOFTMAX: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        AXIS.spec,
     ],
     shape: Some(same_shape),
     constraints: Some(same_shape_constraints),
@@ -46,7 +57,7 @@ pub static HARDMAX: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        AXIS.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -56,7 +67,7 @@ pub static HARDMAX: OpDef = OpDef {
 
 pub(crate) fn softmax_axis(ad: &Ad, n: &Node) -> Result<i64, RewriteError> {
     let r = ad.rank(n, 0)?;
-    let axis = crate::ir::norm_axis(n.attr_int("axis", -1), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
+    let axis = crate::ir::norm_axis(softmax_axis_value(ad.g.opset, n), r).ok_or_else(|| Ad::err(n, "axis out of range"))?;
     Ok(axis as i64)
 }
 
@@ -104,7 +115,7 @@ pub(crate) fn softmax_lowering(ctx: &KernelCtx, log: bool, coerce_2d: bool) -> R
         return Err(format!("X of shape {:?} has 2^31 elements or more", x.shape));
     }
     let r = x.shape.len();
-    let given = ctx.node.attr_int("axis", if coerce_2d { 1 } else { -1 });
+    let given = softmax_axis_value(ctx.opset, ctx.node);
     let axis = crate::ir::norm_axis(given, r).filter(|&a| a < r.max(1)).ok_or_else(|| format!("axis {given} is out of range for rank {r}"))?;
     let outer: usize = x.shape[..axis.min(r)].iter().product();
     let (len, inner): (usize, usize) = if coerce_2d || r == 0 { (x.shape[axis.min(r)..].iter().product(), 1) } else { (x.shape[axis], x.shape[axis + 1..].iter().product()) };

@@ -4,6 +4,8 @@
 //! only needs where each window starts).
 use crate::exec::kernel::TensorInfo;
 use crate::ir::Node;
+use crate::ops::IntsAttr;
+use crate::ops::util::window::{AUTO_PAD, DILATIONS, KERNEL_SHAPE, OUTPUT_PADDING, OUTPUT_SHAPE, PADS, STRIDES};
 use std::fmt::Write;
 
 /// A window's resolved geometry over the spatial axes.
@@ -23,12 +25,12 @@ pub(crate) struct Geometry {
     pub end: Vec<i64>,
 }
 
-/// An ints attribute of `len` positive values (`default` when absent).
-fn positive(node: &Node, name: &str, len: usize) -> Result<Vec<usize>, String> {
-    match node.attr_ints(name) {
+/// An ints attribute of `len` positive values (1 each when absent).
+fn positive(node: &Node, attr: &IntsAttr, len: usize) -> Result<Vec<usize>, String> {
+    match attr.get(node) {
         None => Ok(vec![1; len]),
         Some(v) if v.len() == len && v.iter().all(|&x| (1..=1 << 20).contains(&x)) => Ok(v.iter().map(|&x| x as usize).collect()),
-        Some(v) => Err(format!("{name} {v:?} must hold {len} values in 1..=2^20")),
+        Some(v) => Err(format!("{} {v:?} must hold {len} values in 1..=2^20", attr.spec.name)),
     }
 }
 
@@ -52,7 +54,7 @@ pub(crate) fn geometry(node: &Node, x: &[usize], y: &[usize], kernel: &[usize], 
     if x.len() != sp + 2 || y.len() != sp + 2 {
         return Err(format!("input {x:?} and output {y:?} do not have the window's {sp} spatial axes plus batch and channel"));
     }
-    if let Some(k) = node.attr_ints("kernel_shape") {
+    if let Some(k) = KERNEL_SHAPE.get(node) {
         if k.len() != sp || k.iter().zip(kernel).any(|(&a, &b)| a != b as i64) {
             return Err(format!("kernel_shape {k:?} does not match the window {kernel:?}"));
         }
@@ -60,11 +62,11 @@ pub(crate) fn geometry(node: &Node, x: &[usize], y: &[usize], kernel: &[usize], 
     if kernel.contains(&0) {
         return Err(format!("the window {kernel:?} is empty"));
     }
-    let strides = positive(node, "strides", sp)?;
-    let dilations = positive(node, "dilations", sp)?;
+    let strides = positive(node, &STRIDES, sp)?;
+    let dilations = positive(node, &DILATIONS, sp)?;
     let (input, output) = (x[2..].to_vec(), y[2..].to_vec());
-    let auto_pad = node.attr_str("auto_pad").unwrap_or("NOTSET");
-    let explicit = match node.attr_ints("pads") {
+    let auto_pad = AUTO_PAD.get(node);
+    let explicit = match PADS.get(node) {
         None => vec![0; 2 * sp],
         Some(p) if p.len() == 2 * sp && p.iter().all(|&v| (0..=1 << 24).contains(&v)) => p.to_vec(),
         Some(p) => Err(format!("pads {p:?} must hold {} values in 0..=2^24", 2 * sp))?,
@@ -75,14 +77,14 @@ pub(crate) fn geometry(node: &Node, x: &[usize], y: &[usize], kernel: &[usize], 
         let ek = (dilations[d] * (kernel[d] - 1) + 1) as i64;
         let (s, i, o) = (strides[d] as i64, input[d] as i64, output[d] as i64);
         if transpose {
-            let op = match node.attr_ints("output_padding") {
+            let op = match OUTPUT_PADDING.get(node) {
                 None => 0,
                 Some(p) if p.len() == sp && p[d] >= 0 => p[d],
                 Some(p) => return Err(format!("output_padding {p:?} must hold {sp} non-negative values")),
             };
             // The full transposed output is s·(i-1) + op + ek; pads cut it to o.
             let total = s * (i - 1) + op + ek - o;
-            if node.attr_ints("output_shape").is_some() || auto_pad.starts_with("SAME") {
+            if OUTPUT_SHAPE.get(node).is_some() || auto_pad.starts_with("SAME") {
                 // Floor halves, as the ONNX reference: a negative total (output_shape
                 // beyond the full output) leaves the extra rows at the end.
                 let half = total.div_euclid(2);

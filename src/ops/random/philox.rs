@@ -11,7 +11,7 @@
 //! adapter. The WGSL is `shaders/exec/random.wgsl`; this file holds its Rust
 //! twin, checked against the published known-answer vectors.
 use crate::exec::kernel::{self as kern, Bind, Elem, KernelCtx, Launch};
-use crate::ir::{AttrValue, Node};
+use crate::ir::Node;
 use std::fmt::Write;
 
 /// The WGSL generator and its float conversions.
@@ -50,10 +50,11 @@ pub fn uniform(word: u32) -> f32 {
 /// The key a node draws with: its `seed` attribute when it has one (the
 /// draws are then fixed by the model, as ONNX asks), else the run's seed.
 pub fn node_key(node: &Node) -> Option<[u32; 2]> {
-    match node.attrs.get("seed") {
-        Some(AttrValue::Int(s)) => Some([*s as u64 as u32, (*s as u64 >> 32) as u32]),
-        Some(AttrValue::Float(s)) => Some([s.to_bits(), 0]),
-        _ => None,
+    // Dropout's seed is an INT; the random ops' a FLOAT.
+    if node.is(&crate::ops::DROPOUT) {
+        crate::ops::DROPOUT_SEED.get(node).map(|s| [s as u64 as u32, (s as u64 >> 32) as u32])
+    } else {
+        crate::ops::RANDOM_SEED.get(node).map(|s| [s.to_bits(), 0])
     }
 }
 

@@ -3,6 +3,21 @@
 use super::philox;
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const HIGH: FloatAttr = FloatAttr::new("high", 1.0);
+const LOW: FloatAttr = FloatAttr::new("low", 0.0);
+/// The ops' own seed, fixing their draws (absent: the run's seed).
+pub(crate) const RANDOM_SEED: OptFloatAttr = OptFloatAttr::new("seed");
+const DRAW_SHAPE: IntsAttr = IntsAttr::required("shape", AttrCheck::AtLeast(0));
+/// RandomUniform's and RandomNormal's element type.
+const DTYPE: IntAttr = IntAttr::new("dtype", AttrCheck::Any, 1);
+/// The `*Like` ops' and Bernoulli's element type (absent: the input's).
+const LIKE_DTYPE: OptIntAttr = OptIntAttr::new("dtype", AttrCheck::Any);
+const MULTINOMIAL_DTYPE: IntAttr = IntAttr::new("dtype", AttrCheck::Any, 6);
+const MEAN: FloatAttr = FloatAttr::new("mean", 0.0);
+const SCALE: FloatAttr = FloatAttr::new("scale", 1.0);
+const SAMPLE_SIZE: IntAttr = IntAttr::new("sample_size", AttrCheck::AtLeast(1), 1);
+
 /// The `RandomUniform` op.
 pub static RANDOM_UNIFORM: OpDef = OpDef {
     name: "RandomUniform",
@@ -11,11 +26,11 @@ pub static RANDOM_UNIFORM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::float("high"),
-        AttrSpec::float("low"),
-        AttrSpec::float("seed"),
-        AttrSpec::ints("shape", AttrCheck::AtLeast(0)),
+        DTYPE.spec,
+        HIGH.spec,
+        LOW.spec,
+        RANDOM_SEED.spec,
+        DRAW_SHAPE.spec,
     ],
     shape: Some(random_shape),
     random: true,
@@ -33,11 +48,11 @@ pub static RANDOM_NORMAL: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::float("mean"),
-        AttrSpec::float("scale"),
-        AttrSpec::float("seed"),
-        AttrSpec::ints("shape", AttrCheck::AtLeast(0)),
+        DTYPE.spec,
+        MEAN.spec,
+        SCALE.spec,
+        RANDOM_SEED.spec,
+        DRAW_SHAPE.spec,
     ],
     shape: Some(random_shape),
     random: true,
@@ -55,10 +70,10 @@ pub static RANDOM_UNIFORM_LIKE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::float("high"),
-        AttrSpec::float("low"),
-        AttrSpec::float("seed"),
+        LIKE_DTYPE.spec,
+        HIGH.spec,
+        LOW.spec,
+        RANDOM_SEED.spec,
     ],
     shape: Some(random_like_shape),
     constraints: Some(same_shape_constraints),
@@ -77,10 +92,10 @@ pub static RANDOM_NORMAL_LIKE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::float("mean"),
-        AttrSpec::float("scale"),
-        AttrSpec::float("seed"),
+        LIKE_DTYPE.spec,
+        MEAN.spec,
+        SCALE.spec,
+        RANDOM_SEED.spec,
     ],
     shape: Some(random_like_shape),
     constraints: Some(same_shape_constraints),
@@ -99,8 +114,8 @@ pub static BERNOULLI: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 15, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::float("seed"),
+        LIKE_DTYPE.spec,
+        RANDOM_SEED.spec,
     ],
     shape: Some(random_like_shape),
     constraints: Some(same_shape_constraints),
@@ -119,9 +134,9 @@ pub static MULTINOMIAL: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 7, until: None },
     attrs: &[
-        AttrSpec::int("dtype", AttrCheck::Any),
-        AttrSpec::int("sample_size", AttrCheck::AtLeast(1)),
-        AttrSpec::float("seed"),
+        MULTINOMIAL_DTYPE.spec,
+        SAMPLE_SIZE.spec,
+        RANDOM_SEED.spec,
     ],
     shape: Some(multinomial_shape),
     random: true,
@@ -140,26 +155,26 @@ pub(crate) fn random_draw_rule(_: &mut Ctx, n: &Node, _: &[Option<Affine>]) -> V
 }
 
 pub(crate) fn random_shape(_g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let s = n.attr_ints("shape").filter(|s| s.iter().all(|&d| d >= 0)).map(|s| s.iter().map(|&d| Dim::Known(d)).collect());
-    vec![(s, None, None, Some(DType::from_onnx(n.attr_int("dtype", 1) as i32)))]
+    let s = DRAW_SHAPE.get(n).filter(|s| s.iter().all(|&d| d >= 0)).map(|s| s.iter().map(|&d| Dim::Known(d)).collect());
+    vec![(s, None, None, Some(DType::from_onnx(DTYPE.get(n) as i32)))]
 }
 
 pub(crate) fn random_like_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let dtype = n.attrs.get("dtype").map(|_| DType::from_onnx(n.attr_int("dtype", 1) as i32)).or(first_dtype(g, n));
+    let dtype = LIKE_DTYPE.get(n).and_then(|d| i32::try_from(d).ok()).map(DType::from_onnx).or(first_dtype(g, n));
     vec![(shape_of(g, n, 0), None, None, dtype)]
 }
 
 pub(crate) fn multinomial_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // [batch, classes] -> [batch, sample_size]
-    let s = shape_of(g, n, 0).filter(|s| s.len() == 2).map(|s| vec![s[0], Dim::Known(n.attr_int("sample_size", 1))]);
-    vec![(s, None, None, Some(DType::from_onnx(n.attr_int("dtype", 6) as i32)))]
+    let s = shape_of(g, n, 0).filter(|s| s.len() == 2).map(|s| vec![s[0], Dim::Known(SAMPLE_SIZE.get(n))]);
+    vec![(s, None, None, Some(DType::from_onnx(MULTINOMIAL_DTYPE.get(n) as i32)))]
 }
 
 /// RandomUniform(Like): `low + (high - low) * u`, u uniform in [0, 1).
 fn random_uniform_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let out = float_output(ctx)?;
-    let low = ctx.node.attr_float("low", 0.0);
-    let high = ctx.node.attr_float("high", 1.0);
+    let low = LOW.get(ctx.node);
+    let high = HIGH.get(ctx.node);
     let body = format!("        out[i] = {} + {} * philox_uniform(b);", kern::f32_literal(low), kern::f32_literal(high - low));
     Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, false)?))
 }
@@ -167,8 +182,8 @@ fn random_uniform_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
 /// RandomNormal(Like): `mean + scale * g`, g standard normal (Box-Muller).
 fn random_normal_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let out = float_output(ctx)?;
-    let mean = ctx.node.attr_float("mean", 0.0);
-    let scale = ctx.node.attr_float("scale", 1.0);
+    let mean = MEAN.get(ctx.node);
+    let scale = SCALE.get(ctx.node);
     let body = format!("        out[i] = {} + {} * g;", kern::f32_literal(mean), kern::f32_literal(scale));
     Ok(Lowered::one(philox::draw_launch(ctx, &[("out", Elem::F32, kern::Bind::Output(0))], out.numel(), "", &body, true)?))
 }

@@ -3,6 +3,9 @@
 use super::kernel as kern_reduce;
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const SELECT_LAST_INDEX: IntAttr = IntAttr::flag("select_last_index", false);
+
 /// The `ArgMax` op.
 pub static ARG_MAX: OpDef = OpDef {
     name: "ArgMax",
@@ -11,9 +14,9 @@ pub static ARG_MAX: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("select_last_index"),
+        ARG_AXIS.spec,
+        KEEPDIMS.spec,
+        SELECT_LAST_INDEX.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(arg_reduce_rule),
@@ -30,9 +33,9 @@ pub static ARG_MIN: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("select_last_index"),
+        ARG_AXIS.spec,
+        KEEPDIMS.spec,
+        SELECT_LAST_INDEX.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(arg_reduce_rule),
@@ -44,7 +47,7 @@ pub static ARG_MIN: OpDef = OpDef {
 pub(crate) fn arg_reduce_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("rank unknown")) };
-    let Some(a) = crate::ir::norm_axis(n.attr_int("axis", 0), r) else { return one(variant("bad axis")) };
+    let Some(a) = crate::ir::norm_axis(ARG_AXIS.get(n), r) else { return one(variant("bad axis")) };
     let ok = x.scale.as_ref().is_none_or(|s| s.mask & mask::bit(a) == 0) && x.shift.as_ref().is_none_or(|t| t.mask & mask::bit(a) == 0);
     one(if ok { Flow::Same } else { variant(format!("{} along a varying axis", n.op_type)) })
 }
@@ -68,7 +71,7 @@ fn arg_kernel(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
         return Err(format!("the output is {:?}; int64 was expected", out.elem));
     }
     let rank = x.shape.len();
-    let axis_attr = ctx.node.attr_int("axis", 0);
+    let axis_attr = ARG_AXIS.get(ctx.node);
     let axis = crate::ir::norm_axis(axis_attr, rank.max(1)).filter(|&a| a < rank).ok_or_else(|| format!("axis {axis_attr} is out of range for an input of rank {rank}"))?;
     let geo = kern_reduce::Geometry::new(&x.shape, &[axis]);
     if geo.outputs != out.numel() {
@@ -82,7 +85,7 @@ fn arg_kernel(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
         Elem::I32 => ("i32", "x"),
         Elem::Bool => ("i32", "i32(x)"),
     };
-    let later = if ctx.node.attr_int("select_last_index", 0) != 0 { ">" } else { "<" };
+    let later = if SELECT_LAST_INDEX.on(ctx.node) { ">" } else { "<" };
     let better = if max { ">" } else { "<" };
     let nan = if x.elem == Elem::F32 {
         "    let an = is_nan_f(a.v);\n    let bn = is_nan_f(b.v);\n    if (an && bn) { return tie(a, b); }\n    if (an) { return a; }\n    if (bn) { return b; }\n"

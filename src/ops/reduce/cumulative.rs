@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const EXCLUSIVE: IntAttr = IntAttr::flag("exclusive", false);
+const REVERSE: IntAttr = IntAttr::flag("reverse", false);
+
 /// The `CumSum` op.
 pub static CUM_SUM: OpDef = OpDef {
     name: "CumSum",
@@ -10,8 +14,8 @@ pub static CUM_SUM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 11, until: None },
     attrs: &[
-        AttrSpec::flag("exclusive"),
-        AttrSpec::flag("reverse"),
+        EXCLUSIVE.spec,
+        REVERSE.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a running sum mixes positions along its axis"),
@@ -29,8 +33,8 @@ pub static CUM_PROD: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 26, until: None },
     attrs: &[
-        AttrSpec::flag("exclusive"),
-        AttrSpec::flag("reverse"),
+        EXCLUSIVE.spec,
+        REVERSE.spec,
     ],
     shape: Some(same_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -42,7 +46,7 @@ pub(crate) fn cumsum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[boo
     // The gradient accumulates the other way along the axis.
     let dy = dy0!(n, dy);
     let axis = ad.name(n, 1);
-    let attrs = vec![a_int("exclusive", n.attr_int("exclusive", 0)), a_int("reverse", 1 - n.attr_int("reverse", 0).clamp(0, 1))];
+    let attrs = vec![a_int("exclusive", EXCLUSIVE.get(n)), a_int("reverse", 1 - REVERSE.get(n).clamp(0, 1))];
     Ok(grads(n, vec![(0, ad.em.op(&CUM_SUM, &[&dy, &axis], attrs))]))
 }
 
@@ -69,8 +73,8 @@ fn cumsum_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     if len == 0 || lines == 0 {
         return Ok(Lowered::default());
     }
-    let exclusive = ctx.node.attr_int("exclusive", 0) != 0;
-    let reverse = ctx.node.attr_int("reverse", 0) != 0;
+    let exclusive = EXCLUSIVE.on(ctx.node);
+    let reverse = REVERSE.on(ctx.node);
     let pos = if reverse { format!("({}u - t)", len - 1) } else { "t".into() };
     let step = if exclusive { "out[p] = acc;\n        acc = acc + v;" } else { "acc = acc + v;\n        out[p] = acc;" };
     let body = format!(

@@ -3,6 +3,8 @@
 use super::kernel as kern_reduce;
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+
 /// The `ReduceMean` op.
 pub static REDUCE_MEAN: OpDef = OpDef {
     name: "ReduceMean",
@@ -11,9 +13,9 @@ pub static REDUCE_MEAN: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -31,9 +33,9 @@ pub static REDUCE_SUM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -51,9 +53,9 @@ pub static REDUCE_MAX: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -71,9 +73,9 @@ pub static REDUCE_MIN: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -91,9 +93,9 @@ pub static REDUCE_L2: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -111,9 +113,9 @@ pub static REDUCE_L1: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -131,9 +133,9 @@ pub static REDUCE_PROD: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -151,9 +153,9 @@ pub static REDUCE_SUM_SQUARE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
@@ -171,9 +173,9 @@ pub static REDUCE_LOG_SUM_EXP: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: log-sum-exp is neither homogeneous nor shift-equivariant per axis"),
@@ -191,9 +193,9 @@ pub static REDUCE_LOG_SUM: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
-        AttrSpec::flag("keepdims"),
-        AttrSpec::flag("noop_with_empty_axes"),
+        REDUCE_AXES.spec,
+        KEEPDIMS.spec,
+        NOOP_WITH_EMPTY_AXES.spec,
     ],
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -213,7 +215,7 @@ pub(crate) fn reduce_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Fl
     };
     let Some(axes) = crate::ir::reduce_axes(c.g, n, r) else { return one(unknown("reduction axes unknown")) };
     let rm = axes.iter().fold(0, |m, &a| m | mask::bit(a));
-    let keep = n.attr_int("keepdims", 1) != 0;
+    let keep = KEEPDIMS.on(n);
     let map = |m: Mask| -> Mask {
         if keep {
             return m & !rm;
@@ -271,7 +273,7 @@ pub(crate) fn extremum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[b
         }
     };
     let (yk, dk) = match &axes {
-        Some(a) if !pool && n.attr_int("keepdims", 1) == 0 => (ad.em.unsqueeze(&y, a), ad.em.unsqueeze(&dy, a)),
+        Some(a) if !pool && !KEEPDIMS.on(n) => (ad.em.unsqueeze(&y, a), ad.em.unsqueeze(&dy, a)),
         _ => (y, dy),
     };
     let eq = ad.em.op(&EQUAL, &[&x, &yk], vec![]);
@@ -286,7 +288,7 @@ pub(crate) fn extremum_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[b
 /// The sorted, normalized axes a reduction reduces: `Some([])` for all axes
 /// when the rank is unknown, `None` when it is a no-op.
 pub(crate) fn reduce_axes_of(ad: &Ad, n: &Node) -> Result<Option<Vec<i64>>, RewriteError> {
-    let noop = n.attr_int("noop_with_empty_axes", 0) != 0;
+    let noop = NOOP_WITH_EMPTY_AXES.on(n);
     let raw = listed_axes(n, ad.ints_input(n, 1)).ok_or_else(|| Ad::err(n, "axes must be constant"))?;
     if raw.is_empty() {
         return Ok(if noop { None } else { Some(match ad.rank(n, 0) { Ok(r) => (0..r as i64).collect(), Err(_) => Vec::new() }) });
@@ -306,7 +308,7 @@ pub(crate) fn reduce_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[boo
     // Reducing every axis: the gradient (a scalar, or all ones dims) broadcasts
     // back as it is.
     let every = axes.is_empty() || ad.rank(n, 0).ok() == Some(axes.len());
-    let keep = n.attr_int("keepdims", 1) != 0 || every;
+    let keep = KEEPDIMS.on(n) || every;
     let (x, y) = (ad.name(n, 0), ad.out(n, 0));
     let dk = if keep { dy } else { ad.em.unsqueeze(&dy, &axes) };
     let s = ad.em.shape(&x);
@@ -347,7 +349,7 @@ pub(crate) fn reduce_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[boo
 pub(crate) fn reduce_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let op = n.op_type.as_str();
     let s = shape_of(g, n, 0).and_then(|s| {
-        let keep = n.attr_int("keepdims", 1) != 0;
+        let keep = KEEPDIMS.on(n);
         let axes = reduce_axes(g, n, s.len())?;
         let mut reduced = vec![false; s.len()];
         for &a in &axes {
@@ -386,13 +388,13 @@ enum Reduce {
 /// (none listed, unless `noop_with_empty_axes`).
 pub(crate) fn kernel_axes(ctx: &KernelCtx, rank: usize) -> Result<Vec<usize>, String> {
     let n = ctx.node;
-    let listed: Vec<i64> = match n.attr_ints("axes") {
+    let listed: Vec<i64> = match REDUCE_AXES.get(n) {
         Some(a) => a.to_vec(),
         None if ctx.has_input(1) => ctx.host_ints(1).map_err(|e| format!("the axes ({e})"))?,
         None => Vec::new(),
     };
     if listed.is_empty() {
-        return Ok(if n.attr_int("noop_with_empty_axes", 0) != 0 { Vec::new() } else { (0..rank).collect() });
+        return Ok(if NOOP_WITH_EMPTY_AXES.on(n) { Vec::new() } else { (0..rank).collect() });
     }
     let mut axes = listed
         .iter()

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const ALLOWZERO: IntAttr = IntAttr::flag("allowzero", false);
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 1);
+const AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+
 /// The `Reshape` op.
 pub static RESHAPE: OpDef = OpDef {
     name: "Reshape",
@@ -10,7 +15,7 @@ pub static RESHAPE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::flag("allowzero"),
+        ALLOWZERO.spec,
     ],
     shape: Some(reshape_out_shape),
     analysis: Analysis::Rule(reshape_like_rule),
@@ -29,7 +34,7 @@ pub static FLATTEN: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
+        AXIS.spec,
     ],
     shape: Some(flatten_shape),
     analysis: Analysis::Rule(reshape_like_rule),
@@ -46,7 +51,7 @@ pub static SQUEEZE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
+        AXES.spec,
     ],
     shape: Some(squeeze_shape),
     analysis: Analysis::Rule(reshape_like_rule),
@@ -64,7 +69,7 @@ pub static UNSQUEEZE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("axes", AttrCheck::Any),
+        AXES.spec,
     ],
     shape: Some(squeeze_shape),
     analysis: Analysis::Rule(reshape_like_rule),
@@ -275,7 +280,7 @@ pub(crate) fn unsqueeze(s: Option<&[Dim]>, axes: Option<&[i64]>) -> Option<Vec<D
 pub(crate) fn reshape_out_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let target = val(g, n, 1).and_then(|v| v.ints.clone());
     let s = match (shape_of(g, n, 0), target) {
-        (input, Some(t)) => reshape_shape(input.as_deref(), &t, n.attr_int("allowzero", 0) != 0),
+        (input, Some(t)) => reshape_shape(input.as_deref(), &t, ALLOWZERO.on(n)),
         (_, None) => val(g, n, 1).and_then(|v| v.shape.as_ref()).and_then(|s| s.first()).and_then(|d| d.known()).map(|r| vec![Dim::Unknown; r.max(0) as usize]),
     };
     let ints = val(g, n, 0).and_then(|v| v.ints.clone());
@@ -285,7 +290,7 @@ pub(crate) fn reshape_out_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 pub(crate) fn flatten_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = shape_of(g, n, 0).and_then(|s| {
         // axis in [-r, r]: a negative one counts from the rank, not rank + 1
-        let a = n.attr_int("axis", 1);
+        let a = AXIS.get(n);
         let axis = if a < 0 { norm_axis(a, s.len())? } else { norm_axis(a, s.len() + 1)? };
         Some(vec![product(&s[..axis]), product(&s[axis..])])
     });
@@ -293,7 +298,7 @@ pub(crate) fn flatten_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 }
 
 pub(crate) fn squeeze_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let axes = n.attr_ints("axes").map(<[i64]>::to_vec).or_else(|| ints_of(g, n, 1));
+    let axes = AXES.get(n).map(<[i64]>::to_vec).or_else(|| ints_of(g, n, 1));
     let input = shape_of(g, n, 0);
     let s = if n.is(&SQUEEZE) { squeeze(input.as_deref(), axes.as_deref()) } else { unsqueeze(input.as_deref(), axes.as_deref()) };
     let ints = val(g, n, 0).and_then(|v| v.ints.clone());

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const START: IntAttr = IntAttr::new("start", AttrCheck::Any, 0);
+/// The end (absent: the rank).
+const END: OptIntAttr = OptIntAttr::new("end", AttrCheck::Any);
+
 /// The `Shape` op.
 pub static SHAPE: OpDef = OpDef {
     name: "Shape",
@@ -10,8 +15,8 @@ pub static SHAPE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::int("start", AttrCheck::Any),
-        AttrSpec::int("end", AttrCheck::Any),
+        START.spec,
+        END.spec,
     ],
     shape: Some(shape_shape),
     analysis: Analysis::Rule(shape_only_rule),
@@ -46,8 +51,8 @@ pub(crate) fn shape_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let ints = s.map(|s| {
         let r = s.len() as i64;
         let clamp = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
-        let start = clamp(n.attr_int("start", 0));
-        let end = clamp(n.attr_int("end", r));
+        let start = clamp(START.get(n));
+        let end = clamp(END.get(n).unwrap_or(r));
         s[start..end.max(start)].to_vec()
     });
     let len = ints.as_ref().map(|i| i.len() as i64);
@@ -77,7 +82,7 @@ fn shape_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let dims: Vec<i64> = ctx.input(0)?.shape.iter().map(|&d| d as i64).collect();
     let r = dims.len() as i64;
     let at = |x: i64| if x < 0 { (x + r).clamp(0, r) } else { x.min(r) } as usize;
-    let (s, e) = (at(ctx.node.attr_int("start", 0)), at(ctx.node.attr_int("end", r)));
+    let (s, e) = (at(START.get(ctx.node)), at(END.get(ctx.node).unwrap_or(r)));
     ints_fill(ctx, dims.get(s..e.max(s)).unwrap_or(&[]))
 }
 

@@ -2,6 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const PERM: IntsAttr = IntsAttr::new("perm", AttrCheck::AtLeast(0));
+
 /// The `Transpose` op.
 pub static TRANSPOSE: OpDef = OpDef {
     name: "Transpose",
@@ -10,7 +13,7 @@ pub static TRANSPOSE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
     attrs: &[
-        AttrSpec::ints("perm", AttrCheck::AtLeast(0)),
+        PERM.spec,
     ],
     shape: Some(transpose_shape),
     analysis: Analysis::Rule(transpose_rule),
@@ -22,7 +25,7 @@ pub static TRANSPOSE: OpDef = OpDef {
 pub(crate) fn transpose_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let Some(x) = e.first().and_then(Option::as_ref) else { return one(Flow::Same) };
     let Some(r) = c.rank(n.input(0)) else { return one(unknown("Transpose rank unknown")) };
-    let perm: Vec<usize> = match n.attr_ints("perm") {
+    let perm: Vec<usize> = match PERM.get(n) {
         Some(p) => match p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r)).collect() {
             Some(p) => p,
             None => return one(variant("bad perm")),
@@ -41,7 +44,7 @@ pub(crate) fn transpose_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec
 pub(crate) fn transpose_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
     let r = ad.rank(n, 0)?;
-    let perm: Vec<i64> = n.attr_ints("perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..r as i64).rev().collect());
+    let perm: Vec<i64> = PERM.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| (0..r as i64).rev().collect());
     let mut inv = vec![0i64; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
         let p = usize::try_from(p).ok().filter(|&p| p < inv.len()).ok_or_else(|| Ad::err(n, "perm out of range"))?;
@@ -55,7 +58,7 @@ pub(crate) fn transpose_ints(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
     let xs = val(g, n, 0)?.ints.clone()?;
     let dims: Vec<i64> = shape_of(g, n, 0)?.iter().map(|d| d.known()).collect::<Option<_>>()?;
     let r = dims.len();
-    let perm: Vec<usize> = match n.attr_ints("perm") {
+    let perm: Vec<usize> = match PERM.get(n) {
         Some(p) => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r)).collect::<Option<_>>()?,
         None => (0..r).rev().collect(),
     };
@@ -77,7 +80,7 @@ pub(crate) fn transpose_ints(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
 
 pub(crate) fn transpose_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = shape_of(g, n, 0).and_then(|s| {
-        let perm: Vec<i64> = n.attr_ints("perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..s.len() as i64).rev().collect());
+        let perm: Vec<i64> = PERM.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| (0..s.len() as i64).rev().collect());
         if perm.len() != s.len() {
             return None;
         }
@@ -90,7 +93,7 @@ pub(crate) fn transpose_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 fn transpose_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     let x = ctx.input(0)?;
     let r = x.shape.len();
-    let perm: Vec<usize> = match ctx.node.attr_ints("perm") {
+    let perm: Vec<usize> = match PERM.get(ctx.node) {
         Some(p) => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r).ok_or_else(|| format!("perm {p:?} is not a permutation of 0..{r}"))).collect::<Result<_, _>>()?,
         None => (0..r).rev().collect(),
     };

@@ -2,6 +2,11 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 1);
+const INVERSE: IntAttr = IntAttr::flag("inverse", false);
+const ONESIDED: IntAttr = IntAttr::flag("onesided", false);
+
 /// The `DFT` op.
 pub static DFT: OpDef = OpDef {
     name: "DFT",
@@ -10,9 +15,9 @@ pub static DFT: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
     attrs: &[
-        AttrSpec::int("axis", AttrCheck::Any),
-        AttrSpec::flag("inverse"),
-        AttrSpec::flag("onesided"),
+        AXIS.spec,
+        INVERSE.spec,
+        ONESIDED.spec,
     ],
     shape: Some(dft_out_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -31,7 +36,7 @@ pub(crate) fn dft_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
             None => -2,
         }
     } else {
-        n.attr_int("axis", 1)
+        AXIS.get(n)
     };
     // the last axis is the complex one: axes count among the others
     let axis = norm_axis(axis, r)?;
@@ -42,7 +47,7 @@ pub(crate) fn dft_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
         Some(_) => Some(floats_of(g, n, 1).filter(|v| v.len() == 1).map(|v| v[0] as i64)?),
         None => None,
     };
-    let (inverse, onesided) = (n.attr_int("inverse", 0) != 0, n.attr_int("onesided", 0) != 0);
+    let (inverse, onesided) = (INVERSE.on(n), ONESIDED.on(n));
     let mut out = x.clone();
     let d = length.map(Dim::Known).unwrap_or(x[axis]);
     out[axis] = match (inverse, onesided) {

@@ -1,6 +1,9 @@
 //! The `STFT`: definition and rules.
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const ONESIDED: IntAttr = IntAttr::flag("onesided", true);
+
 /// The `STFT` op (opset 17): short-time Fourier transform of `[batch, length, 1|2]` signals.
 pub static STFT: OpDef = OpDef {
     name: "STFT",
@@ -8,6 +11,9 @@ pub static STFT: OpDef = OpDef {
     inputs: Arity::range(2, 4),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
+    attrs: &[
+        ONESIDED.spec,
+    ],
     shape: Some(stft_shape),
     arg_slots: ArgSlots::From(1),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -32,7 +38,7 @@ fn stft_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         _ => Dim::Unknown,
     };
     let bins = match frame_length {
-        Some(fl) if n.attr_int("onesided", 1) != 0 => Dim::Known(fl / 2 + 1),
+        Some(fl) if ONESIDED.on(n) => Dim::Known(fl / 2 + 1),
         Some(fl) => Dim::Known(fl),
         None => Dim::Unknown,
     };

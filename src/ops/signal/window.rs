@@ -2,6 +2,10 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+// The attributes, with their ONNX defaults (checked when the IR is built).
+const OUTPUT_DATATYPE: IntAttr = IntAttr::new("output_datatype", AttrCheck::Any, 1);
+const PERIODIC: OptIntAttr = OptIntAttr::new("periodic", AttrCheck::Flag);
+
 /// The `HannWindow` op.
 pub static HANN_WINDOW: OpDef = OpDef {
     name: "HannWindow",
@@ -10,8 +14,8 @@ pub static HANN_WINDOW: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
     attrs: &[
-        AttrSpec::int("output_datatype", AttrCheck::Any),
-        AttrSpec::flag("periodic"),
+        OUTPUT_DATATYPE.spec,
+        PERIODIC.spec,
     ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -27,8 +31,8 @@ pub static HAMMING_WINDOW: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
     attrs: &[
-        AttrSpec::int("output_datatype", AttrCheck::Any),
-        AttrSpec::flag("periodic"),
+        OUTPUT_DATATYPE.spec,
+        PERIODIC.spec,
     ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -44,8 +48,8 @@ pub static BLACKMAN_WINDOW: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 17, until: None },
     attrs: &[
-        AttrSpec::int("output_datatype", AttrCheck::Any),
-        AttrSpec::flag("periodic"),
+        OUTPUT_DATATYPE.spec,
+        PERIODIC.spec,
     ],
     shape: Some(window_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
@@ -55,5 +59,5 @@ pub static BLACKMAN_WINDOW: OpDef = OpDef {
 
 pub(crate) fn window_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let size = floats_of(g, n, 0).filter(|v| v.len() == 1).map(|v| v[0] as i64);
-    vec![(Some(vec![size.map_or(Dim::Unknown, Dim::Known)]), None, None, Some(DType::from_onnx(n.attr_int("output_datatype", 1) as i32)))]
+    vec![(Some(vec![size.map_or(Dim::Unknown, Dim::Known)]), None, None, Some(DType::from_onnx(OUTPUT_DATATYPE.get(n) as i32)))]
 }

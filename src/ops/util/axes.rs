@@ -1,15 +1,22 @@
 //! The axes a reduction names, read once for shape inference and the gradient.
 use crate::ops::util::prelude::*;
 
+// The reductions' attributes, with their ONNX defaults.
+pub(crate) const REDUCE_AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+pub(crate) const KEEPDIMS: IntAttr = IntAttr::flag("keepdims", true);
+pub(crate) const NOOP_WITH_EMPTY_AXES: IntAttr = IntAttr::flag("noop_with_empty_axes", false);
+/// ArgMax's and ArgMin's one axis.
+pub(crate) const ARG_AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 0);
+
 /// The axes a reduction lists: its `axes` attribute, ArgMax/ArgMin's `axis`,
 /// else its axes input (`input`: that input's value, when known); empty when
 /// it names none. `None`: an axes input whose value is not known.
 pub(crate) fn listed_axes(n: &Node, input: Option<Vec<i64>>) -> Option<Vec<i64>> {
-    if let Some(a) = n.attr_ints("axes") {
-        return Some(a.to_vec());
-    }
     if n.is(&ARG_MAX) || n.is(&ARG_MIN) {
-        return Some(vec![n.attr_int("axis", 0)]);
+        return Some(vec![ARG_AXIS.get(n)]);
+    }
+    if let Some(a) = REDUCE_AXES.get(n) {
+        return Some(a.to_vec());
     }
     if n.input(1).is_some() {
         return input;
@@ -21,7 +28,7 @@ pub(crate) fn listed_axes(n: &Node, input: Option<Vec<i64>>) -> Option<Vec<i64>>
 pub fn reduce_axes(g: &Graph, n: &Node, rank: usize) -> Option<Vec<usize>> {
     let axes = listed_axes(n, ints_of(g, n, 1))?;
     if axes.is_empty() {
-        if n.attr_int("noop_with_empty_axes", 0) != 0 {
+        if NOOP_WITH_EMPTY_AXES.on(n) {
             return Some(Vec::new());
         }
         return Some((0..rank).collect());

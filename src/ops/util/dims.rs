@@ -26,7 +26,7 @@ pub(crate) fn floats_of(g: &Graph, n: &Node, i: usize) -> Option<Vec<f64>> {
         return t.as_floats();
     }
     let value = &g.values[v];
-    if let Some(AttrValue::Tensor(t)) = value.producer.and_then(|p| g.nodes[p].attrs.get("value")).filter(|_| value.producer.is_some_and(|p| g.nodes[p].is(&CONSTANT))) {
+    if let Some(t) = value.producer.map(|p| &g.nodes[p]).filter(|p| p.is(&CONSTANT)).and_then(|p| CONSTANT_VALUE.get(p)) {
         return t.as_floats();
     }
     if let Some(ints) = ints_of(g, n, i) {

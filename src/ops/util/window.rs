@@ -4,6 +4,25 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
+/// The padding modes of `auto_pad`.
+const PAD_MODES: AttrCheck = AttrCheck::OneOf(&["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]);
+// The window attributes of convolutions and pools, with their ONNX defaults
+// (the lists' defaults depend on the input's rank: one per spatial axis).
+pub(crate) const AUTO_PAD: StrAttr = StrAttr::new("auto_pad", PAD_MODES, "NOTSET");
+pub(crate) const STRIDES: IntsAttr = IntsAttr::new("strides", AttrCheck::AtLeast(1));
+pub(crate) const DILATIONS: IntsAttr = IntsAttr::new("dilations", AttrCheck::AtLeast(1));
+pub(crate) const PADS: IntsAttr = IntsAttr::new("pads", AttrCheck::AtLeast(0));
+/// Optional for convolutions (the weight's spatial shape), required for pools.
+pub(crate) const KERNEL_SHAPE: IntsAttr = IntsAttr::new("kernel_shape", AttrCheck::AtLeast(1));
+/// Required by the pools that have no weight to take it from.
+pub(crate) const POOL_KERNEL_SHAPE: IntsAttr = IntsAttr::required("kernel_shape", AttrCheck::AtLeast(1));
+pub(crate) const GROUP: IntAttr = IntAttr::new("group", AttrCheck::AtLeast(1), 1);
+pub(crate) const OUTPUT_PADDING: IntsAttr = IntsAttr::new("output_padding", AttrCheck::AtLeast(0));
+pub(crate) const OUTPUT_SHAPE: IntsAttr = IntsAttr::new("output_shape", AttrCheck::Any);
+pub(crate) const CEIL_MODE: IntAttr = IntAttr::flag("ceil_mode", false);
+pub(crate) const COUNT_INCLUDE_PAD: IntAttr = IntAttr::flag("count_include_pad", false);
+pub(crate) const STORAGE_ORDER: IntAttr = IntAttr::flag("storage_order", false);
+
 /// A window's attributes with the ONNX defaults (strides and dilations 1, pads 0, `NOTSET`).
 pub(crate) struct Window {
     pub strides: Vec<i64>,
@@ -16,10 +35,11 @@ impl Window {
     /// The window of node `n` over `spatial` axes.
     pub(crate) fn of(n: &Node, spatial: usize) -> Window {
         Window {
-            strides: n.attr_ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
-            dilations: n.attr_ints("dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
-            pads: n.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * spatial]),
-            auto_pad: n.attr_str("auto_pad").unwrap_or("NOTSET").to_string(),
+            strides: STRIDES.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
+            // MaxUnpool has no dilations, DeformConv no auto_pad
+            dilations: DILATIONS.declared(n).then(|| DILATIONS.get(n)).flatten().map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
+            pads: PADS.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * spatial]),
+            auto_pad: if AUTO_PAD.declared(n) { AUTO_PAD.get(n).to_string() } else { "NOTSET".to_string() },
         }
     }
 }
@@ -37,9 +57,10 @@ impl PoolFlags {
     /// The flags of node `n`.
     pub(crate) fn of(n: &Node) -> PoolFlags {
         PoolFlags {
-            ceil_mode: n.attr_int("ceil_mode", 0) != 0,
-            count_include_pad: n.attr_int("count_include_pad", 0) != 0,
-            column_major: n.attr_int("storage_order", 0) != 0,
+            // each flag is only some pools' own
+            ceil_mode: CEIL_MODE.declared(n) && CEIL_MODE.on(n),
+            count_include_pad: COUNT_INCLUDE_PAD.declared(n) && COUNT_INCLUDE_PAD.on(n),
+            column_major: STORAGE_ORDER.declared(n) && STORAGE_ORDER.on(n),
         }
     }
 }
@@ -56,7 +77,7 @@ pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
     }
     let spatial = x.len().saturating_sub(2);
     let transpose = n.is(&CONV_TRANSPOSE);
-    let group = n.attr_int("group", 1).max(1);
+    let group = GROUP.get(n).max(1);
     let channels = if transpose { arith(w.get(1).copied().unwrap_or(Dim::Unknown), Dim::Known(group), Arith::Mul) } else { w.first().copied().unwrap_or(Dim::Unknown) };
     let mut out = vec![x.first().copied().unwrap_or(Dim::Unknown), channels];
     let Window { strides, dilations: dil, pads, auto_pad } = Window::of(n, spatial);
@@ -69,7 +90,7 @@ pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
                 let ek = dil[i].checked_mul(k - 1).and_then(|v| v.checked_add(1));
                 let size = ek.and_then(|ek| {
                     if transpose {
-                        let op = n.attr_ints("output_padding").and_then(|p| p.get(i).copied()).unwrap_or(0);
+                        let op = OUTPUT_PADDING.get(n).and_then(|p| p.get(i).copied()).unwrap_or(0);
                         if auto_pad == "NOTSET" {
                             s.checked_mul(xi - 1)?.checked_add(op)?.checked_add(ek)?.checked_sub(p0)?.checked_sub(p1)
                         } else {
@@ -90,7 +111,7 @@ pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
         out.push(d);
     }
     // An explicit output_shape fixes ConvTranspose's spatial dims (pads follow from it).
-    if let Some(os) = n.attr_ints("output_shape").filter(|_| transpose) {
+    if let Some(os) = transpose.then(|| OUTPUT_SHAPE.get(n)).flatten() {
         let tail = if os.len() >= spatial { &os[os.len() - spatial..] } else { &[][..] };
         for (i, &d) in tail.iter().enumerate() {
             out[2 + i] = if d >= 0 { Dim::Known(d) } else { Dim::Unknown };
@@ -100,7 +121,7 @@ pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
 }
 
 pub(crate) fn pool_shape(g: &Graph, n: &Node) -> Vec<Out> {
-    let kernel = n.attr_ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
+    let kernel = KERNEL_SHAPE.get(n).map(<[i64]>::to_vec).unwrap_or_default();
     // The op's definition: the input has the kernel's rank plus batch and channel.
     let x = shape_of(g, n, 0).or_else(|| (!kernel.is_empty() && kernel.len() < 62).then(|| vec![Dim::Unknown; kernel.len() + 2]));
     let Some(x) = x else { return Vec::new() };

@@ -1,0 +1,436 @@
+//! Attributes, declared once per op as typed handles.
+//!
+//! An op file declares every attribute its rules read as a handle
+//! ([`IntAttr`], [`FloatAttr`], [`StrAttr`], ...): the ONNX name, type, range
+//! and default, written once. The op's [`OpDef::attrs`](super::OpDef::attrs)
+//! lists the handles' [`AttrSpec`]s; the IR builder checks every node against
+//! them once ([`check_attributes`]): an attribute of the wrong type, a value
+//! out of range or a missing required attribute is an error naming the node
+//! and the attribute, never a silent default. The rules then read attributes
+//! only through the handles, so each default lives in one place and the type a
+//! rule reads is the type the builder checked.
+use crate::ir::{AttrValue, Graph, Node, Tensor};
+use std::collections::HashMap;
+
+/// The type of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKind {
+    /// INT
+    Int,
+    /// FLOAT
+    Float,
+    /// INTS
+    Ints,
+    /// FLOATS
+    Floats,
+    /// STRING
+    Str,
+    /// STRINGS
+    Strings,
+    /// TENSOR
+    Tensor,
+    /// GRAPH
+    Graph,
+}
+
+impl AttrKind {
+    /// The ONNX name of the type (`INTS`).
+    pub fn onnx_name(self) -> &'static str {
+        match self {
+            AttrKind::Int => "INT",
+            AttrKind::Float => "FLOAT",
+            AttrKind::Ints => "INTS",
+            AttrKind::Floats => "FLOATS",
+            AttrKind::Str => "STRING",
+            AttrKind::Strings => "STRINGS",
+            AttrKind::Tensor => "TENSOR",
+            AttrKind::Graph => "GRAPH",
+        }
+    }
+
+    fn of(value: &AttrValue) -> Option<AttrKind> {
+        Some(match value {
+            AttrValue::Int(_) => AttrKind::Int,
+            AttrValue::Float(_) => AttrKind::Float,
+            AttrValue::Ints(_) => AttrKind::Ints,
+            AttrValue::Floats(_) => AttrKind::Floats,
+            AttrValue::Str(_) => AttrKind::Str,
+            AttrValue::Strings(_) => AttrKind::Strings,
+            AttrValue::Tensor(_) => AttrKind::Tensor,
+            AttrValue::Graph(_) | AttrValue::Graphs(_) => AttrKind::Graph,
+            // TENSORS, sparse tensors, type protos: no op reads them
+            AttrValue::Tensors(_) | AttrValue::Other => return None,
+        })
+    }
+}
+
+/// The values an attribute may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrCheck {
+    /// Any value of the type.
+    Any,
+    /// An INT, or every element of an INTS, at least this.
+    AtLeast(i64),
+    /// An INT that is 0 or 1.
+    Flag,
+    /// A STRING among these.
+    OneOf(&'static [&'static str]),
+}
+
+/// What an absent attribute means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrDefault {
+    /// The ONNX schema requires it: a node without it is refused when the IR is built.
+    Required,
+    /// Absent has its own meaning, which the rule that reads it states
+    /// (a default that depends on the input's shape or the opset, or none).
+    Absent,
+    /// This INT.
+    Int(i64),
+    /// This FLOAT.
+    Float(f32),
+    /// This STRING.
+    Str(&'static str),
+}
+
+/// An attribute an op reads: its name, type, range and default.
+#[derive(Debug, Clone, Copy)]
+pub struct AttrSpec {
+    /// The attribute's name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: AttrKind,
+    /// Its range.
+    pub check: AttrCheck,
+    /// What its absence means.
+    pub default: AttrDefault,
+}
+
+impl AttrSpec {
+    const fn new(name: &'static str, kind: AttrKind, check: AttrCheck, default: AttrDefault) -> AttrSpec {
+        AttrSpec { name, kind, check, default }
+    }
+
+    /// The spec's entry in the registry table: `axis=-1`, `perm`, `to!` (required).
+    pub fn render(&self) -> String {
+        match self.default {
+            AttrDefault::Required => format!("{}!", self.name),
+            AttrDefault::Absent => self.name.to_string(),
+            AttrDefault::Int(i) => format!("{}={i}", self.name),
+            AttrDefault::Float(f) => format!("{}={f}", self.name),
+            AttrDefault::Str(s) => format!("{}={s}", self.name),
+        }
+    }
+
+    /// What is wrong with `value` for this attribute, if anything.
+    fn problem(&self, value: &AttrValue) -> Option<String> {
+        // an attribute of a type no op reads: read as absent
+        let kind = AttrKind::of(value)?;
+        if kind != self.kind {
+            return Some(format!("is of type {}; the op takes {}", kind.onnx_name(), self.kind.onnx_name()));
+        }
+        self.out_of_range(value)
+    }
+
+    fn out_of_range(&self, value: &AttrValue) -> Option<String> {
+        match (self.check, value) {
+            (AttrCheck::AtLeast(k), AttrValue::Int(v)) if *v < k => Some(format!("is {v}; it must be at least {k}")),
+            (AttrCheck::AtLeast(k), AttrValue::Ints(vs)) => vs.iter().find(|&&v| v < k).map(|v| format!("holds {v}; every element must be at least {k}")),
+            (AttrCheck::Flag, AttrValue::Int(v)) if *v != 0 && *v != 1 => Some(format!("is {v}; it must be 0 or 1")),
+            (AttrCheck::OneOf(allowed), AttrValue::Str(s)) if !allowed.contains(&s.as_str()) => {
+                Some(format!("is '{}'; it must be one of {}", s.escape_debug(), allowed.join(", ")))
+            }
+            _ => None,
+        }
+    }
+
+    /// What is wrong with the declared default, if anything (a registry test
+    /// checks every op's; a default out of its own range is a typo).
+    pub fn default_problem(&self) -> Option<String> {
+        let value = match (self.default, self.kind) {
+            (AttrDefault::Required | AttrDefault::Absent, _) => return None,
+            (AttrDefault::Int(i), AttrKind::Int) => AttrValue::Int(i),
+            (AttrDefault::Float(f), AttrKind::Float) => AttrValue::Float(f),
+            (AttrDefault::Str(s), AttrKind::Str) => AttrValue::Str(s.to_string()),
+            (d, k) => return Some(format!("default {d:?} is not a {}", k.onnx_name())),
+        };
+        self.out_of_range(&value).map(|p| format!("default {p}"))
+    }
+}
+
+/// The first attribute of a node its op's definition refuses: `(name, what is wrong)`.
+pub(crate) fn check_attributes(def: &super::OpDef, attrs: &HashMap<String, AttrValue>) -> Result<(), (String, String)> {
+    for spec in def.attrs {
+        match attrs.get(spec.name) {
+            Some(v) => {
+                if let Some(problem) = spec.problem(v) {
+                    return Err((spec.name.to_string(), problem));
+                }
+            }
+            None if spec.default == AttrDefault::Required => {
+                return Err((spec.name.to_string(), format!("is missing; the op requires it ({})", spec.kind.onnx_name())));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// True when the node's op declares `spec` (its name and type).
+fn declares(spec: &AttrSpec, n: &Node) -> bool {
+    n.def.is_none_or(|d| d.attrs.iter().any(|s| s.name == spec.name && s.kind == spec.kind))
+}
+
+/// A node's attribute through its op's declaration. Reading an attribute the
+/// op does not declare is a bug in the rule (the builder never checked it):
+/// debug builds assert it, the op sweep test runs every rule of every op. A
+/// rule shared by ops of which only some have the attribute asks
+/// [`IntAttr::declared`] (every handle has it) first.
+fn read<'n>(spec: &AttrSpec, n: &'n Node) -> Option<&'n AttrValue> {
+    debug_assert!(
+        declares(spec, n),
+        "a rule of {} reads attribute {} ({}), which the op does not declare",
+        n.op_type,
+        spec.name,
+        spec.kind.onnx_name()
+    );
+    n.attrs.get(spec.name)
+}
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name {
+            /// The declaration the op lists in [`OpDef::attrs`](super::OpDef::attrs).
+            pub spec: AttrSpec,
+        }
+
+        impl $name {
+            /// True when the node sets the attribute.
+            pub fn is_set(&self, n: &Node) -> bool {
+                read(&self.spec, n).is_some()
+            }
+
+            /// True when the node's op has the attribute (rules shared by
+            /// several ops ask before reading one that only some have).
+            pub fn declared(&self, n: &Node) -> bool {
+                declares(&self.spec, n)
+            }
+        }
+    };
+}
+
+handle!(
+    /// An INT with a default.
+    IntAttr
+);
+impl IntAttr {
+    /// An INT in `check`, `default` when absent.
+    pub const fn new(name: &'static str, check: AttrCheck, default: i64) -> IntAttr {
+        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Int(default)) }
+    }
+    /// A 0/1 INT, `default` when absent.
+    pub const fn flag(name: &'static str, default: bool) -> IntAttr {
+        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, AttrCheck::Flag, AttrDefault::Int(default as i64)) }
+    }
+    /// The node's value.
+    pub fn get(&self, n: &Node) -> i64 {
+        match (read(&self.spec, n), self.spec.default) {
+            (Some(AttrValue::Int(i)), _) => *i,
+            (_, AttrDefault::Int(d)) => d,
+            _ => 0,
+        }
+    }
+    /// The node's value as a flag.
+    pub fn on(&self, n: &Node) -> bool {
+        self.get(n) != 0
+    }
+}
+
+handle!(
+    /// An INT whose absence the rule interprets (or that the op requires).
+    OptIntAttr
+);
+impl OptIntAttr {
+    /// An INT in `check`; absent means what the reading rule says.
+    pub const fn new(name: &'static str, check: AttrCheck) -> OptIntAttr {
+        OptIntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Absent) }
+    }
+    /// An INT the op requires.
+    pub const fn required(name: &'static str, check: AttrCheck) -> OptIntAttr {
+        OptIntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Required) }
+    }
+    /// The node's value, if set.
+    pub fn get(&self, n: &Node) -> Option<i64> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// A FLOAT with a default.
+    FloatAttr
+);
+impl FloatAttr {
+    /// A FLOAT, `default` when absent.
+    pub const fn new(name: &'static str, default: f32) -> FloatAttr {
+        FloatAttr { spec: AttrSpec::new(name, AttrKind::Float, AttrCheck::Any, AttrDefault::Float(default)) }
+    }
+    /// The node's value.
+    pub fn get(&self, n: &Node) -> f32 {
+        match (read(&self.spec, n), self.spec.default) {
+            (Some(AttrValue::Float(f)), _) => *f,
+            (_, AttrDefault::Float(d)) => d,
+            _ => 0.0,
+        }
+    }
+}
+
+handle!(
+    /// A FLOAT whose absence the rule interprets.
+    OptFloatAttr
+);
+impl OptFloatAttr {
+    /// A FLOAT; absent means what the reading rule says.
+    pub const fn new(name: &'static str) -> OptFloatAttr {
+        OptFloatAttr { spec: AttrSpec::new(name, AttrKind::Float, AttrCheck::Any, AttrDefault::Absent) }
+    }
+    /// The node's value, if set.
+    pub fn get(&self, n: &Node) -> Option<f32> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Float(f)) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// An INTS (absent: the reading rule's default, usually one per axis).
+    IntsAttr
+);
+impl IntsAttr {
+    /// An INTS whose elements are in `check`.
+    pub const fn new(name: &'static str, check: AttrCheck) -> IntsAttr {
+        IntsAttr { spec: AttrSpec::new(name, AttrKind::Ints, check, AttrDefault::Absent) }
+    }
+    /// An INTS the op requires.
+    pub const fn required(name: &'static str, check: AttrCheck) -> IntsAttr {
+        IntsAttr { spec: AttrSpec::new(name, AttrKind::Ints, check, AttrDefault::Required) }
+    }
+    /// The node's value, if set.
+    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n [i64]> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Ints(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// A FLOATS.
+    FloatsAttr
+);
+impl FloatsAttr {
+    /// A FLOATS.
+    pub const fn new(name: &'static str) -> FloatsAttr {
+        FloatsAttr { spec: AttrSpec::new(name, AttrKind::Floats, AttrCheck::Any, AttrDefault::Absent) }
+    }
+    /// The node's value, if set.
+    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n [f32]> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Floats(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// A STRING with a default.
+    StrAttr
+);
+impl StrAttr {
+    /// A STRING in `check`, `default` when absent.
+    pub const fn new(name: &'static str, check: AttrCheck, default: &'static str) -> StrAttr {
+        StrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Str(default)) }
+    }
+    /// The node's value.
+    pub fn get<'n>(&self, n: &'n Node) -> &'n str {
+        match (read(&self.spec, n), self.spec.default) {
+            (Some(AttrValue::Str(s)), _) => s,
+            (_, AttrDefault::Str(d)) => d,
+            _ => "",
+        }
+    }
+}
+
+handle!(
+    /// A STRING whose absence the rule interprets (or that the op requires).
+    OptStrAttr
+);
+impl OptStrAttr {
+    /// A STRING in `check`; absent means what the reading rule says.
+    pub const fn new(name: &'static str, check: AttrCheck) -> OptStrAttr {
+        OptStrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Absent) }
+    }
+    /// A STRING the op requires.
+    pub const fn required(name: &'static str, check: AttrCheck) -> OptStrAttr {
+        OptStrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Required) }
+    }
+    /// The node's value, if set.
+    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n str> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// A STRINGS.
+    StringsAttr
+);
+impl StringsAttr {
+    /// A STRINGS.
+    pub const fn new(name: &'static str) -> StringsAttr {
+        StringsAttr { spec: AttrSpec::new(name, AttrKind::Strings, AttrCheck::Any, AttrDefault::Absent) }
+    }
+}
+
+handle!(
+    /// A TENSOR.
+    TensorAttr
+);
+impl TensorAttr {
+    /// A TENSOR.
+    pub const fn new(name: &'static str) -> TensorAttr {
+        TensorAttr { spec: AttrSpec::new(name, AttrKind::Tensor, AttrCheck::Any, AttrDefault::Absent) }
+    }
+    /// The node's value, if set.
+    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n Tensor> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Tensor(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+handle!(
+    /// A GRAPH (a subgraph body or branch), required.
+    GraphAttr
+);
+impl GraphAttr {
+    /// A GRAPH the op requires.
+    pub const fn required(name: &'static str) -> GraphAttr {
+        GraphAttr { spec: AttrSpec::new(name, AttrKind::Graph, AttrCheck::Any, AttrDefault::Required) }
+    }
+    /// The node's subgraph, if set.
+    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n Graph> {
+        match read(&self.spec, n) {
+            Some(AttrValue::Graph(g)) => Some(g),
+            _ => None,
+        }
+    }
+}
