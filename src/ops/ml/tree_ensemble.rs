@@ -2,7 +2,8 @@
 use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
-const N_TARGETS: OptIntAttr = OptIntAttr::required("n_targets", AttrCheck::AtLeast(0));
+/// The number of targets (absent: not known from the attributes alone).
+const N_TARGETS: OptIntAttr = OptIntAttr::new("n_targets", AttrCheck::AtLeast(0));
 
 /// The `TreeEnsemble` op (ai.onnx.ml, opset 5): `[N, F]` features to `[N, n_targets]`.
 pub static TREE_ENSEMBLE: OpDef = OpDef {

@@ -2,8 +2,9 @@
 use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
-const Q_NUM_HEADS: OptIntAttr = OptIntAttr::required("q_num_heads", AttrCheck::AtLeast(1));
-const KV_NUM_HEADS: OptIntAttr = OptIntAttr::required("kv_num_heads", AttrCheck::AtLeast(1));
+/// Head counts that unpack the packed inputs (absent: unknown dims).
+const Q_NUM_HEADS: OptIntAttr = OptIntAttr::new("q_num_heads", AttrCheck::AtLeast(1));
+const KV_NUM_HEADS: OptIntAttr = OptIntAttr::new("kv_num_heads", AttrCheck::AtLeast(1));
 
 /// The `LinearAttention` op (opset 27): recurrent linear attention over packed
 /// `[B, T, heads * head_size]` inputs, with a `[B, H_kv, d_k, d_v]` state.
