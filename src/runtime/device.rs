@@ -18,6 +18,14 @@ pub enum GpuError {
         /// wgpu's reason.
         detail: String,
     },
+    /// Waiting for the device to finish submitted work failed.
+    #[error("waiting for the device to finish '{what}' failed: {detail}")]
+    Wait {
+        /// The work waited for.
+        what: String,
+        /// Why.
+        detail: String,
+    },
     /// A buffer readback failed.
     #[error("reading back '{what}' from the device failed: {detail}")]
     Readback {
@@ -163,7 +171,7 @@ impl Gpu {
     /// Waits until the queue has finished everything submitted; `what` names
     /// the work in the error.
     pub fn wait(&self, what: &str) -> Result<(), GpuError> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Readback { what: what.to_string(), detail: e.to_string() })
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::Wait { what: what.to_string(), detail: e.to_string() })
     }
 
     /// Waits for the queue, then maps a `MAP_READ` buffer and copies its bytes out.
