@@ -6,6 +6,9 @@ use crate::ops::util::prelude::*;
 pub(crate) const RESIZE_MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["nearest", "linear", "cubic"]), "nearest");
 const KEEP_ASPECT_RATIO_POLICY: StrAttr = StrAttr::new("keep_aspect_ratio_policy", AttrCheck::OneOf(&["stretch", "not_larger", "not_smaller"]), "stretch");
 const AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
+/// Upsample's mode: opset 1 named linear `bilinear` (the rules read it as
+/// [`RESIZE_MODE`], whose name and type it shares).
+const UPSAMPLE_MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["nearest", "linear", "bilinear"]), "nearest");
 const SCALES: FloatsAttr = FloatsAttr::new("scales");
 
 /// The `Resize` op.
@@ -35,7 +38,7 @@ pub static UPSAMPLE: OpDef = OpDef {
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: Some(9) },
     attrs: &[
-        RESIZE_MODE.spec,
+        UPSAMPLE_MODE.spec,
         SCALES.spec,
     ],
     shape: Some(resize_out_shape),
