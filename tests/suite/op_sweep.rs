@@ -100,8 +100,8 @@ fn attr_sets() -> Vec<Vec<(&'static str, Attr)>> {
 /// Every attribute `op` declares, each set to a valid value of its type (a
 /// flag on, a string its last allowed value, a count 1 or its minimum), so
 /// every rule also runs with all its attributes present and past the IR
-/// builder's checks; with debug assertions on, a rule that reads an attribute
-/// its op does not declare fails here.
+/// builder's checks; a rule that reads an attribute its op does not declare
+/// fails the sweep (`ops::undeclared_reads`).
 fn declared_set(op: &str) -> Vec<(&'static str, Attr)> {
     use adamp_graph::ops::{AttrCheck, AttrDefault, AttrKind};
     let Some(d) = adamp_graph::ops::lookup("", op) else { return Vec::new() };
@@ -191,4 +191,6 @@ fn no_op_panics_on_any_rank_arity_or_attribute() {
         }
     }
     assert!(panics.is_empty(), "{} of {cases} cases panicked, e.g.:\n  {}", panics.len(), panics.iter().take(30).cloned().collect::<Vec<_>>().join("\n  "));
+    let undeclared = adamp_graph::ops::undeclared_reads();
+    assert!(undeclared.is_empty(), "rules read attributes their ops do not declare (declare them, or ask `declared` first): {undeclared:?}");
 }

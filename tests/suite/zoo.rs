@@ -93,6 +93,8 @@ fn zoo_matches_ground_truth() {
     assert!(recall >= 0.99, "recall {recall:.4} ({} of {}); misses:\n{}", score.correct, score.expected, score.misses.join("\n"));
     let joint_recall = score.joint_found as f64 / score.joint_expected.max(1) as f64;
     assert!(joint_recall >= 0.99, "joint recall {joint_recall:.4}; misses:\n{}", score.misses.join("\n"));
+    let undeclared = adamp_graph::ops::undeclared_reads();
+    assert!(undeclared.is_empty(), "rules read attributes their ops do not declare: {undeclared:?}");
 }
 
 #[test]
