@@ -159,6 +159,26 @@ impl AttrSpec {
     }
 }
 
+/// `head`'s specs followed by `tail`'s, as an array of `N` (for ops whose
+/// attributes extend their family's shared list): `N` must be the sum, or
+/// the constant does not compile.
+pub const fn extend<const N: usize>(head: &[AttrSpec], tail: &[AttrSpec]) -> [AttrSpec; N] {
+    assert!(head.len() + tail.len() == N, "extend: N is not the two lists' length");
+    let filler = AttrSpec::new("", AttrKind::Int, AttrCheck::Any, AttrDefault::Absent);
+    let mut out = [filler; N];
+    let mut i = 0;
+    while i < head.len() {
+        out[i] = head[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < tail.len() {
+        out[i + j] = tail[j];
+        j += 1;
+    }
+    out
+}
+
 /// The first attribute of a node its op's definition refuses: `(name, what is wrong)`.
 pub(crate) fn check_attributes(def: &super::OpDef, attrs: &HashMap<String, AttrValue>) -> Result<(), (String, String)> {
     for spec in def.attrs {

@@ -2,7 +2,7 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
-// The attributes the rules read, with their ONNX defaults.
+// The attributes, with their ONNX defaults (checked when the IR is built).
 const BLOCKSIZE: OptIntAttr = OptIntAttr::required("blocksize", AttrCheck::AtLeast(1));
 /// DepthToSpace's, and SpaceToDepth's from the opsets that gave it one.
 const MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["DCR", "CRD"]), "DCR");

@@ -2,7 +2,8 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
-// The attributes, with their ONNX defaults (checked when the IR is built).
+// The convolutions' shared attributes (util::window) and the transpose's own.
+const CONV_TRANSPOSE_ATTRS: [AttrSpec; 8] = extend(CONV_ATTRS, &[OUTPUT_PADDING.spec, OUTPUT_SHAPE.spec]);
 
 /// The `ConvTranspose` op.
 pub static CONV_TRANSPOSE: OpDef = OpDef {
@@ -11,16 +12,7 @@ pub static CONV_TRANSPOSE: OpDef = OpDef {
     inputs: Arity::range(2, 3),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        AUTO_PAD.spec,
-        DILATIONS.spec,
-        KERNEL_SHAPE.spec,
-        PADS.spec,
-        STRIDES.spec,
-        GROUP.spec,
-        OUTPUT_PADDING.spec,
-        OUTPUT_SHAPE.spec,
-    ],
+    attrs: &CONV_TRANSPOSE_ATTRS,
     shape: Some(conv_shape),
     constraints: Some(conv_constraints),
     analysis: Analysis::Rule(conv_transpose_rule),

@@ -2,7 +2,9 @@
 #![allow(clippy::too_many_arguments)]
 use crate::ops::util::prelude::*;
 
-// The attributes, with their ONNX defaults (checked when the IR is built).
+// The windowed pools' shared attributes (util::window) and each one's own.
+const MAX_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[STORAGE_ORDER.spec]);
+const AVERAGE_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[COUNT_INCLUDE_PAD.spec]);
 
 /// The `MaxPool` op.
 pub static MAX_POOL: OpDef = OpDef {
@@ -11,15 +13,7 @@ pub static MAX_POOL: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 2),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        AUTO_PAD.spec,
-        DILATIONS.spec,
-        POOL_KERNEL_SHAPE.spec,
-        PADS.spec,
-        STRIDES.spec,
-        CEIL_MODE.spec,
-        STORAGE_ORDER.spec,
-    ],
+    attrs: &MAX_POOL_ATTRS,
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),
@@ -35,15 +29,7 @@ pub static AVERAGE_POOL: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        AUTO_PAD.spec,
-        DILATIONS.spec,
-        POOL_KERNEL_SHAPE.spec,
-        PADS.spec,
-        STRIDES.spec,
-        CEIL_MODE.spec,
-        COUNT_INCLUDE_PAD.spec,
-    ],
+    attrs: &AVERAGE_POOL_ATTRS,
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),
@@ -59,14 +45,7 @@ pub static LP_POOL: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        AUTO_PAD.spec,
-        DILATIONS.spec,
-        POOL_KERNEL_SHAPE.spec,
-        PADS.spec,
-        STRIDES.spec,
-        CEIL_MODE.spec,
-    ],
+    attrs: POOL_ATTRS,
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),

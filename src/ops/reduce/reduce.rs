@@ -3,8 +3,6 @@
 use super::kernel as kern_reduce;
 use crate::ops::util::prelude::*;
 
-// The attributes, with their ONNX defaults (checked when the IR is built).
-
 /// The `ReduceMean` op.
 pub static REDUCE_MEAN: OpDef = OpDef {
     name: "ReduceMean",
@@ -12,11 +10,7 @@ pub static REDUCE_MEAN: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -32,11 +26,7 @@ pub static REDUCE_SUM: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -52,11 +42,7 @@ pub static REDUCE_MAX: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -72,11 +58,7 @@ pub static REDUCE_MIN: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -92,11 +74,7 @@ pub static REDUCE_L2: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -112,11 +90,7 @@ pub static REDUCE_L1: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -132,11 +106,7 @@ pub static REDUCE_PROD: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),
@@ -152,11 +122,7 @@ pub static REDUCE_SUM_SQUARE: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Rule(reduce_rule),
     arg_slots: ArgSlots::From(1),
@@ -172,11 +138,7 @@ pub static REDUCE_LOG_SUM_EXP: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: log-sum-exp is neither homogeneous nor shift-equivariant per axis"),
     arg_slots: ArgSlots::From(1),
@@ -192,11 +154,7 @@ pub static REDUCE_LOG_SUM: OpDef = OpDef {
     inputs: Arity::range(1, 2),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: &[
-        REDUCE_AXES.spec,
-        KEEPDIMS.spec,
-        NOOP_WITH_EMPTY_AXES.spec,
-    ],
+    attrs: REDUCE_ATTRS,
     shape: Some(reduce_shape),
     analysis: Analysis::Unknown("not written: a change reaching it is unknown"),
     arg_slots: ArgSlots::From(1),

@@ -5,6 +5,8 @@ use crate::ops::util::prelude::*;
 pub(crate) const REDUCE_AXES: IntsAttr = IntsAttr::new("axes", AttrCheck::Any);
 pub(crate) const KEEPDIMS: IntAttr = IntAttr::flag("keepdims", true);
 pub(crate) const NOOP_WITH_EMPTY_AXES: IntAttr = IntAttr::flag("noop_with_empty_axes", false);
+/// Every Reduce* op's attributes.
+pub(crate) const REDUCE_ATTRS: &[AttrSpec] = &[REDUCE_AXES.spec, KEEPDIMS.spec, NOOP_WITH_EMPTY_AXES.spec];
 /// ArgMax's and ArgMin's one axis.
 pub(crate) const ARG_AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, 0);
 

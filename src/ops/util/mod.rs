@@ -18,7 +18,7 @@ pub(crate) mod prelude {
     pub(crate) use crate::analysis::effect::{mask, Affine, Flow, Mask, Scale, Shift};
     pub(crate) use crate::analysis::rules::*;
     pub(crate) use crate::ir::{DType, Dim, Graph, Node, Value, ValueId, MAX_TRACKED_INTS};
-    pub(crate) use crate::ops::{Analysis, ArgSlots, Arity, AttrCheck, Gradient, OpDef, Opsets, ShapeOut};
+    pub(crate) use crate::ops::{Analysis, ArgSlots, Arity, AttrCheck, AttrSpec, Gradient, OpDef, Opsets, ShapeOut};
     pub(crate) use crate::ops::*;
     pub(crate) use crate::rewrite::emit::*;
     pub(crate) use crate::rewrite::grad::*;

@@ -23,6 +23,11 @@ pub(crate) const CEIL_MODE: IntAttr = IntAttr::flag("ceil_mode", false);
 pub(crate) const COUNT_INCLUDE_PAD: IntAttr = IntAttr::flag("count_include_pad", false);
 pub(crate) const STORAGE_ORDER: IntAttr = IntAttr::flag("storage_order", false);
 
+/// Conv's, ConvInteger's and QLinearConv's attributes (ConvTranspose extends them).
+pub(crate) const CONV_ATTRS: &[AttrSpec] = &[AUTO_PAD.spec, DILATIONS.spec, KERNEL_SHAPE.spec, PADS.spec, STRIDES.spec, GROUP.spec];
+/// The windowed pools' shared attributes (MaxPool, AveragePool, LpPool).
+pub(crate) const POOL_ATTRS: &[AttrSpec] = &[AUTO_PAD.spec, DILATIONS.spec, POOL_KERNEL_SHAPE.spec, PADS.spec, STRIDES.spec, CEIL_MODE.spec];
+
 /// A window's attributes with the ONNX defaults (strides and dilations 1, pads 0, `NOTSET`).
 pub(crate) struct Window {
     pub strides: Vec<i64>,
