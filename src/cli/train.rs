@@ -339,9 +339,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let m = trainer.memory(&crate::train::run::gather(&data, &first))?;
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
-            "device memory: {:.1} MiB at peak: program {:.1} MiB ({:.1} resident, {:.1} shared by {:.1} MiB of activations), optimizer {:.1} MiB, statistics {:.2} MiB",
+            "device memory: {:.1} MiB at peak: program {:.1} MiB{} ({:.1} resident, {:.1} shared by {:.1} MiB of activations), optimizer {:.1} MiB, statistics {:.2} MiB",
             mib(m.peak()),
             mib(m.arena),
+            if m.arena_pages > 1 { format!(" in {} buffers", m.arena_pages) } else { String::new() },
             mib(m.resident),
             mib(m.transient),
             mib(m.unshared),

@@ -1,4 +1,5 @@
-//! A [`Program`] on a wgpu device: one arena buffer, pipelines compiled once
+//! A [`Program`] on a wgpu device: its arena in one buffer per page (see
+//! [`Program::pages`]), pipelines compiled once
 //! (cached by shader text across programs, so a second batch size reuses
 //! them), bind groups made once, and a step recorded into the caller's
 //! command encoder so that the whole training step is one submission.
@@ -76,6 +77,7 @@ pub fn limits(gpu: &Gpu) -> Limits {
         max_workgroups: gpu.limits.max_compute_workgroups_per_dimension.max(1),
         max_bindings: gpu.limits.max_storage_buffers_per_shader_stage.max(1),
         cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
+        max_buffer: gpu.limits.max_buffer_size,
     }
 }
 
@@ -83,7 +85,8 @@ pub fn limits(gpu: &Gpu) -> Limits {
 pub struct Executor<'g> {
     gpu: &'g Gpu,
     program: Program,
-    arena: wgpu::Buffer,
+    /// The arena's pages, one buffer each.
+    arena: Vec<wgpu::Buffer>,
     step_buffer: wgpu::Buffer,
     launches: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, [u32; 3])>,
     step: u32,
@@ -95,11 +98,10 @@ impl<'g> Executor<'g> {
     /// constants, compiles its kernels (through `cache`). `seed` seeds the
     /// random streams (Dropout).
     pub fn new(gpu: &'g Gpu, program: Program, cache: &mut PipelineCache, seed: u64) -> Result<Executor<'g>, ExecError> {
-        let bytes = program.arena_bytes().max(256);
-        if bytes > gpu.limits.max_buffer_size {
+        if program.page_bytes > gpu.limits.max_buffer_size {
             return Err(ExecError::Device(format!(
-                "the step needs {} MiB of device memory in one buffer; the adapter allows buffers of {} MiB",
-                bytes >> 20,
+                "the program was planned for buffers of {} MiB; the adapter allows {} MiB",
+                program.page_bytes >> 20,
                 gpu.limits.max_buffer_size >> 20
             )));
         }
@@ -112,12 +114,18 @@ impl<'g> Executor<'g> {
                 max_binding >> 20
             )));
         }
-        let arena = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("exec arena"),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let arena: Vec<wgpu::Buffer> = program
+            .pages()
+            .into_iter()
+            .map(|bytes| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("exec arena page"),
+                    size: bytes.max(256),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
         let step_buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("exec step"),
             size: 16,
@@ -128,7 +136,8 @@ impl<'g> Executor<'g> {
             let region = &program.regions[*r];
             let data: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             if !data.is_empty() {
-                gpu.queue.write_buffer(&arena, region.offset, &data);
+                let (page, at) = program.location(region.offset);
+                gpu.queue.write_buffer(&arena[page], at, &data);
             }
         }
         let mut launches = Vec::with_capacity(program.steps.len());
@@ -145,7 +154,8 @@ impl<'g> Executor<'g> {
                     let resource = match r {
                         Some(r) => {
                             let region = &program.regions[*r];
-                            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &arena, offset: region.offset, size: wgpu::BufferSize::new(region.bytes) })
+                            let (page, at) = program.location(region.offset);
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &arena[page], offset: at, size: wgpu::BufferSize::new(region.bytes) })
                         }
                         None => step_buffer.as_entire_binding(),
                     };
@@ -167,12 +177,14 @@ impl<'g> Executor<'g> {
         &self.program
     }
 
-    /// The arena buffer (every tensor of the program is a range of it).
-    pub fn arena(&self) -> &wgpu::Buffer {
-        &self.arena
+    /// The buffer holding arena offset `offset` (a tensor's, or within one:
+    /// no tensor crosses a page), and the offset in that buffer.
+    pub fn locate(&self, offset: u64) -> (&wgpu::Buffer, u64) {
+        let (page, at) = self.program.location(offset);
+        (&self.arena[page], at)
     }
 
-    /// Byte offset and size of a named tensor in the arena.
+    /// Byte offset (in the arena; [`Executor::locate`] gives its buffer) and size of a named tensor.
     pub fn region(&self, name: &str) -> Result<(u64, u64), ExecError> {
         let r = self.program.region_of(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
         Ok((r.offset, r.bytes))
@@ -200,7 +212,8 @@ impl<'g> Executor<'g> {
         }
         let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         if !bytes.is_empty() {
-            self.gpu.queue.write_buffer(&self.arena, offset, &bytes);
+            let (buffer, at) = self.locate(offset);
+            self.gpu.queue.write_buffer(buffer, at, &bytes);
         }
         Ok(())
     }
@@ -219,7 +232,8 @@ impl<'g> Executor<'g> {
         };
         let bytes: Vec<u8> = words.iter().flat_map(|x| x.to_le_bytes()).collect();
         if !bytes.is_empty() {
-            self.gpu.queue.write_buffer(&self.arena, offset, &bytes);
+            let (buffer, at) = self.locate(offset);
+            self.gpu.queue.write_buffer(buffer, at, &bytes);
         }
         Ok(())
     }
@@ -229,7 +243,8 @@ impl<'g> Executor<'g> {
         let slot = self.program.slot(name).ok_or_else(|| ExecError::NoValue(name.to_string()))?;
         let n = slot.info.as_ref().map(|i| i.numel()).unwrap_or(0);
         let (elem, offset) = self.checked(name, n)?;
-        let bytes = self.gpu.read_bytes(&self.arena, offset, 4 * n as u64, name)?;
+        let (buffer, at) = self.locate(offset);
+        let bytes = self.gpu.read_bytes(buffer, at, 4 * n as u64, name)?;
         Ok((elem, bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
     }
 

@@ -113,11 +113,15 @@ pub struct Limits {
     pub max_bindings: u32,
     /// A CPU adapter (lavapipe): prefer one invocation per row, few barriers.
     pub cpu: bool,
+    /// Bytes of one device buffer: the planner splits the arena into pages
+    /// of this size, with no tensor across two (the adapter's
+    /// `max_buffer_size`).
+    pub max_buffer: u64,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_workgroups: 65535, max_bindings: 8, cpu: false }
+        Limits { max_workgroups: 65535, max_bindings: 8, cpu: false, max_buffer: 1 << 30 }
     }
 }
 

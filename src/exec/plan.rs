@@ -80,6 +80,9 @@ pub struct Program {
     pub transient_bytes: u64,
     /// What the transient tensors would take without sharing.
     pub unshared_bytes: u64,
+    /// Bytes of one page of the arena (one device buffer each; no region
+    /// crosses a page boundary).
+    pub page_bytes: u64,
 }
 
 impl Program {
@@ -96,6 +99,19 @@ impl Program {
     /// Bytes of the whole arena.
     pub fn arena_bytes(&self) -> u64 {
         self.resident_bytes + self.transient_bytes
+    }
+
+    /// The bytes of each page of the arena: as many as it spans (at least one),
+    /// each [`Program::page_bytes`] but the last.
+    pub fn pages(&self) -> Vec<u64> {
+        let total = self.arena_bytes();
+        let n = total.div_ceil(self.page_bytes).max(1);
+        (0..n).map(|k| (total - (k * self.page_bytes).min(total)).min(self.page_bytes)).collect()
+    }
+
+    /// The page and the offset in it of arena offset `offset`.
+    pub fn location(&self, offset: u64) -> (usize, u64) {
+        ((offset / self.page_bytes) as usize, offset % self.page_bytes)
     }
 }
 
@@ -450,8 +466,21 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             regions[r].life = Lifetime::Between(first, last.max(reads));
         }
     }
-    let (resident_bytes, transient_bytes, unshared_bytes) = assign_offsets(&mut regions);
-    Ok(Program { graph, slots, regions, steps, constants, resident_bytes, transient_bytes, unshared_bytes })
+    // Pages: the adapter's largest buffer, whole ALIGN units; a tensor must fit in one.
+    let page_bytes = (limits.max_buffer / ALIGN * ALIGN).max(ALIGN);
+    for (v, s) in slots.iter().enumerate() {
+        if let Some(r) = s.region.filter(|&r| align(regions[r].bytes) > page_bytes) {
+            let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
+            return Err(ExecError::Device(format!(
+                "tensor '{}' takes {}; the adapter's buffers hold at most {}",
+                g.values[v].name,
+                kib(regions[r].bytes),
+                kib(page_bytes)
+            )));
+        }
+    }
+    let (resident_bytes, transient_bytes, unshared_bytes) = assign_offsets(&mut regions, page_bytes);
+    Ok(Program { graph, slots, regions, steps, constants, resident_bytes, transient_bytes, unshared_bytes, page_bytes })
 }
 
 fn align(x: u64) -> u64 {
@@ -459,33 +488,96 @@ fn align(x: u64) -> u64 {
 }
 
 /// Places resident regions first, then the transient ones by lifetime
-/// (largest first, lowest free offset). Returns (resident, transient, unshared) bytes.
-fn assign_offsets(regions: &mut [Region]) -> (u64, u64, u64) {
+/// (largest first, lowest free offset), none across a multiple of `page`
+/// (each region is at most a page: checked by the caller). Returns
+/// (resident, transient, unshared) bytes.
+fn assign_offsets(regions: &mut [Region], page: u64) -> (u64, u64, u64) {
+    // `at`, or the next page's start when [at, at + size) would cross into it
+    let fit = |at: u64, size: u64| if size > 0 && at / page != (at + size - 1) / page { (at / page + 1) * page } else { at };
     let mut resident = 0u64;
     for r in regions.iter_mut().filter(|r| r.life == Lifetime::Resident) {
-        r.offset = resident;
-        resident += align(r.bytes);
+        let size = align(r.bytes);
+        r.offset = fit(resident, size);
+        resident = r.offset + size;
     }
     let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].life != Lifetime::Resident).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(regions[i].bytes));
     let unshared: u64 = order.iter().map(|&i| align(regions[i].bytes)).sum();
     let mut placed: Vec<(u64, u64, usize, usize)> = Vec::new(); // offset, end, first, last
-    let mut top = 0u64;
+    let mut top = resident;
     for i in order {
         let Lifetime::Between(first, last) = regions[i].life else { continue };
         let size = align(regions[i].bytes);
         let mut busy: Vec<(u64, u64)> = placed.iter().filter(|p| p.2 <= last && first <= p.3).map(|p| (p.0, p.1)).collect();
         busy.sort();
-        let mut at = 0u64;
+        let mut at = fit(resident, size);
         for (lo, hi) in busy {
             if at + size <= lo {
                 break;
             }
-            at = at.max(hi);
+            at = fit(at.max(hi), size);
         }
         placed.push((at, at + size, first, last));
         top = top.max(at + size);
-        regions[i].offset = resident + at;
+        regions[i].offset = at;
     }
-    (resident, top, unshared)
+    (resident, top - resident, unshared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regions placed in pages: none crosses a page boundary, and two whose
+    /// lifetimes overlap never share bytes; with one huge page the layout is
+    /// the unpaged one (no padding).
+    #[test]
+    fn regions_fit_pages_and_never_overlap_while_both_live() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for page in [ALIGN, 4 * ALIGN, 16 * ALIGN, 1 << 40] {
+            for _ in 0..50 {
+                let mut regions: Vec<Region> = (0..40)
+                    .map(|_| {
+                        let bytes = 4 + next(page.min(8 * ALIGN) - 4);
+                        let life = if next(4) == 0 {
+                            Lifetime::Resident
+                        } else {
+                            let first = next(30) as usize;
+                            Lifetime::Between(first, first + next(6) as usize)
+                        };
+                        Region { offset: 0, bytes, life }
+                    })
+                    .collect();
+                let (resident, transient, unshared) = assign_offsets(&mut regions, page);
+                let top = resident + transient;
+                for (i, a) in regions.iter().enumerate() {
+                    let end = a.offset + align(a.bytes);
+                    assert_eq!(a.offset % ALIGN, 0);
+                    assert!(end <= top, "region {i} ends past the arena");
+                    assert_eq!(a.offset / page, (end - 1) / page, "region {i} ({} bytes at {}) crosses a {page}-byte page", a.bytes, a.offset);
+                    for b in &regions[i + 1..] {
+                        let live = |r: &Region| match r.life {
+                            Lifetime::Resident => (0, usize::MAX),
+                            Lifetime::Between(f, l) => (f, l),
+                        };
+                        let ((af, al), (bf, bl)) = (live(a), live(b));
+                        if af <= bl && bf <= al {
+                            assert!(end <= b.offset || b.offset + align(b.bytes) <= a.offset, "regions alive together overlap");
+                        }
+                    }
+                }
+                let sum: u64 = regions.iter().filter(|r| r.life == Lifetime::Resident).map(|r| align(r.bytes)).sum();
+                if page == 1 << 40 {
+                    assert_eq!(resident, sum, "one page: the resident regions back to back");
+                    assert!(transient <= unshared, "sharing by lifetime never takes more than no sharing");
+                }
+            }
+        }
+    }
 }

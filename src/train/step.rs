@@ -114,6 +114,9 @@ pub struct Memory {
     pub optimizer: u64,
     /// BatchNorm statistics.
     pub buffers: u64,
+    /// Device buffers the program's arena is split into (one unless it
+    /// exceeds the adapter's largest buffer).
+    pub arena_pages: usize,
 }
 
 impl Memory {
@@ -205,6 +208,8 @@ pub struct Trainer<'g> {
     metrics: Metrics,
     /// State tensors per parameter (2 for the Adam family, 1 for SGD).
     state_count: usize,
+    /// A smaller largest buffer than the adapter's, for the programs' arenas.
+    max_buffer: Option<u64>,
 }
 
 /// Float32 elements of an initializer.
@@ -247,7 +252,7 @@ impl<'g> Trainer<'g> {
         let accuracy = opts.loss == rewrite::Loss::CrossEntropy;
         let mut cache = PipelineCache::default();
         let metrics = Metrics::new(gpu, &graph.specs, &optimizer, &mut cache)?;
-        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache, seed, steps: 0, accuracy, last: None, metrics, state_count: opts.config.algorithm().state_names().len() })
+        Ok(Trainer { gpu, graph, optimizer, buffers, buffer_slots, programs: HashMap::new(), cache, seed, steps: 0, accuracy, last: None, metrics, state_count: opts.config.algorithm().state_names().len(), max_buffer: None })
     }
 
     /// The trainable tensors with their projection labels.
@@ -279,6 +284,17 @@ impl<'g> Trainer<'g> {
             let v = g.value_by_name(name).ok_or_else(|| TrainError::Model(format!("the gradient graph has no value '{name}' to watch")))?;
             g.add_output(v);
         }
+        Ok(())
+    }
+
+    /// Plans every program's arena in buffers of at most `bytes` (below the
+    /// adapter's own limit: to check the paged layout on any adapter). Call it
+    /// before the first step.
+    pub fn limit_buffers(&mut self, bytes: u64) -> Result<(), TrainError> {
+        if !self.programs.is_empty() {
+            return Err(TrainError::Model("buffers can be limited only before the first step".into()));
+        }
+        self.max_buffer = Some(bytes);
         Ok(())
     }
 
@@ -348,7 +364,9 @@ impl<'g> Trainer<'g> {
             ExecError::InputShape { name, detail } => TrainError::Data { array: name, detail },
             e => TrainError::Exec(e),
         })?;
-        let program = crate::exec::plan(specialized, limits(self.gpu))?;
+        let mut l = limits(self.gpu);
+        l.max_buffer = l.max_buffer.min(self.max_buffer.unwrap_or(u64::MAX));
+        let program = crate::exec::plan(specialized, l)?;
         let output_bytes = if self.accuracy {
             program.slot(&self.graph.output).and_then(|s| s.info.as_ref()).filter(|i| i.shape.len() == 2).map(|i| 4 * i.numel() as u64).unwrap_or(0)
         } else {
@@ -389,6 +407,7 @@ impl<'g> Trainer<'g> {
             unshared: p.unshared_bytes,
             optimizer: 2 * params + state,
             buffers: self.buffer_slots.iter().map(|b| 4 * b.2 as u64).sum(),
+            arena_pages: p.pages().len(),
         })
     }
 
@@ -438,13 +457,15 @@ impl<'g> Trainer<'g> {
         for (t, &off) in shaped.at.params.iter().enumerate() {
             for (buf, at, lo, len) in optimizer.pieces(t, false) {
                 if len > 0 {
-                    enc.copy_buffer_to_buffer(buf, at, shaped.exec.arena(), off + 4 * lo as u64, 4 * len as u64);
+                    let (dst, to) = shaped.exec.locate(off + 4 * lo as u64);
+                    enc.copy_buffer_to_buffer(buf, at, dst, to, 4 * len as u64);
                 }
             }
         }
         for ((_, at, n), &off) in buffer_slots.iter().zip(&shaped.at.stats) {
             if *n > 0 {
-                enc.copy_buffer_to_buffer(buffers, *at, shaped.exec.arena(), off, 4 * *n as u64);
+                let (dst, to) = shaped.exec.locate(off);
+                enc.copy_buffer_to_buffer(buffers, *at, dst, to, 4 * *n as u64);
             }
         }
         // Dropout draws from (seed, node, step): the same stream whichever program runs the step.
@@ -454,13 +475,15 @@ impl<'g> Trainer<'g> {
             for (t, &off) in shaped.at.grads.iter().enumerate() {
                 for (buf, at, lo, len) in optimizer.pieces(t, true) {
                     if len > 0 {
-                        enc.copy_buffer_to_buffer(shaped.exec.arena(), off + 4 * lo as u64, buf, at, 4 * len as u64);
+                        let (src, from) = shaped.exec.locate(off + 4 * lo as u64);
+                        enc.copy_buffer_to_buffer(src, from, buf, at, 4 * len as u64);
                     }
                 }
             }
             for ((_, at, n), &off) in buffer_slots.iter().zip(&shaped.at.stats_new) {
                 if *n > 0 {
-                    enc.copy_buffer_to_buffer(shaped.exec.arena(), off, buffers, *at, 4 * *n as u64);
+                    let (src, from) = shaped.exec.locate(off);
+                    enc.copy_buffer_to_buffer(src, from, buffers, *at, 4 * *n as u64);
                 }
             }
             optimizer.set_lr(lr);
@@ -470,12 +493,14 @@ impl<'g> Trainer<'g> {
             }
         }
         let (status, status_bytes) = optimizer.status_buffer();
-        enc.copy_buffer_to_buffer(shaped.exec.arena(), shaped.at.loss, &shaped.readback, 0, 4);
+        let (src, from) = shaped.exec.locate(shaped.at.loss);
+        enc.copy_buffer_to_buffer(src, from, &shaped.readback, 0, 4);
         if lr.is_some() {
             enc.copy_buffer_to_buffer(status, 0, &shaped.readback, 16, status_bytes);
         }
         if shaped.output_bytes > 0 {
-            enc.copy_buffer_to_buffer(shaped.exec.arena(), shaped.at.output, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
+            let (src, from) = shaped.exec.locate(shaped.at.output);
+            enc.copy_buffer_to_buffer(src, from, &shaped.readback, 16 + status_bytes, shaped.output_bytes);
         }
         let metrics_at = 16 + status_bytes + shaped.output_bytes;
         if measure {
@@ -656,7 +681,8 @@ impl Metrics {
             fn entry(binding: u32, buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
                 wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: wgpu::BufferSize::new(size) }) }
             }
-            let entries = [entry(0, exec.arena(), before, bytes), entry(1, &self.scratch, self.offsets[k], bytes), entry(2, &self.sums, 0, 16 * self.tensors.len() as u64)];
+            let (arena, before) = exec.locate(before);
+            let entries = [entry(0, arena, before, bytes), entry(1, &self.scratch, self.offsets[k], bytes), entry(2, &self.sums, 0, 16 * self.tensors.len() as u64)];
             out.push(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("metrics"), layout: &layout, entries: &entries }));
         }
         Ok(out)
