@@ -229,15 +229,10 @@ fn read<'n>(spec: &AttrSpec, n: &'n Node) -> Option<&'n AttrValue> {
     n.attrs.get(spec.name)
 }
 
+/// A handle type: its spec, `is_set`, `declared`, and `get`: the node's value
+/// of the type, `Option`al, or (`default:`) falling back to the default.
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name {
-            /// The declaration the op lists in [`OpDef::attrs`](super::OpDef::attrs).
-            pub spec: AttrSpec,
-        }
-
+    (@common $name:ident, $variant:ident, |$v:ident| $read:expr, $out:ty) => {
         impl $name {
             /// True when the node sets the attribute.
             pub fn is_set(&self, n: &Node) -> bool {
@@ -249,30 +244,60 @@ macro_rules! handle {
             pub fn declared(&self, n: &Node) -> bool {
                 declares(&self.spec, n)
             }
+
+            fn value<'n>(&self, n: &'n Node) -> Option<$out> {
+                match read(&self.spec, n) {
+                    Some(AttrValue::$variant($v)) => Some($read),
+                    _ => None,
+                }
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $variant:ident, |$v:ident| $read:expr, $out:ty, optional) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name {
+            /// The declaration the op lists in [`OpDef::attrs`](super::OpDef::attrs).
+            pub spec: AttrSpec,
+        }
+        handle!(@common $name, $variant, |$v| $read, $out);
+        impl $name {
+            /// The node's value, if set.
+            pub fn get<'n>(&self, n: &'n Node) -> Option<$out> {
+                self.value(n)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $variant:ident, |$v:ident| $read:expr, $out:ty, default: $d:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name {
+            /// The declaration the op lists in [`OpDef::attrs`](super::OpDef::attrs).
+            pub spec: AttrSpec,
+            default: $d,
+        }
+        handle!(@common $name, $variant, |$v| $read, $out);
+        impl $name {
+            /// The node's value, or the default.
+            pub fn get<'n>(&self, n: &'n Node) -> $out {
+                self.value(n).unwrap_or(self.default)
+            }
         }
     };
 }
 
 handle!(
     /// An INT with a default.
-    IntAttr
+    IntAttr, Int, |i| *i, i64, default: i64
 );
 impl IntAttr {
     /// An INT in `check`, `default` when absent.
     pub const fn new(name: &'static str, check: AttrCheck, default: i64) -> IntAttr {
-        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Int(default)) }
+        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Int(default)), default }
     }
     /// A 0/1 INT, `default` when absent.
     pub const fn flag(name: &'static str, default: bool) -> IntAttr {
-        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, AttrCheck::Flag, AttrDefault::Int(default as i64)) }
-    }
-    /// The node's value.
-    pub fn get(&self, n: &Node) -> i64 {
-        match (read(&self.spec, n), self.spec.default) {
-            (Some(AttrValue::Int(i)), _) => *i,
-            (_, AttrDefault::Int(d)) => d,
-            _ => 0,
-        }
+        IntAttr { spec: AttrSpec::new(name, AttrKind::Int, AttrCheck::Flag, AttrDefault::Int(default as i64)), default: default as i64 }
     }
     /// The node's value as a flag.
     pub fn on(&self, n: &Node) -> bool {
@@ -282,7 +307,7 @@ impl IntAttr {
 
 handle!(
     /// An INT whose absence the rule interprets (or that the op requires).
-    OptIntAttr
+    OptIntAttr, Int, |i| *i, i64, optional
 );
 impl OptIntAttr {
     /// An INT in `check`; absent means what the reading rule says.
@@ -293,55 +318,33 @@ impl OptIntAttr {
     pub const fn required(name: &'static str, check: AttrCheck) -> OptIntAttr {
         OptIntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Required) }
     }
-    /// The node's value, if set.
-    pub fn get(&self, n: &Node) -> Option<i64> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Int(i)) => Some(*i),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// A FLOAT with a default.
-    FloatAttr
+    FloatAttr, Float, |f| *f, f32, default: f32
 );
 impl FloatAttr {
     /// A FLOAT, `default` when absent.
     pub const fn new(name: &'static str, default: f32) -> FloatAttr {
-        FloatAttr { spec: AttrSpec::new(name, AttrKind::Float, AttrCheck::Any, AttrDefault::Float(default)) }
-    }
-    /// The node's value.
-    pub fn get(&self, n: &Node) -> f32 {
-        match (read(&self.spec, n), self.spec.default) {
-            (Some(AttrValue::Float(f)), _) => *f,
-            (_, AttrDefault::Float(d)) => d,
-            _ => 0.0,
-        }
+        FloatAttr { spec: AttrSpec::new(name, AttrKind::Float, AttrCheck::Any, AttrDefault::Float(default)), default }
     }
 }
 
 handle!(
     /// A FLOAT whose absence the rule interprets.
-    OptFloatAttr
+    OptFloatAttr, Float, |f| *f, f32, optional
 );
 impl OptFloatAttr {
     /// A FLOAT; absent means what the reading rule says.
     pub const fn new(name: &'static str) -> OptFloatAttr {
         OptFloatAttr { spec: AttrSpec::new(name, AttrKind::Float, AttrCheck::Any, AttrDefault::Absent) }
     }
-    /// The node's value, if set.
-    pub fn get(&self, n: &Node) -> Option<f32> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Float(f)) => Some(*f),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// An INTS (absent: the reading rule's default, usually one per axis).
-    IntsAttr
+    IntsAttr, Ints, |v| v.as_slice(), &'n [i64], optional
 );
 impl IntsAttr {
     /// An INTS whose elements are in `check`.
@@ -352,55 +355,33 @@ impl IntsAttr {
     pub const fn required(name: &'static str, check: AttrCheck) -> IntsAttr {
         IntsAttr { spec: AttrSpec::new(name, AttrKind::Ints, check, AttrDefault::Required) }
     }
-    /// The node's value, if set.
-    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n [i64]> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Ints(v)) => Some(v),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// A FLOATS.
-    FloatsAttr
+    FloatsAttr, Floats, |v| v.as_slice(), &'n [f32], optional
 );
 impl FloatsAttr {
     /// A FLOATS.
     pub const fn new(name: &'static str) -> FloatsAttr {
         FloatsAttr { spec: AttrSpec::new(name, AttrKind::Floats, AttrCheck::Any, AttrDefault::Absent) }
     }
-    /// The node's value, if set.
-    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n [f32]> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Floats(v)) => Some(v),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// A STRING with a default.
-    StrAttr
+    StrAttr, Str, |s| s.as_str(), &'n str, default: &'static str
 );
 impl StrAttr {
     /// A STRING in `check`, `default` when absent.
     pub const fn new(name: &'static str, check: AttrCheck, default: &'static str) -> StrAttr {
-        StrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Str(default)) }
-    }
-    /// The node's value.
-    pub fn get<'n>(&self, n: &'n Node) -> &'n str {
-        match (read(&self.spec, n), self.spec.default) {
-            (Some(AttrValue::Str(s)), _) => s,
-            (_, AttrDefault::Str(d)) => d,
-            _ => "",
-        }
+        StrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Str(default)), default }
     }
 }
 
 handle!(
     /// A STRING whose absence the rule interprets (or that the op requires).
-    OptStrAttr
+    OptStrAttr, Str, |s| s.as_str(), &'n str, optional
 );
 impl OptStrAttr {
     /// A STRING in `check`; absent means what the reading rule says.
@@ -411,18 +392,11 @@ impl OptStrAttr {
     pub const fn required(name: &'static str, check: AttrCheck) -> OptStrAttr {
         OptStrAttr { spec: AttrSpec::new(name, AttrKind::Str, check, AttrDefault::Required) }
     }
-    /// The node's value, if set.
-    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n str> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Str(s)) => Some(s),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// A STRINGS.
-    StringsAttr
+    StringsAttr, Strings, |v| v.as_slice(), &'n [String], optional
 );
 impl StringsAttr {
     /// A STRINGS.
@@ -433,36 +407,22 @@ impl StringsAttr {
 
 handle!(
     /// A TENSOR.
-    TensorAttr
+    TensorAttr, Tensor, |t| t, &'n Tensor, optional
 );
 impl TensorAttr {
     /// A TENSOR.
     pub const fn new(name: &'static str) -> TensorAttr {
         TensorAttr { spec: AttrSpec::new(name, AttrKind::Tensor, AttrCheck::Any, AttrDefault::Absent) }
     }
-    /// The node's value, if set.
-    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n Tensor> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Tensor(t)) => Some(t),
-            _ => None,
-        }
-    }
 }
 
 handle!(
     /// A GRAPH (a subgraph body or branch), required.
-    GraphAttr
+    GraphAttr, Graph, |g| &**g, &'n Graph, optional
 );
 impl GraphAttr {
     /// A GRAPH the op requires.
     pub const fn required(name: &'static str) -> GraphAttr {
         GraphAttr { spec: AttrSpec::new(name, AttrKind::Graph, AttrCheck::Any, AttrDefault::Required) }
-    }
-    /// The node's subgraph, if set.
-    pub fn get<'n>(&self, n: &'n Node) -> Option<&'n Graph> {
-        match read(&self.spec, n) {
-            Some(AttrValue::Graph(g)) => Some(g),
-            _ => None,
-        }
     }
 }
