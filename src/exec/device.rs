@@ -98,10 +98,10 @@ impl<'g> Executor<'g> {
     /// constants, compiles its kernels (through `cache`). `seed` seeds the
     /// random streams (Dropout).
     pub fn new(gpu: &'g Gpu, program: Program, cache: &mut PipelineCache, seed: u64) -> Result<Executor<'g>, ExecError> {
-        if program.page_bytes > gpu.limits.max_buffer_size {
+        if let Some(&big) = program.pages().iter().find(|&&p| p > gpu.limits.max_buffer_size) {
             return Err(ExecError::Device(format!(
-                "the program was planned for buffers of {} MiB; the adapter allows {} MiB",
-                program.page_bytes >> 20,
+                "the program was planned with a buffer of {} MiB; the adapter allows {} MiB (plan it with exec::device::limits)",
+                big >> 20,
                 gpu.limits.max_buffer_size >> 20
             )));
         }
