@@ -78,6 +78,7 @@ pub fn limits(gpu: &Gpu) -> Limits {
         max_bindings: gpu.limits.max_storage_buffers_per_shader_stage.max(1),
         cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
         max_buffer: gpu.limits.max_buffer_size,
+        max_binding: gpu.limits.max_storage_buffer_binding_size,
     }
 }
 
@@ -105,13 +106,11 @@ impl<'g> Executor<'g> {
                 gpu.limits.max_buffer_size >> 20
             )));
         }
-        let max_binding = gpu.limits.max_storage_buffer_binding_size;
-        if let Some((v, r)) = program.slots.iter().enumerate().filter_map(|(v, s)| s.region.map(|r| (v, r))).find(|&(_, r)| program.regions[r].bytes > max_binding) {
+        if let Some(r) = program.regions.iter().find(|r| r.bytes > gpu.limits.max_storage_buffer_binding_size) {
             return Err(ExecError::Device(format!(
-                "tensor '{}' takes {} MiB; the adapter binds at most {} MiB (tensors that large are not split yet)",
-                program.graph.values[v].name,
-                program.regions[r].bytes >> 20,
-                max_binding >> 20
+                "the program was planned with a binding of {} MiB; the adapter binds at most {} MiB (plan it with exec::device::limits)",
+                r.bytes >> 20,
+                gpu.limits.max_storage_buffer_binding_size >> 20
             )));
         }
         let arena: Vec<wgpu::Buffer> = program

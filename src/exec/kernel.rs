@@ -117,11 +117,14 @@ pub struct Limits {
     /// of this size, with no tensor across two (the adapter's
     /// `max_buffer_size`).
     pub max_buffer: u64,
+    /// Bytes one storage binding may cover (the adapter's
+    /// `max_storage_buffer_binding_size`): every tensor and scratch buffer.
+    pub max_binding: u64,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_workgroups: 65535, max_bindings: 8, cpu: false, max_buffer: 1 << 30 }
+        Limits { max_workgroups: 65535, max_bindings: 8, cpu: false, max_buffer: 1 << 30, max_binding: 1 << 30 }
     }
 }
 

@@ -289,6 +289,8 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
     // any value stored in it (aliases and in-place outputs share regions).
     let mut pinned: Vec<bool> = Vec::new();
     let mut region_reads: Vec<usize> = Vec::new();
+    // Scratch regions and the node that asked for each (for errors).
+    let mut scratch_of: Vec<(usize, usize)> = Vec::new();
 
     let new_region = |regions: &mut Vec<Region>, pinned: &mut Vec<bool>, region_reads: &mut Vec<usize>, info: &TensorInfo, life: Lifetime| {
         regions.push(Region { offset: 0, bytes: (4 * info.numel() as u64).max(4), life });
@@ -424,6 +426,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             .iter()
             .map(|(elem, n)| new_region(&mut regions, &mut pinned, &mut region_reads, &TensorInfo { elem: *elem, shape: vec![*n] }, Lifetime::Between(id, id)))
             .collect();
+        scratch_of.extend(scratch.iter().map(|&r| (r, id)));
         for launch in lowered.launches {
             let mut rs = Vec::with_capacity(launch.binds.len());
             for b in &launch.binds {
@@ -466,16 +469,29 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
             regions[r].life = Lifetime::Between(first, last.max(reads));
         }
     }
-    // Pages: the adapter's largest buffer, whole ALIGN units; a tensor must fit in one.
+    // Pages: the adapter's largest buffer, whole ALIGN units. Every region
+    // (a tensor, or a kernel's scratch) must fit in one, and in one binding.
     let page_bytes = (limits.max_buffer / ALIGN * ALIGN).max(ALIGN);
-    for (v, s) in slots.iter().enumerate() {
-        if let Some(r) = s.region.filter(|&r| align(regions[r].bytes) > page_bytes) {
-            let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
+    let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
+    let what = |r: usize| -> String {
+        match slots.iter().position(|s| s.region == Some(r)) {
+            Some(v) => format!("tensor '{}'", g.values[v].name),
+            None => match scratch_of.iter().find(|s| s.0 == r) {
+                Some(&(_, id)) => format!("the scratch buffer of node '{}' ({})", g.nodes[id].name, g.nodes[id].op_type),
+                None => "a buffer".to_string(),
+            },
+        }
+    };
+    for (r, region) in regions.iter().enumerate() {
+        if align(region.bytes) > page_bytes {
+            return Err(ExecError::Device(format!("{} takes {}; the adapter's buffers hold at most {}", what(r), kib(region.bytes), kib(page_bytes))));
+        }
+        if region.bytes > limits.max_binding {
             return Err(ExecError::Device(format!(
-                "tensor '{}' takes {}; the adapter's buffers hold at most {}",
-                g.values[v].name,
-                kib(regions[r].bytes),
-                kib(page_bytes)
+                "{} takes {}; the adapter binds at most {} (tensors that large are not split yet)",
+                what(r),
+                kib(region.bytes),
+                kib(limits.max_binding)
             )));
         }
     }

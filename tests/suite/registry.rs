@@ -263,6 +263,15 @@ fn bad_attributes_are_errors_naming_node_and_attribute() {
     b.output("y");
     let err = adamp_graph::ir::from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect_err("refused").to_string();
     assert!(err.contains("node 'MaxPool_0' (MaxPool)") && err.contains("attribute 'kernel_shape' is missing; the op requires it (INTS)"), "{err}");
+    // Concat's axis is required from opset 4; before, absent means 1.
+    let mut b = GraphBuilder::new("t", 3);
+    b.input("a", &[2, 3]);
+    b.input("c", &[2, 5]);
+    b.node("Concat", &["a", "c"], &["y"], &[]);
+    b.output("y");
+    let g = adamp_graph::ir::from_model(&load_model_bytes(b.to_bytes()).expect("decodes")).expect("an opset-3 Concat without axis builds");
+    let y = g.value_by_name("y").expect("y");
+    assert_eq!(format!("{:?}", g.values[y].shape), "Some([Known(2), Known(8)])");
     // A default is the op's own: LeakyRelu's alpha 0.01, Elu's 1.0 (the
     // registry table shows each op's).
     let table = adamp_graph::ops::table();

@@ -3,8 +3,14 @@
 use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
-/// Required from opset 4 (opsets 1-3 defaulted to 1; such models are refused with the attribute named).
-const AXIS: OptIntAttr = OptIntAttr::required("axis", AttrCheck::Any);
+/// The axis: required from opset 4, 1 when absent before ([`concat_axis`]).
+const AXIS: OptIntAttr = OptIntAttr::new("axis", AttrCheck::Any);
+
+/// A Concat's axis: the attribute, else opsets 1-3's default 1 (`None`: an
+/// opset 4+ node without it, invalid).
+fn concat_axis(opset: i64, n: &Node) -> Option<i64> {
+    AXIS.get(n).or((opset < 4).then_some(1))
+}
 
 /// The `Concat` op.
 pub static CONCAT: OpDef = OpDef {
@@ -29,7 +35,7 @@ pub(crate) fn concat_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Fl
         return one(Flow::Same);
     }
     let Some(r) = c.rank(n.output(0)) else { return one(unknown("Concat rank unknown")) };
-    let Some(axis) = AXIS.get(n).and_then(|a| crate::ir::norm_axis(a, r)) else { return one(variant("bad axis")) };
+    let Some(axis) = concat_axis(c.g.opset, n).and_then(|a| crate::ir::norm_axis(a, r)) else { return one(variant("bad axis")) };
     let ab = mask::bit(axis);
     let uniform = changed_in.len() == n.inputs.len() && changed_in.iter().all(|a| *a == changed_in[0]);
     if uniform {
@@ -61,7 +67,7 @@ pub(crate) fn concat_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Fl
 pub(crate) fn concat_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
     let r = ad.rank(n, 0)?;
-    let axis = AXIS.get(n).and_then(|a| crate::ir::norm_axis(a, r)).ok_or_else(|| Ad::err(n, "axis out of range"))? as i64;
+    let axis = concat_axis(ad.g.opset, n).and_then(|a| crate::ir::norm_axis(a, r)).ok_or_else(|| Ad::err(n, "axis missing or out of range"))? as i64;
     // Split sizes from the inputs' runtime shapes.
     let mut sizes = Vec::new();
     for i in 0..n.inputs.len() {
@@ -79,7 +85,7 @@ pub(crate) fn concat_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let shapes: Option<Vec<Vec<Dim>>> = n.inputs.iter().map(|i| i.and_then(|v| g.values[v].shape.clone())).collect();
     let s = shapes.and_then(|shapes| {
         let rank = shapes.first()?.len();
-        let axis = norm_axis(AXIS.get(n)?, rank)?;
+        let axis = norm_axis(concat_axis(g.opset, n)?, rank)?;
         let mut out = shapes[0].clone();
         out[axis] = shapes.iter().map(|s| s.get(axis).copied().unwrap_or(Dim::Unknown)).reduce(|a, b| arith(a, b, Arith::Add))?;
         Some(out)
@@ -100,7 +106,7 @@ fn concat_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     // output: any number of inputs fits the adapter's binding limit.
     let out = ctx.output(0)?;
     let r = out.shape.len();
-    let axis = super::map::axis(AXIS.get(ctx.node).ok_or("the axis attribute is missing")?, r, "axis")?;
+    let axis = super::map::axis(concat_axis(ctx.opset, ctx.node).ok_or("the axis attribute is missing")?, r, "axis")?;
     let mut lowered = Lowered::default();
     let mut at = 0usize;
     for (k, info) in ctx.inputs.iter().enumerate() {

@@ -64,9 +64,12 @@ pub(crate) fn split_shapes(g: &Graph, n: &Node) -> Vec<Out> {
             }
         }
         (_, Dim::Known(d)) if k > 0 => {
+            // checked: a hostile num_outputs or dim gives unknown sizes, never an overflow
             let num = NUM_OUTPUTS.get(n).unwrap_or(k as i64).max(1);
-            let chunk = (d + num - 1) / num;
-            (0..k as i64).map(|i| Dim::Known((d - i * chunk).clamp(0, chunk))).collect()
+            match d.checked_add(num - 1).map(|t| t / num).filter(|&chunk| chunk >= 0) {
+                Some(chunk) => (0..k as i64).map(|i| i.checked_mul(chunk).and_then(|s| d.checked_sub(s)).map_or(Dim::Unknown, |rest| Dim::Known(rest.clamp(0, chunk)))).collect(),
+                None => vec![Dim::Unknown; k],
+            }
         }
         _ => vec![Dim::Unknown; k],
     };

@@ -7,7 +7,7 @@ const AXIS: IntAttr = IntAttr::new("axis", AttrCheck::Any, -1);
 /// Opset 1's k (later opsets take it as an input).
 const K: OptIntAttr = OptIntAttr::new("k", AttrCheck::AtLeast(0));
 const LARGEST: IntAttr = IntAttr::flag("largest", true);
-const SORTED: OptIntAttr = OptIntAttr::new("sorted", AttrCheck::Flag);
+const SORTED: IntAttr = IntAttr::flag("sorted", true);
 
 /// The `TopK` op.
 pub static TOP_K: OpDef = OpDef {

@@ -12,7 +12,7 @@ const TRAINING_MODE: IntAttr = IntAttr::flag("training_mode", false);
 pub(crate) fn bn_training(opset: i64, n: &Node) -> bool {
     if opset >= 14 { TRAINING_MODE.on(n) } else { n.outputs.iter().skip(1).any(Option::is_some) }
 }
-const SPATIAL: OptIntAttr = OptIntAttr::new("spatial", AttrCheck::Flag);
+const SPATIAL: IntAttr = IntAttr::flag("spatial", true);
 
 /// The `BatchNormalization` op.
 pub static BATCH_NORMALIZATION: OpDef = OpDef {

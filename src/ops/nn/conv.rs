@@ -3,7 +3,7 @@
 use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
-const OFFSET_GROUP: OptIntAttr = OptIntAttr::new("offset_group", AttrCheck::AtLeast(1));
+const OFFSET_GROUP: IntAttr = IntAttr::new("offset_group", AttrCheck::AtLeast(1), 1);
 
 /// The `Conv` op.
 pub static CONV: OpDef = OpDef {

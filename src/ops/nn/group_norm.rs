@@ -5,7 +5,7 @@ use crate::ops::util::prelude::*;
 // The attributes, with their ONNX defaults (checked when the IR is built).
 const EPSILON: FloatAttr = FloatAttr::new("epsilon", 1e-5);
 const NUM_GROUPS: OptIntAttr = OptIntAttr::required("num_groups", AttrCheck::AtLeast(1));
-const STASH_TYPE: OptIntAttr = OptIntAttr::new("stash_type", AttrCheck::Any);
+const STASH_TYPE: IntAttr = IntAttr::new("stash_type", AttrCheck::Any, 1);
 
 /// The `GroupNormalization` op.
 pub static GROUP_NORMALIZATION: OpDef = OpDef {

@@ -3,11 +3,11 @@
 use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
-const MODE: OptStrAttr = OptStrAttr::new("mode", AttrCheck::OneOf(&["avg", "max"]));
+const MODE: StrAttr = StrAttr::new("mode", AttrCheck::OneOf(&["avg", "max"]), "avg");
 const OUTPUT_HEIGHT: IntAttr = IntAttr::new("output_height", AttrCheck::AtLeast(1), 1);
 const OUTPUT_WIDTH: IntAttr = IntAttr::new("output_width", AttrCheck::AtLeast(1), 1);
-const SAMPLING_RATIO: OptIntAttr = OptIntAttr::new("sampling_ratio", AttrCheck::AtLeast(0));
-const SPATIAL_SCALE: OptFloatAttr = OptFloatAttr::new("spatial_scale");
+const SAMPLING_RATIO: IntAttr = IntAttr::new("sampling_ratio", AttrCheck::AtLeast(0), 0);
+const SPATIAL_SCALE: FloatAttr = FloatAttr::new("spatial_scale", 1.0);
 
 /// The `GridSample` op.
 pub static GRID_SAMPLE: OpDef = OpDef {

@@ -3,8 +3,9 @@
 use crate::ops::util::prelude::*;
 
 // The windowed pools' shared attributes (util::window) and each one's own.
-const MAX_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[STORAGE_ORDER.spec]);
-const AVERAGE_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[COUNT_INCLUDE_PAD.spec]);
+const MAX_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[POOL_KERNEL_SHAPE.spec, STORAGE_ORDER.spec]);
+const AVERAGE_POOL_ATTRS: [AttrSpec; 7] = extend(POOL_ATTRS, &[POOL_KERNEL_SHAPE.spec, COUNT_INCLUDE_PAD.spec]);
+const LP_POOL_ATTRS: [AttrSpec; 6] = extend(POOL_ATTRS, &[KERNEL_SHAPE.spec]);
 
 /// The `MaxPool` op.
 pub static MAX_POOL: OpDef = OpDef {
@@ -45,7 +46,7 @@ pub static LP_POOL: OpDef = OpDef {
     inputs: Arity::range(1, 1),
     outputs: Arity::range(1, 1),
     opsets: Opsets { since: 1, until: None },
-    attrs: POOL_ATTRS,
+    attrs: &LP_POOL_ATTRS,
     shape: Some(pool_shape),
     constraints: Some(pool_constraints),
     analysis: Analysis::Rule(pool_rule),

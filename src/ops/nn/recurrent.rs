@@ -5,11 +5,11 @@ use crate::ops::util::prelude::*;
 // The attributes, with their ONNX defaults (checked when the IR is built).
 /// The hidden size (absent: read from the weights).
 const HIDDEN_SIZE: OptIntAttr = OptIntAttr::new("hidden_size", AttrCheck::AtLeast(1));
-const DIRECTION: OptStrAttr = OptStrAttr::new("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"]));
+const DIRECTION: StrAttr = StrAttr::new("direction", AttrCheck::OneOf(&["forward", "reverse", "bidirectional"]), "forward");
 const LAYOUT: IntAttr = IntAttr::flag("layout", false);
 const CLIP: OptFloatAttr = OptFloatAttr::new("clip");
-const LINEAR_BEFORE_RESET: OptIntAttr = OptIntAttr::new("linear_before_reset", AttrCheck::Flag);
-const INPUT_FORGET: OptIntAttr = OptIntAttr::new("input_forget", AttrCheck::Flag);
+const LINEAR_BEFORE_RESET: IntAttr = IntAttr::flag("linear_before_reset", false);
+const INPUT_FORGET: IntAttr = IntAttr::flag("input_forget", false);
 
 /// The `RNN` op.
 pub static RNN: OpDef = OpDef {
@@ -74,7 +74,7 @@ pub static LSTM: OpDef = OpDef {
 /// `layout = 1` puts the batch first.
 pub(crate) fn recurrent_shapes(g: &Graph, n: &Node) -> Vec<Out> {
     let Some(x) = shape_of(g, n, 0).filter(|x| x.len() == 3) else { return Vec::new() };
-    let dirs = if DIRECTION.get(n) == Some("bidirectional") { 2 } else { 1 };
+    let dirs = if DIRECTION.get(n) == "bidirectional" { 2 } else { 1 };
     let hidden = HIDDEN_SIZE.get(n).map(Dim::Known).unwrap_or_else(|| {
         shape_of(g, n, 2).and_then(|r| r.get(2).copied()).unwrap_or(Dim::Unknown)
     });

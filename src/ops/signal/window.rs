@@ -4,7 +4,7 @@ use crate::ops::util::prelude::*;
 
 // The attributes, with their ONNX defaults (checked when the IR is built).
 const OUTPUT_DATATYPE: IntAttr = IntAttr::new("output_datatype", AttrCheck::Any, 1);
-const PERIODIC: OptIntAttr = OptIntAttr::new("periodic", AttrCheck::Flag);
+const PERIODIC: IntAttr = IntAttr::flag("periodic", true);
 
 /// The `HannWindow` op.
 pub static HANN_WINDOW: OpDef = OpDef {

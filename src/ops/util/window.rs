@@ -25,8 +25,9 @@ pub(crate) const STORAGE_ORDER: IntAttr = IntAttr::flag("storage_order", false);
 
 /// Conv's, ConvInteger's and QLinearConv's attributes (ConvTranspose extends them).
 pub(crate) const CONV_ATTRS: &[AttrSpec] = &[AUTO_PAD.spec, DILATIONS.spec, KERNEL_SHAPE.spec, PADS.spec, STRIDES.spec, GROUP.spec];
-/// The windowed pools' shared attributes (MaxPool, AveragePool, LpPool).
-pub(crate) const POOL_ATTRS: &[AttrSpec] = &[AUTO_PAD.spec, DILATIONS.spec, POOL_KERNEL_SHAPE.spec, PADS.spec, STRIDES.spec, CEIL_MODE.spec];
+/// The windowed pools' shared attributes (MaxPool, AveragePool, LpPool), but
+/// kernel_shape (LpPool-1 does not require it; the others do).
+pub(crate) const POOL_ATTRS: &[AttrSpec] = &[AUTO_PAD.spec, DILATIONS.spec, PADS.spec, STRIDES.spec, CEIL_MODE.spec];
 
 /// A window's attributes with the ONNX defaults (strides and dilations 1, pads 0, `NOTSET`).
 pub(crate) struct Window {
