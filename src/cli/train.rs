@@ -413,7 +413,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         b.set_position(record.step);
                         b.set_prefix(record.epoch.to_string());
                         let acc = record.accuracy.map(|a| format!(" acc {a:.3}")).unwrap_or_default();
-                        b.set_message(format!("loss {:.4}{acc} {:.0} samples/s", record.loss, record.samples_per_s));
+                        b.set_message(format!("loss {:.4}{acc} {} samples/s", record.loss, rate(record.samples_per_s)));
                     }
                     let every = args.checkpoint_every.is_some_and(|k| k > 0 && record.step % k == 0);
                     let stop = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
@@ -484,11 +484,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let acc = summary.epoch_accuracy.map(|a| format!(", accuracy {a:.3}")).unwrap_or_default();
     let val = summary.validation.map(|(vl, va)| format!("; validation loss {vl:.5}{}", va.map(|a| format!(", accuracy {a:.3}")).unwrap_or_default())).unwrap_or_default();
     println!(
-        "{}: {} steps, last epoch's loss {:.5}{acc}{val}; {:.0} samples/s",
+        "{}: {} steps, last epoch's loss {:.5}{acc}{val}; {} samples/s",
         args.out.display(),
         summary.steps,
         summary.epoch_loss,
-        summary.samples_per_s
+        rate(summary.samples_per_s)
     );
     Ok(())
+}
+
+/// A rate for people: whole numbers from 10 on, two decimals below (a large
+/// model on a CPU adapter trains a fraction of a sample per second).
+fn rate(per_s: f64) -> String {
+    if per_s >= 10.0 {
+        format!("{per_s:.0}")
+    } else {
+        format!("{per_s:.2}")
+    }
 }
