@@ -9,7 +9,7 @@
 //! and the attribute, never a silent default. The rules then read attributes
 //! only through the handles, so each default lives in one place and the type a
 //! rule reads is the type the builder checked.
-use crate::ir::{AttrValue, Graph, Node, Tensor};
+use crate::ir::{AttrValue, DType, Graph, Node, Tensor};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -217,8 +217,8 @@ pub fn undeclared_reads() -> Vec<String> {
 /// op does not declare is a bug in the rule (the builder never checked it):
 /// it is recorded ([`undeclared_reads`]), the value read as absent, and the
 /// tests fail on it; no model can make it panic. A rule shared by ops of which
-/// only some have the attribute asks [`IntAttr::declared`] (every handle has
-/// it) first.
+/// only some have the attribute reads it with `get_if_declared` (every handle
+/// has it): absent, and not recorded, for the ops without it.
 fn read<'n>(spec: &AttrSpec, n: &'n Node) -> Option<&'n AttrValue> {
     if !declares(spec, n) {
         if let Ok(mut seen) = UNDECLARED.lock() {
@@ -229,8 +229,9 @@ fn read<'n>(spec: &AttrSpec, n: &'n Node) -> Option<&'n AttrValue> {
     n.attrs.get(spec.name)
 }
 
-/// A handle type: its spec, `is_set`, `declared`, and `get`: the node's value
-/// of the type, `Option`al, or (`default:`) falling back to the default.
+/// A handle type: its spec, `is_set`, and `get`: the node's value of the
+/// type, `Option`al, or (`default:`) falling back to the default;
+/// `get_if_declared` reads it as absent for ops that do not have it.
 macro_rules! handle {
     (@common $name:ident, $variant:ident, |$v:ident| $read:expr, $out:ty) => {
         impl $name {
@@ -239,17 +240,17 @@ macro_rules! handle {
                 read(&self.spec, n).is_some()
             }
 
-            /// True when the node's op has the attribute (rules shared by
-            /// several ops ask before reading one that only some have).
-            pub fn declared(&self, n: &Node) -> bool {
-                declares(&self.spec, n)
-            }
-
             fn value<'n>(&self, n: &'n Node) -> Option<$out> {
                 match read(&self.spec, n) {
                     Some(AttrValue::$variant($v)) => Some($read),
                     _ => None,
                 }
+            }
+
+            /// The value for a rule shared by ops of which only some have the
+            /// attribute: for the others, absent.
+            fn value_if_declared<'n>(&self, n: &'n Node) -> Option<$out> {
+                declares(&self.spec, n).then(|| self.value(n)).flatten()
             }
         }
     };
@@ -266,6 +267,11 @@ macro_rules! handle {
             pub fn get<'n>(&self, n: &'n Node) -> Option<$out> {
                 self.value(n)
             }
+
+            /// The node's value, if its op has the attribute and sets it.
+            pub fn get_if_declared<'n>(&self, n: &'n Node) -> Option<$out> {
+                self.value_if_declared(n)
+            }
         }
     };
     ($(#[$doc:meta])* $name:ident, $variant:ident, |$v:ident| $read:expr, $out:ty, default: $d:ty) => {
@@ -281,6 +287,11 @@ macro_rules! handle {
             /// The node's value, or the default.
             pub fn get<'n>(&self, n: &'n Node) -> $out {
                 self.value(n).unwrap_or(self.default)
+            }
+
+            /// The node's value if its op has the attribute and sets it, else the default.
+            pub fn get_if_declared<'n>(&self, n: &'n Node) -> $out {
+                self.value_if_declared(n).unwrap_or(self.default)
             }
         }
     };
@@ -303,6 +314,15 @@ impl IntAttr {
     pub fn on(&self, n: &Node) -> bool {
         self.get(n) != 0
     }
+    /// The element type an ONNX `TensorProto.DataType` code names (`None`: not an int32 code).
+    pub fn dtype(&self, n: &Node) -> Option<DType> {
+        dtype_of(self.get(n))
+    }
+}
+
+/// The element type of an ONNX `TensorProto.DataType` code (`None` beyond int32).
+fn dtype_of(code: i64) -> Option<DType> {
+    i32::try_from(code).ok().map(DType::from_onnx)
 }
 
 handle!(
@@ -317,6 +337,10 @@ impl OptIntAttr {
     /// An INT the op requires.
     pub const fn required(name: &'static str, check: AttrCheck) -> OptIntAttr {
         OptIntAttr { spec: AttrSpec::new(name, AttrKind::Int, check, AttrDefault::Required) }
+    }
+    /// The element type an ONNX `TensorProto.DataType` code names, if set (and an int32 code).
+    pub fn dtype(&self, n: &Node) -> Option<DType> {
+        self.get(n).and_then(dtype_of)
     }
 }
 

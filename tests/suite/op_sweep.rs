@@ -192,5 +192,5 @@ fn no_op_panics_on_any_rank_arity_or_attribute() {
     }
     assert!(panics.is_empty(), "{} of {cases} cases panicked, e.g.:\n  {}", panics.len(), panics.iter().take(30).cloned().collect::<Vec<_>>().join("\n  "));
     let undeclared = adamp_graph::ops::undeclared_reads();
-    assert!(undeclared.is_empty(), "rules read attributes their ops do not declare (declare them, or ask `declared` first): {undeclared:?}");
+    assert!(undeclared.is_empty(), "rules read attributes their ops do not declare (declare them, or read them with `get_if_declared`): {undeclared:?}");
 }

@@ -64,8 +64,7 @@ pub(crate) fn cast_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
         None => one(Flow::Same),
         Some(x) => {
             // CastLike takes its target's type, a float where the change reaches it
-            let to = || CAST_TO.get(n).and_then(|t| i32::try_from(t).ok()).map(crate::ir::DType::from_onnx);
-            if n.is(&CAST) && !to().is_some_and(|t| t.is_float()) {
+            if n.is(&CAST) && !CAST_TO.dtype(n).is_some_and(|t| t.is_float()) {
                 one(variant("cast of a changed value to a non-float type"))
             } else {
                 one(changed(x.clone()))

@@ -104,7 +104,7 @@ pub(crate) fn constant_of_shape_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 
 pub(crate) fn eye_like_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let mut out = same(g, n);
-    out[0].3 = DTYPE.get(n).and_then(|d| i32::try_from(d).ok()).map(DType::from_onnx).or(out[0].3);
+    out[0].3 = DTYPE.dtype(n).or(out[0].3);
     out
 }
 

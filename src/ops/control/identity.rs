@@ -25,7 +25,7 @@ pub(crate) fn identity_grad(_: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bo
 pub(crate) fn identity_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let v = val(g, n, 0);
     let cast = n.is(&CAST);
-    let dtype = if cast { CAST_TO.get(n).and_then(|t| i32::try_from(t).ok()).map(DType::from_onnx) } else { v.and_then(|v| v.dtype) };
+    let dtype = if cast { CAST_TO.dtype(n) } else { v.and_then(|v| v.dtype) };
     let mut scalar = v.and_then(|v| v.scalar);
     // Float shape arithmetic cast to an integer type (timm's pad_same:
     // Cast(Ceil(Div(...)))) truncates toward zero; its ints follow from the scalar.

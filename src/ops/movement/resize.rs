@@ -78,14 +78,14 @@ pub(crate) fn resize_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
     let s = shape_of(g, n, 0)?;
     // Upsample and Resize before opset 11: (X, scales); later Resize: (X, roi, scales, sizes)
     let (scales_slot, sizes_slot) = if n.is(&UPSAMPLE) || g.opset < 11 { (1, usize::MAX) } else { (2, 3) };
-    let axes: Option<Vec<usize>> = match AXES.declared(n).then(|| AXES.get(n)).flatten() {
+    let axes: Option<Vec<usize>> = match AXES.get_if_declared(n) {
         Some(a) => a.iter().map(|&a| norm_axis(a, s.len())).collect(),
         None => Some((0..s.len()).collect()),
     };
     let fallback = || s.iter().enumerate().map(|(i, d)| if i < 2 { *d } else { Dim::Unknown }).collect::<Vec<_>>();
     let Some(axes) = axes else { return Some(fallback()) };
     // Upsample has no policy: it stretches.
-    let policy = if KEEP_ASPECT_RATIO_POLICY.declared(n) { KEEP_ASPECT_RATIO_POLICY.get(n) } else { "stretch" };
+    let policy = KEEP_ASPECT_RATIO_POLICY.get_if_declared(n);
     if let Some(z) = ints_of(g, n, sizes_slot).filter(|z| z.len() == axes.len() && !z.is_empty()) {
         if policy != "stretch" {
             // one scale for all axes: the smallest (not_larger) or largest (not_smaller) ratio
@@ -107,7 +107,7 @@ pub(crate) fn resize_shape(g: &Graph, n: &Node) -> Option<Vec<Dim>> {
         }
         return Some(out);
     }
-    let scales = floats_of(g, n, scales_slot).or_else(|| SCALES.declared(n).then(|| SCALES.get(n)).flatten().map(|f| f.iter().map(|&x| x as f64).collect()));
+    let scales = floats_of(g, n, scales_slot).or_else(|| SCALES.get_if_declared(n).map(|f| f.iter().map(|&x| x as f64).collect()));
     match scales.filter(|z| z.len() == axes.len() && !z.is_empty()) {
         Some(z) => {
             let mut out = s.clone();

@@ -119,7 +119,8 @@ fn scatter_lowered(ctx: &KernelCtx, n: usize, body: &str) -> Result<Lowered, Str
     if ctx.input(1)?.elem != Elem::I32 {
         return Err("the indices must be integers".into());
     }
-    let reduction = if ctx.node.is(&SCATTER) { "none" } else { REDUCTION.get(ctx.node) };
+    // Scatter (opsets 9-10) has no reduction
+    let reduction = REDUCTION.get_if_declared(ctx.node);
     let helpers = reduce_helpers(x.elem, reduction)?;
     let mut lowered = Lowered { in_place: vec![0], ..Default::default() };
     if out.numel() > 0 {

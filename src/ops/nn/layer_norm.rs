@@ -80,7 +80,7 @@ pub(crate) fn norm_stats_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
         let axis = norm_axis(AXIS.get(n), s.len())?;
         Some(s.iter().enumerate().map(|(i, d)| if i >= axis { Dim::Known(1) } else { *d }).collect::<Vec<_>>())
     });
-    let dtype = Some(DType::from_onnx(STASH_TYPE.get(n) as i32));
+    let dtype = STASH_TYPE.dtype(n);
     out.push((stats.clone(), None, None, dtype));
     out.push((stats, None, None, dtype));
     out

@@ -126,11 +126,11 @@ pub(crate) fn pool_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
         return flows;
     }
     if let Some(t) = &x.shift {
-        let padded = PADS.declared(n) && (PADS.get(n).is_some_and(|p| p.iter().any(|&x| x != 0)) || AUTO_PAD.get(n).starts_with("SAME"));
         let ok = if n.is(&MAX_POOL) || n.is(&GLOBAL_MAX_POOL) || n.is(&GLOBAL_AVERAGE_POOL) {
             true
         } else if n.is(&AVERAGE_POOL) {
-            !padded || !PoolFlags::of(n).count_include_pad
+            let padded = PADS.get(n).is_some_and(|p| p.iter().any(|&x| x != 0)) || AUTO_PAD.get(n).starts_with("SAME");
+            !padded || !COUNT_INCLUDE_PAD.on(n)
         } else {
             false
         };
@@ -146,7 +146,7 @@ pub(crate) fn pool_rule(_: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
 
 pub(crate) fn max_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    if PoolFlags::of(n).column_major {
+    if STORAGE_ORDER.on(n) {
         return Err(Ad::err(n, "storage_order = 1 is not supported"));
     }
     let Some(idx) = n.output(1).map(|v| ad.g.values[v].name.clone()) else {
@@ -217,7 +217,7 @@ pub(crate) fn average_pool_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], _:
     // Static spatial dims give an output padding; unknown ones a zero pad to
     // the input's runtime shape (as for Conv).
     let x_sp: Option<Vec<i64>> = xd[2..].iter().map(|d| d.known()).collect();
-    let PoolFlags { ceil_mode, count_include_pad, .. } = PoolFlags::of(n);
+    let (ceil_mode, count_include_pad) = (CEIL_MODE.on(n), COUNT_INCLUDE_PAD.on(n));
     let padded_by_model = pads.iter().any(|&p| p != 0);
     if ceil_mode {
         // A partial last window (timm's DownsampleAvg, NFNet) reads past the end
@@ -417,7 +417,8 @@ fn pool_lowering(ctx: &KernelCtx, max: bool) -> Result<Lowered, String> {
         }
         _ => false,
     };
-    let PoolFlags { column_major, count_include_pad: include_pad, .. } = PoolFlags::of(ctx.node);
+    // MaxPool has storage_order, AveragePool count_include_pad
+    let (column_major, include_pad) = (STORAGE_ORDER.get_if_declared(ctx.node) != 0, COUNT_INCLUDE_PAD.get_if_declared(ctx.node) != 0);
     let p: usize = geo.output.iter().product();
     let s_in: usize = geo.input.iter().product();
     let kt: usize = k.iter().product();

@@ -156,18 +156,18 @@ pub(crate) fn random_draw_rule(_: &mut Ctx, n: &Node, _: &[Option<Affine>]) -> V
 
 pub(crate) fn random_shape(_g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let s = DRAW_SHAPE.get(n).filter(|s| s.iter().all(|&d| d >= 0)).map(|s| s.iter().map(|&d| Dim::Known(d)).collect());
-    vec![(s, None, None, Some(DType::from_onnx(DTYPE.get(n) as i32)))]
+    vec![(s, None, None, DTYPE.dtype(n))]
 }
 
 pub(crate) fn random_like_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
-    let dtype = LIKE_DTYPE.get(n).and_then(|d| i32::try_from(d).ok()).map(DType::from_onnx).or(first_dtype(g, n));
+    let dtype = LIKE_DTYPE.dtype(n).or(first_dtype(g, n));
     vec![(shape_of(g, n, 0), None, None, dtype)]
 }
 
 pub(crate) fn multinomial_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     // [batch, classes] -> [batch, sample_size]
     let s = shape_of(g, n, 0).filter(|s| s.len() == 2).map(|s| vec![s[0], Dim::Known(SAMPLE_SIZE.get(n))]);
-    vec![(s, None, None, Some(DType::from_onnx(MULTINOMIAL_DTYPE.get(n) as i32)))]
+    vec![(s, None, None, MULTINOMIAL_DTYPE.dtype(n))]
 }
 
 /// RandomUniform(Like): `low + (high - low) * u`, u uniform in [0, 1).

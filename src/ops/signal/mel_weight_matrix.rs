@@ -26,5 +26,5 @@ fn mel_weight_matrix_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let scalar = |i: usize| floats_of(g, n, i).filter(|v| v.len() == 1).map(|v| v[0] as i64).filter(|&x| x >= 0);
     let bins = scalar(1).map_or(Dim::Unknown, |d| Dim::Known(d / 2 + 1));
     let mels = scalar(0).map_or(Dim::Unknown, Dim::Known);
-    vec![(Some(vec![bins, mels]), None, None, Some(DType::from_onnx(OUTPUT_DATATYPE.get(n) as i32)))]
+    vec![(Some(vec![bins, mels]), None, None, OUTPUT_DATATYPE.dtype(n))]
 }

@@ -59,5 +59,5 @@ pub static BLACKMAN_WINDOW: OpDef = OpDef {
 
 pub(crate) fn window_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let size = floats_of(g, n, 0).filter(|v| v.len() == 1).map(|v| v[0] as i64);
-    vec![(Some(vec![size.map_or(Dim::Unknown, Dim::Known)]), None, None, Some(DType::from_onnx(OUTPUT_DATATYPE.get(n) as i32)))]
+    vec![(Some(vec![size.map_or(Dim::Unknown, Dim::Known)]), None, None, OUTPUT_DATATYPE.dtype(n))]
 }

@@ -43,33 +43,13 @@ impl Window {
         Window {
             strides: STRIDES.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
             // MaxUnpool has no dilations, DeformConv no auto_pad
-            dilations: DILATIONS.declared(n).then(|| DILATIONS.get(n)).flatten().map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
+            dilations: DILATIONS.get_if_declared(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; spatial]),
             pads: PADS.get(n).map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * spatial]),
-            auto_pad: if AUTO_PAD.declared(n) { AUTO_PAD.get(n).to_string() } else { "NOTSET".to_string() },
+            auto_pad: AUTO_PAD.get_if_declared(n).to_string(),
         }
     }
 }
 
-/// A pool's flags with their ONNX defaults (all 0): `ceil_mode`,
-/// AveragePool's `count_include_pad`, MaxPool's `storage_order` (1: indices
-/// column-major over the spatial axes).
-pub(crate) struct PoolFlags {
-    pub ceil_mode: bool,
-    pub count_include_pad: bool,
-    pub column_major: bool,
-}
-
-impl PoolFlags {
-    /// The flags of node `n`.
-    pub(crate) fn of(n: &Node) -> PoolFlags {
-        PoolFlags {
-            // each flag is only some pools' own
-            ceil_mode: CEIL_MODE.declared(n) && CEIL_MODE.on(n),
-            count_include_pad: COUNT_INCLUDE_PAD.declared(n) && COUNT_INCLUDE_PAD.on(n),
-            column_major: STORAGE_ORDER.declared(n) && STORAGE_ORDER.on(n),
-        }
-    }
-}
 
 pub(crate) fn conv_shape(g: &Graph, n: &Node) -> Vec<Out> {
     let (x, w) = (shape_of(g, n, 0), shape_of(g, n, 1));
@@ -137,7 +117,7 @@ pub(crate) fn pool_shape(g: &Graph, n: &Node) -> Vec<Out> {
     }
     let spatial = x.len() - 2;
     let Window { strides, dilations: dil, pads, auto_pad } = Window::of(n, spatial);
-    let ceil = PoolFlags::of(n).ceil_mode;
+    let ceil = CEIL_MODE.get_if_declared(n) != 0;
     let auto_pad = auto_pad.as_str();
     let mut out = vec![x[0], x.get(1).copied().unwrap_or(Dim::Unknown)];
     for i in 0..spatial {
