@@ -46,7 +46,7 @@ pub(crate) fn upgrade(g: &Graph, n: &Node, p: &mut NodeParts, em: &mut Emitter) 
     };
     // Before 13, (Log)Softmax normalized the input flattened to 2-D at `axis`.
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, ops::softmax_axis_value(g.opset, n), r)?;
+    let axis = checked_axis(n, ops::softmax_axis_value(g.opset, n), r)?;
     p.attrs.retain(|a| a.0 != "axis");
     if axis + 1 == r {
         p.attrs.push(a_int("axis", axis as i64));
@@ -188,7 +188,7 @@ pub(crate) fn rank_of(g: &Graph, n: &Node, i: usize) -> Result<usize, RewriteErr
 
 /// A node's axis (its op's `axis` attribute, read through the op's
 /// declaration) normalized against `rank`.
-pub(crate) fn axis_attr(n: &Node, axis: i64, rank: usize) -> Result<usize, RewriteError> {
+pub(crate) fn checked_axis(n: &Node, axis: i64, rank: usize) -> Result<usize, RewriteError> {
     crate::ir::norm_axis(axis, rank).ok_or_else(|| RewriteError::Node {
         node: n.name.clone(),
         op: n.op_type.clone(),
@@ -235,7 +235,7 @@ pub(crate) fn per_channel(em: &mut Emitter, v: &str, rank: usize) -> String {
 /// normalization normalize over.
 pub(crate) fn trailing_axes(g: &Graph, n: &Node, axis: i64) -> Result<Vec<i64>, RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, axis, r)?;
+    let axis = checked_axis(n, axis, r)?;
     Ok((axis as i64..r as i64).collect())
 }
 

@@ -42,7 +42,6 @@ pub static ROTARY_EMBEDDING: OpDef = OpDef {
 pub(crate) fn attention_shapes(g: &Graph, n: &Node) -> Vec<Out> {
     let (Some(q), Some(k), Some(v)) = (shape_of(g, n, 0), shape_of(g, n, 1), shape_of(g, n, 2)) else { return Vec::new() };
     let dtype = first_dtype(g, n);
-    let heads = |attr: &OptIntAttr| attr.get(n);
     // 4-D [B, heads, seq, head_size]; 3-D [B, seq, heads * head_size]
     let as4 = |t: &[Dim], h: Option<i64>| -> Option<Vec<Dim>> {
         match t.len() {
@@ -54,7 +53,7 @@ pub(crate) fn attention_shapes(g: &Graph, n: &Node) -> Vec<Out> {
             _ => None,
         }
     };
-    let (Some(q4), Some(k4), Some(v4)) = (as4(&q, heads(&Q_NUM_HEADS)), as4(&k, heads(&KV_NUM_HEADS)), as4(&v, heads(&KV_NUM_HEADS))) else {
+    let (Some(q4), Some(k4), Some(v4)) = (as4(&q, Q_NUM_HEADS.get(n)), as4(&k, KV_NUM_HEADS.get(n)), as4(&v, KV_NUM_HEADS.get(n))) else {
         return Vec::new();
     };
     // past key/value (inputs 4, 5) are concatenated before the current ones along the sequence

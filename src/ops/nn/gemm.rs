@@ -31,29 +31,9 @@ pub static GEMM: OpDef = OpDef {
     ..OpDef::BASE
 };
 
-/// Gemm's attributes with their ONNX defaults (no transposes, alpha = beta = 1),
-/// read in one place for every rule (types and ranges are checked when the IR is built).
-struct GemmAttrs {
-    trans_a: bool,
-    trans_b: bool,
-    alpha: f32,
-    beta: f32,
-}
-
-impl GemmAttrs {
-    fn of(n: &Node) -> GemmAttrs {
-        GemmAttrs {
-            trans_a: TRANSA.get(n) != 0,
-            trans_b: TRANSB.get(n) != 0,
-            alpha: ALPHA.get(n),
-            beta: BETA.get(n),
-        }
-    }
-}
-
 pub(crate) fn gemm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow> {
     let (ea, eb) = (e[0].as_ref(), e.get(1).and_then(Option::as_ref));
-    let GemmAttrs { trans_a: ta, trans_b: tb, .. } = GemmAttrs::of(n);
+    let (ta, tb) = (TRANSA.on(n), TRANSB.on(n));
     let (m_axis, k_axis_a) = if ta { (1, 0) } else { (0, 1) };
     let (n_axis, k_axis_b) = if tb { (0, 1) } else { (1, 0) };
     let mut scale = None;
@@ -97,7 +77,7 @@ pub(crate) fn gemm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<Flow
 
 pub(crate) fn gemm_grad(ad: &mut Ad, n: &Node, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>, RewriteError> {
     let dy = dy0!(n, dy);
-    let GemmAttrs { trans_a: ta, trans_b: tb, alpha, beta } = GemmAttrs::of(n);
+    let (ta, tb, alpha, beta) = (TRANSA.on(n), TRANSB.on(n), ALPHA.get(n), BETA.get(n));
     let (a, b) = (ad.name(n, 0), ad.name(n, 1));
     let gm = |em: &mut Emitter, x: &str, y: &str, t1: bool, t2: bool| {
         em.op(&GEMM, &[x, y], vec![crate::rewrite::emit::a_float("alpha", alpha), a_int("transA", t1 as i64), a_int("transB", t2 as i64)])
@@ -122,9 +102,8 @@ pub(crate) fn gemm_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
     let (a, b) = (shape_of(g, n, 0), shape_of(g, n, 1));
     let s = match (a, b) {
         (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
-            let t = GemmAttrs::of(n);
-            let m = if t.trans_a { a[1] } else { a[0] };
-            let k = if t.trans_b { b[0] } else { b[1] };
+            let m = if TRANSA.on(n) { a[1] } else { a[0] };
+            let k = if TRANSB.on(n) { b[0] } else { b[1] };
             Some(vec![m, k])
         }
         _ => None,
@@ -134,10 +113,9 @@ pub(crate) fn gemm_shape(g: &Graph, n: &Node) -> Vec<ShapeOut> {
 
 /// The output's columns: B's axis 1 (0 transposed); A's rows likewise.
 pub(crate) fn gemm_channel_axis(n: &Node, slot: usize, _: usize) -> Option<usize> {
-    let t = GemmAttrs::of(n);
     match slot {
-        1 => Some(if t.trans_b { 0 } else { 1 }),
-        0 => Some(if t.trans_a { 1 } else { 0 }),
+        1 => Some(if TRANSB.on(n) { 0 } else { 1 }),
+        0 => Some(if TRANSA.on(n) { 1 } else { 0 }),
         _ => None,
     }
 }
@@ -147,7 +125,7 @@ fn gemm_kernel(ctx: &KernelCtx) -> Result<Lowered, String> {
     if a.elem != Elem::F32 || b.elem != Elem::F32 || out.elem != Elem::F32 {
         return Err(format!("the kernel computes float32; the inputs are {:?} and {:?}", a.elem, b.elem));
     }
-    let GemmAttrs { trans_a: ta, trans_b: tb, alpha, beta } = GemmAttrs::of(ctx.node);
+    let (ta, tb, alpha, beta) = (TRANSA.on(ctx.node), TRANSB.on(ctx.node), ALPHA.get(ctx.node), BETA.get(ctx.node));
     let (&[a0, a1], &[b0, b1]) = (a.shape.as_slice(), b.shape.as_slice()) else {
         return Err(format!("Gemm needs 2-D A and B; they are {:?} and {:?}", a.shape, b.shape));
     };

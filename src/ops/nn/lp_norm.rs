@@ -39,7 +39,7 @@ pub(crate) fn lp_norm_rule(c: &mut Ctx, n: &Node, e: &[Option<Affine>]) -> Vec<F
 /// LpNormalization (p = 1 or 2).
 pub(crate) fn lp_norm_lower(g: &Graph, n: &Node, em: &mut Emitter, _: &mut Vec<(String, String)>) -> Result<(), RewriteError> {
     let r = rank_of(g, n, 0)?;
-    let axis = axis_attr(n, AXIS.get(n), r)?;
+    let axis = checked_axis(n, AXIS.get(n), r)?;
     let op = match P.get(n) {
         1 => &REDUCE_L1,
         2 => &REDUCE_L2,
