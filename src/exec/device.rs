@@ -99,17 +99,13 @@ impl<'g> Executor<'g> {
     /// constants, compiles its kernels (through `cache`). `seed` seeds the
     /// random streams (Dropout).
     pub fn new(gpu: &'g Gpu, program: Program, cache: &mut PipelineCache, seed: u64) -> Result<Executor<'g>, ExecError> {
-        if let Some(&big) = program.pages().iter().find(|&&p| p > gpu.limits.max_buffer_size) {
+        // The planner checked every region against the limits it was given.
+        if program.page_bytes > gpu.limits.max_buffer_size || program.binding_bytes > gpu.limits.max_storage_buffer_binding_size {
             return Err(ExecError::Device(format!(
-                "the program was planned with a buffer of {} MiB; the adapter allows {} MiB (plan it with exec::device::limits)",
-                big >> 20,
-                gpu.limits.max_buffer_size >> 20
-            )));
-        }
-        if let Some(r) = program.regions.iter().find(|r| r.bytes > gpu.limits.max_storage_buffer_binding_size) {
-            return Err(ExecError::Device(format!(
-                "the program was planned with a binding of {} MiB; the adapter binds at most {} MiB (plan it with exec::device::limits)",
-                r.bytes >> 20,
+                "the program was planned for buffers of {} MiB and bindings of {} MiB; the adapter allows {} and {} MiB (plan it with exec::device::limits)",
+                program.page_bytes >> 20,
+                program.binding_bytes >> 20,
+                gpu.limits.max_buffer_size >> 20,
                 gpu.limits.max_storage_buffer_binding_size >> 20
             )));
         }

@@ -83,6 +83,8 @@ pub struct Program {
     /// Bytes of one page of the arena (one device buffer each; no region
     /// crosses a page boundary).
     pub page_bytes: u64,
+    /// The binding limit every region was planned within.
+    pub binding_bytes: u64,
 }
 
 impl Program {
@@ -496,7 +498,7 @@ pub fn plan(graph: Graph, limits: Limits) -> Result<Program, ExecError> {
         }
     }
     let (resident_bytes, transient_bytes, unshared_bytes) = assign_offsets(&mut regions, page_bytes);
-    Ok(Program { graph, slots, regions, steps, constants, resident_bytes, transient_bytes, unshared_bytes, page_bytes })
+    Ok(Program { graph, slots, regions, steps, constants, resident_bytes, transient_bytes, unshared_bytes, page_bytes, binding_bytes: limits.max_binding })
 }
 
 fn align(x: u64) -> u64 {
